@@ -1,0 +1,61 @@
+"""Test environments. Prefect and Airflow cannot share one environment (FastAPI pins), so each
+integration gets its own; the core suite runs in a third, lighter one. `nox` runs them all."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "core", "prefect", "airflow"]
+nox.options.reuse_venv = "yes"
+
+PYTHON = "3.11"
+# prefect 3.9.x asks for certifi>=2026.10.19, newer than this package index has; any recent certifi works.
+OVERRIDES = "constraints/overrides.txt"
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install("--override", OVERRIDES, "-e", f".[{extras}]")
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", "-p", "no:cacheprovider", "-ra", *paths, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def core(session: nox.Session) -> None:
+    """raydog_core: builder, backends, emulator, autoscaler, tag store, tunnels."""
+    _install(session, "test")
+    _pytest(session, "tests", "--ignore=tests/prefect", "--ignore=tests/airflow")
+
+
+@nox.session(python=PYTHON)
+def prefect(session: nox.Session) -> None:
+    _install(session, "prefect,test")
+    _pytest(session, "tests/prefect")
+
+
+@nox.session(python=PYTHON)
+def airflow(session: nox.Session) -> None:
+    _install(session, "airflow,test")
+    _pytest(session, "tests/airflow")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The README's main job."""
+    _install(session, "test")
+    session.run("python", "examples/main_job.py")
+
+
+@nox.session(python=PYTHON)
+def benchmarks(session: nox.Session) -> None:
+    _install(session, "prefect,test")
+    session.run("python", "-m", "benchmarks", *session.posargs)

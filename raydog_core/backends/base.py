@@ -1,0 +1,141 @@
+"""The Backend protocol: the only place that knows where nodes live.
+
+The builder, the autoscaler NodeProvider and both orchestrator integrations talk to nodes through this
+protocol only. A backend starts pools of nodes, each node running a bash start-up script with an
+environment, reports what is alive (the truth, not a cache) and removes what it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from raydog_core.spec import NodeResources, YellowDogNodeOptions
+
+
+class NodeRole(StrEnum):
+    HEAD = "head"
+    WORKER = "worker"
+    OBSERVABILITY = "observability"
+
+
+class NodeStatus(StrEnum):
+    PENDING = "pending"  # accepted, machine or process not yet running the script
+    RUNNING = "running"  # the start-up script is running
+    FAILED = "failed"  # the script exited, or the machine died, without being asked to
+    TERMINATED = "terminated"  # stopped because RayDog asked
+
+    @property
+    def is_final(self) -> bool:
+        return self in (NodeStatus.FAILED, NodeStatus.TERMINATED)
+
+
+@dataclass(frozen=True)
+class HeadPorts:
+    """Where the head listens. Fixed defaults on YellowDog (one node per machine), free ports locally."""
+
+    gcs: int = 6379
+    dashboard: int = 8265
+    client: int = 10001
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """What a backend needs to open a cluster."""
+
+    name: str
+    namespace: str
+    tag: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    lifetime: timedelta | None = None
+    gpu_ids: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class ClusterHandle:
+    """A cluster opened by a backend: ids to address it again, from this process or another one."""
+
+    cluster_id: str
+    ports: HeadPorts
+    log_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """Everything a backend needs to start the nodes of one pool."""
+
+    role: NodeRole
+    pool_name: str  # a valid YellowDog name, unique in the cluster ("demo-head", "demo-w1")
+    script: str  # bash script text
+    env: Mapping[str, str]  # environment of every node of the pool
+    resources: NodeResources = field(default_factory=NodeResources)
+    yellowdog: YellowDogNodeOptions = field(default_factory=YellowDogNodeOptions)
+    set_cloud_instance_id: bool = False  # export RAY_CLOUD_INSTANCE_ID=<node id> (autoscaler v2)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    pool_id: str
+    role: NodeRole
+    status: NodeStatus
+    private_ip: str | None = None
+    public_ip: str | None = None
+    detail: str = ""  # why a node failed, with the tail of its log where the backend has one
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """One cluster as `raydog list` shows it."""
+
+    cluster_id: str
+    name: str
+    backend: str
+    labels: Mapping[str, str]
+    created_at: datetime
+    live_nodes: int
+    state: str  # "running" or "stopped"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    kind: str
+
+    def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
+        """Create the cluster's container (YellowDog work requirement, local cluster directory)."""
+
+    def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
+        """Provision a pool and start `count` nodes in it; returns (pool id, node ids)."""
+
+    def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
+        """Start `count` more nodes in an existing pool; returns their ids."""
+
+    def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
+        """Every node the cluster ever had that is not yet forgotten, with its status, in one call."""
+
+    def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
+        """Stop these nodes (idempotent; unknown or finished ids are ignored)."""
+
+    def remove_pool(self, cluster_id: str, pool_id: str) -> None:
+        """Stop every node of a pool and release the pool (idempotent)."""
+
+    def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
+        """Stop everything of the cluster; keeps going past failures and returns them (idempotent).
+
+        `pool_ids` are the pools saved state knows of; a backend also finds the rest by itself.
+        """
+
+    def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
+        """The last lines a node's script printed, for error messages (may be empty)."""
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        """Every cluster this backend can see (for `raydog list` and the reaper)."""
+
+    def live_resources(self) -> list[str]:
+        """Everything still alive that RayDog created, one line each: the leak check."""
+
+    def close(self) -> None:
+        """Release client-side resources (connections); never touches the cluster."""

@@ -1,0 +1,339 @@
+"""LocalBackend: the embedded default. Every Ray node is a local process session running its script.
+
+A cluster is a directory under `$RAYDOG_HOME/local/` (default `~/.raydog/local/`) holding a locked
+manifest, the node logs and each node's home. Any process of the same user can read the manifest and
+stop the cluster (`RayDogClusterProxy`, `raydog down`, the reaper), and each cluster has its own free
+ports and Ray temp dir, so several clusters and someone else's Ray share one machine safely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from raydog_core import node_env, processes
+from raydog_core.backends.base import (
+    ClusterHandle,
+    ClusterOptions,
+    ClusterRecord,
+    HeadPorts,
+    NodeInfo,
+    NodeLaunch,
+    NodeRole,
+    NodeStatus,
+)
+from raydog_core.backends.local.gpus import assign_gpus, detect_gpu_ids
+from raydog_core.errors import RayDogError, StateError
+from raydog_core.home import raydog_home
+from raydog_core.ports import free_ports
+
+LOOPBACK = "127.0.0.1"
+MANIFEST = "cluster.json"
+LOG_TAIL_LINES = 20
+
+
+class LocalBackend:
+    """Nodes as local process sessions; see the module docstring."""
+
+    kind = "local"
+    nodes_reachable = True  # the client can connect to every node directly
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else raydog_home() / "local"
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # reaped here, so no zombies linger
+        self._lock = threading.Lock()
+
+    # -- clusters ---------------------------------------------------------------------------------
+
+    def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
+        cluster_id = f"{options.name}-{secrets.token_hex(4)}"
+        directory = self.root / cluster_id
+        (directory / "logs").mkdir(parents=True, exist_ok=False)
+        # Ray's temp dir must stay short: its Unix sockets live below it (~107-character limit).
+        temp_dir = Path("/tmp") / f"rd-{secrets.token_hex(4)}"
+        temp_dir.mkdir(mode=0o700)
+        gcs, dashboard, client = free_ports(3)
+        gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
+        manifest = {
+            "cluster_id": cluster_id,
+            "name": options.name,
+            "namespace": options.namespace,
+            "labels": dict(options.labels),
+            "created_at": datetime.now(UTC).isoformat(),
+            "lifetime_s": options.lifetime.total_seconds() if options.lifetime else None,
+            "temp_dir": str(temp_dir),
+            "ports": {"gcs": gcs, "dashboard": dashboard, "client": client},
+            "gpus": gpus,
+            "gpu_assigned": {},
+            "pools": {},
+            "nodes": {},
+            "next_node": 1,
+            "state": "running",
+        }
+        self._write(directory, manifest)
+        return ClusterHandle(cluster_id, HeadPorts(gcs, dashboard, client), str(directory / "logs"))
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        records = []
+        for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
+            manifest = self._read(manifest_path.parent)
+            if manifest is None:
+                continue
+            live = sum(1 for n in manifest["nodes"].values() if self._alive(n))
+            records.append(
+                ClusterRecord(
+                    cluster_id=manifest["cluster_id"],
+                    name=manifest["name"],
+                    backend=self.kind,
+                    labels=manifest["labels"],
+                    created_at=datetime.fromisoformat(manifest["created_at"]),
+                    live_nodes=live,
+                    state="running" if manifest["state"] == "running" or live else "stopped",
+                )
+            )
+        return records
+
+    def live_resources(self) -> list[str]:
+        leaks = []
+        for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
+            manifest = self._read(manifest_path.parent) or {"nodes": {}}
+            refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
+            for proc in processes.session_members(refs):
+                leaks.append(f"local process {proc.pid} ({_name(proc)}) of cluster {manifest_path.parent.name}")
+        return leaks
+
+    def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
+        directory = self._directory(cluster_id)
+        with self._manifest(directory) as manifest:
+            for node in manifest["nodes"].values():
+                if node["status"] != NodeStatus.FAILED:
+                    node["status"] = NodeStatus.TERMINATED
+            manifest["state"] = "stopped"
+            refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
+            temp_dir = manifest["temp_dir"]
+        failures = processes.stop_sessions(refs)
+        self._reap()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        return failures
+
+    def close(self) -> None:
+        self._reap()
+
+    # -- pools and nodes --------------------------------------------------------------------------
+
+    def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
+        directory = self._directory(cluster_id)
+        pool_id = launch.pool_name
+        with self._manifest(directory) as manifest:
+            if pool_id in manifest["pools"]:
+                raise RayDogError(f"pool {pool_id!r} already exists in cluster {cluster_id}")
+            manifest["pools"][pool_id] = {"role": launch.role.value, "removed": False}
+        return pool_id, self.add_nodes(cluster_id, pool_id, launch, count)
+
+    def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
+        directory = self._directory(cluster_id)
+        with self._manifest(directory) as manifest:
+            if manifest["state"] != "running":
+                raise RayDogError(f"cluster {cluster_id} has been shut down")
+            pool = manifest["pools"].get(pool_id)
+            if pool is None or pool["removed"]:
+                raise RayDogError(f"pool {pool_id!r} does not exist in cluster {cluster_id}")
+            taken = {g for ids in manifest["gpu_assigned"].values() for g in ids}
+            free = [g for g in manifest["gpus"] if g not in taken]
+            field = "head_node_resources.num_gpus" if launch.role == NodeRole.HEAD else "num_gpus"
+            gpu_sets = assign_gpus(free, [launch.resources.num_gpus] * count, manifest["gpus"], field)
+            node_ids = []
+            for gpus in gpu_sets:
+                node_id = f"{pool_id}-n{manifest['next_node']}"
+                manifest["next_node"] += 1
+                manifest["gpu_assigned"][node_id] = gpus
+                manifest["nodes"][node_id] = self._start_node(directory, manifest, node_id, pool_id, launch, gpus)
+                node_ids.append(node_id)
+        return node_ids
+
+    def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
+        self._reap()
+        directory = self._directory(cluster_id)
+        manifest = self._read(directory)
+        if manifest is None:
+            return []
+        return [self._info(directory, node_id, node) for node_id, node in manifest["nodes"].items()]
+
+    def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
+        directory = self._directory(cluster_id)
+        with self._manifest(directory) as manifest:
+            refs = []
+            for node_id in node_ids:
+                node = manifest["nodes"].get(node_id)
+                if node is None:
+                    continue
+                if node["status"] == NodeStatus.RUNNING:
+                    node["status"] = NodeStatus.TERMINATED
+                manifest["gpu_assigned"].pop(node_id, None)
+                refs.append(processes.ProcessRef.from_dict(node["process"]))
+        processes.stop_sessions(refs)
+        self._reap()
+
+    def remove_pool(self, cluster_id: str, pool_id: str) -> None:
+        directory = self._directory(cluster_id)
+        with self._manifest(directory) as manifest:
+            pool = manifest["pools"].get(pool_id)
+            if pool is None:
+                return
+            pool["removed"] = True
+            node_ids = [nid for nid, n in manifest["nodes"].items() if n["pool_id"] == pool_id]
+        self.terminate_nodes(cluster_id, node_ids)
+
+    def node_log_tail(self, cluster_id: str, node_id: str, lines: int = LOG_TAIL_LINES) -> str:
+        log = self._directory(cluster_id) / "logs" / f"{node_id}.log"
+        try:
+            return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _start_node(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        node_id: str,
+        pool_id: str,
+        launch: NodeLaunch,
+        gpus: list[int],
+    ) -> dict[str, Any]:
+        node_dir = directory / "nodes" / node_id
+        home = node_dir / "home"
+        home.mkdir(parents=True)
+        script_path = node_dir / "taskdata.txt"  # the name the YellowDog agent gives task data
+        script_path.write_text(launch.script)
+        ports = manifest["ports"]
+        # Each node its own temp dir and explicit ports: nodes starting at the same moment on one host
+        # otherwise race for log file names and for the ports Ray picks itself.
+        temp_dir = Path(manifest["temp_dir"]) / f"n{manifest['next_node'] - 1}"
+        temp_dir.mkdir(mode=0o700)
+        node_manager, object_manager, metrics, runtime_env, agent_grpc, agent_http = free_ports(6)
+        args = [
+            f"--node-ip-address={LOOPBACK}",
+            f"--temp-dir={temp_dir}",
+            f"--node-manager-port={node_manager}",
+            f"--object-manager-port={object_manager}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--dashboard-agent-listen-port={agent_http}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+        ]
+        args += node_env.resource_args(launch.resources, len(gpus))
+        if launch.role == NodeRole.HEAD:
+            args += node_env.head_args(HeadPorts(**ports), include_dashboard=True, dashboard_host=LOOPBACK)
+        env = node_env.clean_environment()
+        env.update(launch.env)
+        env.update(
+            {
+                "HOME": str(home),
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+                "RAYDOG_NODE_ID": node_id,
+                "RAYDOG_RAY_START_ARGS": " ".join(
+                    filter(None, [node_env.join_args(args), launch.env.get("RAYDOG_RAY_START_ARGS")])
+                ),
+                "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
+                "RAY_TMPDIR": str(temp_dir),
+            }
+        )
+        if launch.set_cloud_instance_id:
+            env["RAY_CLOUD_INSTANCE_ID"] = node_id
+        argv = ["bash", str(script_path)]
+        if manifest["lifetime_s"]:
+            # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,
+            # so a client killed with SIGKILL still leaves nothing running for ever.
+            argv = ["timeout", "--kill-after=10", f"{manifest['lifetime_s']:.0f}", *argv]
+        log_path = directory / "logs" / f"{node_id}.log"
+        proc, ref = processes.start_session(argv, env, str(home), str(log_path))
+        with self._lock:
+            self._children[proc.pid] = proc
+        return {
+            "pool_id": pool_id,
+            "role": launch.role.value,
+            "status": NodeStatus.RUNNING.value,
+            "process": ref.to_dict(),
+            "gpus": gpus,
+            "started_at": datetime.now(UTC).isoformat(),
+        }
+
+    def _info(self, directory: Path, node_id: str, node: dict[str, Any]) -> NodeInfo:
+        status = NodeStatus(node["status"])
+        detail = ""
+        if status == NodeStatus.RUNNING and not self._alive(node):
+            status = NodeStatus.FAILED
+            tail = self.node_log_tail(directory.name, node_id)
+            detail = f"its script exited{self._exit_code(node)}; last lines of its log:\n{tail}"
+        return NodeInfo(
+            node_id=node_id,
+            pool_id=node["pool_id"],
+            role=NodeRole(node["role"]),
+            status=status,
+            private_ip=LOOPBACK,
+            public_ip=LOOPBACK,
+            detail=detail,
+        )
+
+    def _exit_code(self, node: dict[str, Any]) -> str:
+        proc = self._children.get(int(node["process"]["pid"]))
+        if proc is not None and proc.returncode is not None:
+            return f" with code {proc.returncode}"
+        return ""
+
+    def _alive(self, node: dict[str, Any]) -> bool:
+        return processes.is_ours(processes.ProcessRef.from_dict(node["process"]))
+
+    def _reap(self) -> None:
+        with self._lock:
+            for proc in self._children.values():
+                proc.poll()
+
+    def _directory(self, cluster_id: str) -> Path:
+        directory = self.root / cluster_id
+        if not (directory / MANIFEST).is_file():
+            raise StateError(f"no local cluster {cluster_id!r} under {self.root}: it was removed, or the state comes from another machine or RAYDOG_HOME")
+        return directory
+
+    def _read(self, directory: Path) -> dict[str, Any] | None:
+        try:
+            with FileLock(str(directory / "lock")):
+                return json.loads((directory / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, directory: Path, manifest: dict[str, Any]) -> None:
+        tmp = directory / f"{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        tmp.replace(directory / MANIFEST)
+
+    @contextmanager
+    def _manifest(self, directory: Path) -> Iterator[dict[str, Any]]:
+        """Read-modify-write of the manifest under a file lock shared with other processes."""
+        with FileLock(str(directory / "lock")):
+            manifest = json.loads((directory / MANIFEST).read_text())
+            yield manifest
+            self._write(directory, manifest)
+
+
+def _name(proc: Any) -> str:
+    try:
+        return proc.name()
+    except Exception:  # noqa: BLE001 - the process may be gone by now
+        return "?"

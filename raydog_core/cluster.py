@@ -1,0 +1,493 @@
+"""RayDogCluster: build, grow, shrink and shut down a Ray cluster, with upstream RayDog's API.
+
+```python
+with RayDogCluster(cluster_name="demo") as cluster:      # local backend, default scripts
+    cluster.add_worker_pool(worker_pool_node_count=2, worker_pool_internal_name="cpu")
+    cluster.build()
+    ray.init(address=cluster.ray_address)
+```
+
+Everything is validated before the first resource exists; any failure during `build()` (a script that
+exits, a timeout, Ctrl+C) shuts down what was created and raises a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from raydog_core import auth, naming
+from raydog_core.backends import Backend, create_backend
+from raydog_core.backends.base import ClusterHandle, ClusterOptions, NodeInfo, NodeLaunch, NodeRole, NodeStatus
+from raydog_core.credentials import YellowDogCredentials
+from raydog_core.errors import (
+    BuildTimeoutError,
+    NodeFailedError,
+    RayDogError,
+    ShutdownError,
+    SpecError,
+    StateError,
+)
+from raydog_core.node_env import role_environment
+from raydog_core.ports import is_listening
+from raydog_core.ray_nodes import alive_ray_nodes
+from raydog_core.scripts import load_script
+from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, check_pool_for_backend
+from raydog_core.state import ClusterState, HeadState, PoolState
+
+log = logging.getLogger("raydog")
+
+POLL_INTERVAL_S = 0.5
+StateListener = Callable[[ClusterState], None]
+
+
+@dataclass
+class _Pool:
+    """A worker pool as the builder tracks it: RayDog's id, the backend's id once provisioned."""
+
+    raydog_id: str
+    index: int
+    spec: WorkerPoolSpec
+    backend_id: str | None = None
+    node_ids: list[str] = field(default_factory=list)
+
+    @property
+    def internal_name(self) -> str:
+        return self.spec.worker_pool_internal_name or self.raydog_id
+
+
+class RayDogCluster:
+    """A Ray cluster on the local machine (default) or on YellowDog. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str = "raydog",
+        backend: str | Backend | None = None,
+        yd_application_key_id: str | None = None,
+        yd_application_key_secret: str | None = None,
+        yd_platform_api_url: str | None = None,
+        spec: ClusterSpec | None = None,
+        on_state: StateListener | None = None,
+        **spec_fields: Any,
+    ) -> None:
+        kind = backend if isinstance(backend, str) else getattr(backend, "kind", None)
+        if kind is None:
+            kind = "yellowdog" if (yd_application_key_id or yd_application_key_secret) else "local"
+        if spec is None:
+            spec = build_model(ClusterSpec, {"cluster_name": cluster_name, "backend": kind, **spec_fields})
+        elif spec_fields:
+            raise RayDogError("pass either spec= or individual fields, not both")
+        self.spec: ClusterSpec = spec
+        self._credentials: YellowDogCredentials | None = None
+        if spec.backend == "yellowdog" and not (backend is not None and not isinstance(backend, str)):
+            self._credentials = YellowDogCredentials.resolve(
+                yd_application_key_id, yd_application_key_secret, yd_platform_api_url
+            )
+        self._backend_given = backend if backend is not None and not isinstance(backend, str) else None
+        self._backend: Backend | None = self._backend_given
+        self._on_state = on_state
+        self._pools: dict[str, _Pool] = {}
+        self._next_pool_index = 1
+        for pool_spec in spec.worker_pools:
+            self._plan_pool(pool_spec)
+        self._handle: ClusterHandle | None = None
+        self._state: ClusterState | None = None
+        self._token: str | None = None
+        self._built = False
+        self._shut_down = False
+
+    def __repr__(self) -> str:
+        phase = self._state.phase if self._state else "not built"
+        return f"RayDogCluster(cluster_name={self.spec.cluster_name!r}, backend={self.spec.backend!r}, {phase})"
+
+    # -- the upstream API -------------------------------------------------------------------------
+
+    def add_worker_pool(self, worker_pool_node_count: int, **pool_fields: Any) -> str:
+        """Add a pool of worker nodes, before or after build(); returns the pool's id."""
+        self._check_open()
+        pool_spec = build_model(WorkerPoolSpec, {"worker_pool_node_count": worker_pool_node_count, **pool_fields})
+        check_pool_for_backend(pool_spec, self.spec.backend, "add_worker_pool")
+        pool = self._plan_pool(pool_spec)
+        if self._built:
+            try:
+                self._launch_pool(pool)
+            except BaseException:
+                del self._pools[pool.raydog_id]
+                raise
+            self._publish_state()
+        return pool.raydog_id
+
+    def build(
+        self,
+        head_node_build_timeout: timedelta | float | None = None,
+        *,
+        wait_for_workers: bool = True,
+    ) -> tuple[str, str | None]:
+        """Start the cluster; returns (head private IP, head public IP or None) once Ray's head is up.
+
+        With `wait_for_workers` (the default) it also waits until every worker has joined Ray, failing
+        fast with the node's log if a worker script exits.
+        """
+        self._check_open()
+        if self._built or self._handle is not None:
+            raise RayDogError("build() was already called for this cluster")
+        timeout = _seconds(head_node_build_timeout, self.spec.build_timeout)
+        deadline = time.monotonic() + timeout
+        backend = self._ensure_backend()
+        try:
+            self._handle = backend.open_cluster(self._cluster_options())
+            self._token = auth.new_token() if self.spec.ray_auth_mode == "token" else None
+            if self._token:
+                auth.save_token(self._handle.cluster_id, self._token)
+            self._state = self._initial_state(self._handle)
+            self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
+            observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
+            head = self._start_head(deadline, observability_ip)
+            self._observability_ip = observability_ip
+            for pool in self._pools.values():
+                self._launch_pool(pool)
+            self._publish_state()
+            if wait_for_workers:
+                self.wait_for_nodes(timeout=max(deadline - time.monotonic(), 0.0))
+        except BaseException as error:
+            self._abort_build(error)
+            if isinstance(error, TimeoutError) and not isinstance(error, BuildTimeoutError):
+                raise BuildTimeoutError(str(error)) from None
+            raise
+        self._built = True
+        self._state.phase = "running"
+        self._publish_state()
+        self._export_client_auth()
+        log.info("cluster %s is up: head %s, dashboard %s", self.spec.cluster_name, self.ray_address, self.dashboard_url)
+        return head.private_ip or "", head.public_ip
+
+    def remove_worker_pool(self, worker_pool_id: str) -> None:
+        """Remove a pool by the id add_worker_pool returned (or the backend's id); its nodes leave Ray."""
+        self._check_open()
+        pool = self._find_pool(worker_pool_id)
+        if pool.backend_id is not None:
+            self._ensure_backend().remove_pool(self._cluster_id(), pool.backend_id)
+        del self._pools[pool.raydog_id]
+        self._publish_state()
+
+    def remove_worker_pool_by_internal_name(self, internal_name: str) -> None:
+        for pool in self._pools.values():
+            if pool.internal_name == internal_name:
+                self.remove_worker_pool(pool.raydog_id)
+                return
+        known = sorted(p.internal_name for p in self._pools.values())
+        raise RayDogError(f"no worker pool named {internal_name!r}; pools: {known}")
+
+    def get_worker_pool_internal_name_by_id(self, worker_pool_id: str) -> str | None:
+        try:
+            return self._find_pool(worker_pool_id).internal_name
+        except RayDogError:
+            return None
+
+    @property
+    def worker_pool_ids(self) -> list[str]:
+        return [p.raydog_id for p in self._pools.values() if p.backend_id is not None]
+
+    @property
+    def worker_pool_internal_names(self) -> list[str]:
+        return [p.internal_name for p in self._pools.values()]
+
+    def shut_down(self) -> None:
+        """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self._handle is None:
+            return
+        failures = self._ensure_backend().shut_down(self._handle.cluster_id, self._backend_pool_ids())
+        auth.delete_token(self._handle.cluster_id)
+        if self._state is not None:
+            self._state.phase = "shut_down"
+            self._publish_state()
+        if self._backend_given is None and self._backend is not None:
+            self._backend.close()
+        log.info("cluster %s shut down", self.spec.cluster_name)
+        if failures:
+            raise ShutdownError(failures)
+
+    def save_state_to_json(self) -> str:
+        return self.state.to_json()
+
+    def save_state_to_json_file(self, file_name: str | Path) -> None:
+        self.state.write(file_name)
+
+    def __enter__(self) -> RayDogCluster:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.shut_down()
+        except Exception:
+            if exc is None:
+                raise
+            log.exception("shut-down of cluster %s failed (the error in the with-block is raised)", self.spec.cluster_name)
+
+    # -- what users need once it is up --------------------------------------------------------------
+
+    @property
+    def state(self) -> ClusterState:
+        if self._state is None:
+            raise StateError("the cluster has no state yet: call build() first")
+        return self._state
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._handle.cluster_id if self._handle else None
+
+    @property
+    def ray_address(self) -> str | None:
+        return self._state.ray_address if self._state else None
+
+    @property
+    def dashboard_url(self) -> str | None:
+        return self._state.dashboard_url if self._state else None
+
+    @property
+    def client_address(self) -> str | None:
+        return self._state.client_address if self._state else None
+
+    @property
+    def log_dir(self) -> str | None:
+        return self._handle.log_dir if self._handle else None
+
+    def client_environment(self) -> dict[str, str]:
+        """Environment variables a Ray client needs for this cluster (auth mode and token file)."""
+        return auth.client_environment(self._cluster_id(), self.spec.ray_auth_mode)
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node with its status, from the backend (the truth, not Ray's view)."""
+        return self._ensure_backend().list_nodes(self._cluster_id())
+
+    def wait_for_nodes(self, count: int | None = None, timeout: float = 120.0) -> int:
+        """Wait until `count` nodes (default: head + every worker) are alive in Ray; returns how many are.
+
+        Fails fast with the node's log tail when a node's script exits.
+        """
+        expected = count if count is not None else 1 + sum(len(p.node_ids) for p in self._pools.values())
+        deadline = time.monotonic() + timeout
+        backend = self._ensure_backend()
+        while True:
+            self._raise_for_failed_nodes(backend.list_nodes(self._cluster_id()))
+            alive = self._alive_in_ray(backend)
+            if alive >= expected:
+                return alive
+            if time.monotonic() >= deadline:
+                raise BuildTimeoutError(
+                    f"only {alive} of {expected} nodes of cluster {self.spec.cluster_name} joined Ray "
+                    f"within {timeout:.0f} s; node logs: {self.log_dir or 'see the backend'}"
+                )
+            time.sleep(POLL_INTERVAL_S)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _plan_pool(self, pool_spec: WorkerPoolSpec) -> _Pool:
+        name = pool_spec.worker_pool_internal_name
+        if name and any(p.internal_name == name for p in self._pools.values()):
+            raise RayDogError(f"worker_pool_internal_name: {name!r} is already used by another pool")
+        if self._next_pool_index > naming.MAX_WORKER_POOLS:
+            raise RayDogError(f"worker_pools: at most {naming.MAX_WORKER_POOLS} pools per cluster")
+        raydog_id = self.spec.cluster_name + naming.worker_pool_suffix(self._next_pool_index)
+        pool = _Pool(raydog_id=raydog_id, index=self._next_pool_index, spec=pool_spec)
+        self._next_pool_index += 1
+        self._pools[raydog_id] = pool
+        return pool
+
+    def _ensure_backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = create_backend(self.spec.backend, self._credentials)
+        return self._backend
+
+    def _cluster_options(self) -> ClusterOptions:
+        spec = self.spec
+        return ClusterOptions(
+            name=spec.cluster_name,
+            namespace=spec.cluster_namespace,
+            tag=spec.cluster_tag,
+            labels=spec.cluster_labels,
+            lifetime=spec.cluster_lifetime,
+            gpu_ids=spec.gpu_ids,
+        )
+
+    def _initial_state(self, handle: ClusterHandle) -> ClusterState:
+        spec = self.spec
+        return ClusterState(
+            backend=spec.backend,
+            cluster_id=handle.cluster_id,
+            cluster_name=spec.cluster_name,
+            cluster_namespace=spec.cluster_namespace,
+            cluster_tag=spec.cluster_tag,
+            labels=spec.cluster_labels,
+            api_url=self._credentials.api_url if self._credentials else None,
+            log_dir=handle.log_dir,
+            auth_mode=spec.ray_auth_mode,
+            head=HeadState(gcs_port=handle.ports.gcs, dashboard_port=handle.ports.dashboard, client_port=handle.ports.client),
+        )
+
+    def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
+        env = role_environment(
+            self.spec.cluster_name,
+            role,
+            self._handle.ports.gcs,
+            self.spec.ray_auth_mode,
+            head_ip=head_ip,
+            observability_host=getattr(self, "_observability_ip", None),
+        )
+        if self._token:
+            env["RAY_AUTH_TOKEN"] = self._token
+        return env
+
+    def _start_observability(self, deadline: float) -> str | None:
+        spec = self.spec
+        launch = NodeLaunch(
+            role=NodeRole.OBSERVABILITY,
+            pool_name=spec.cluster_name + naming.OBSERVABILITY_SUFFIX,
+            script=load_script(spec.observability_node_start_script, "observability"),
+            env=self._node_env(NodeRole.OBSERVABILITY),
+            yellowdog=spec.observability_yellowdog(),
+        )
+        pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
+        self._state.pools.append(PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids))
+        self._publish_state()
+        node = self._wait_for_node(node_ids[0], deadline, "observability", need_listening=False)
+        return node.private_ip
+
+    def _start_head(self, deadline: float, observability_ip: str | None) -> NodeInfo:
+        self._observability_ip = observability_ip
+        spec = self.spec
+        launch = NodeLaunch(
+            role=NodeRole.HEAD,
+            pool_name=spec.cluster_name + naming.HEAD_SUFFIX,
+            script=load_script(spec.head_node_ray_start_script, "head"),
+            env=self._node_env(NodeRole.HEAD),
+            resources=spec.head_node_resources,
+            yellowdog=spec.head_yellowdog(),
+        )
+        pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
+        self._state.pools.insert(0, PoolState(pool_id=pool_id, role="head", node_count=1, node_ids=node_ids))
+        self._state.head.node_id = node_ids[0]
+        self._publish_state()
+        head = self._wait_for_node(node_ids[0], deadline, "head", need_listening=True)
+        self._state.head.private_ip = head.private_ip
+        self._state.head.public_ip = head.public_ip
+        return head
+
+    def _launch_pool(self, pool: _Pool) -> None:
+        spec = pool.spec
+        launch = NodeLaunch(
+            role=NodeRole.WORKER,
+            pool_name=pool.raydog_id,
+            script=load_script(spec.worker_node_task_script, "worker"),
+            env=self._node_env(NodeRole.WORKER, head_ip=self._state.head.private_ip),
+            resources=spec.worker_node_resources,
+            yellowdog=spec.yellowdog,
+        )
+        backend_id, node_ids = self._ensure_backend().create_pool(
+            self._cluster_id(), launch, spec.worker_pool_node_count
+        )
+        pool.backend_id = backend_id
+        pool.node_ids = node_ids
+
+    def _wait_for_node(self, node_id: str, deadline: float, role: str, need_listening: bool) -> NodeInfo:
+        """Wait until a node runs (and, for the head, Ray accepts connections), failing fast."""
+        backend = self._ensure_backend()
+        gcs_port = self._handle.ports.gcs
+        while True:
+            node = next((n for n in backend.list_nodes(self._cluster_id()) if n.node_id == node_id), None)
+            if node is not None:
+                if node.status.is_final:
+                    raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
+                ready = node.status == NodeStatus.RUNNING and node.private_ip
+                if ready and need_listening and getattr(backend, "nodes_reachable", True):
+                    ready = is_listening(node.private_ip, gcs_port)
+                if ready:
+                    return node
+            if time.monotonic() >= deadline:
+                raise BuildTimeoutError(
+                    f"the {role} node of cluster {self.spec.cluster_name} was not up in time "
+                    f"(build timeout {self.spec.build_timeout}); everything created was shut down"
+                )
+            time.sleep(POLL_INTERVAL_S)
+
+    def _raise_for_failed_nodes(self, nodes: list[NodeInfo]) -> None:
+        current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}
+        for node in nodes:
+            if node.node_id in current and node.status == NodeStatus.FAILED:
+                raise NodeFailedError(node.role.value, node.node_id, node.detail)
+
+    def _alive_in_ray(self, backend: Backend) -> int:
+        if not getattr(backend, "nodes_reachable", True):
+            return sum(1 for n in backend.list_nodes(self._cluster_id()) if n.status == NodeStatus.RUNNING)
+        return len(alive_ray_nodes(self.state, auth.load_token(self._cluster_id())))
+
+    def _abort_build(self, error: BaseException) -> None:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        log.error("build of cluster %s %s; shutting down what was created", self.spec.cluster_name, reason)
+        try:
+            self.shut_down()
+        except Exception:
+            log.exception("clean-up after the failed build of %s reported errors", self.spec.cluster_name)
+
+    def _publish_state(self) -> None:
+        if self._state is None:
+            return
+        self._state.pools = [p for p in self._state.pools if p.role != "worker"] + [
+            PoolState(
+                pool_id=p.backend_id,
+                role="worker",
+                internal_name=p.internal_name,
+                node_count=p.spec.worker_pool_node_count,
+                node_ids=list(p.node_ids),
+            )
+            for p in self._pools.values()
+            if p.backend_id is not None
+        ]
+        if self._on_state is not None:
+            self._on_state(self._state.model_copy(deep=True))
+
+    def _export_client_auth(self) -> None:
+        """Let `ray.init(address=cluster.ray_address)` just work in this process (same user, same machine)."""
+        env = self.client_environment()
+        if os.environ.get("RAY_AUTH_MODE") in (None, env["RAY_AUTH_MODE"]) or os.environ.get("RAYDOG_EXPORTED_AUTH"):
+            os.environ.update(env)
+            os.environ["RAYDOG_EXPORTED_AUTH"] = "1"
+            if env["RAY_AUTH_MODE"] == "disabled":
+                os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+
+    def _find_pool(self, worker_pool_id: str) -> _Pool:
+        for pool in self._pools.values():
+            if worker_pool_id in (pool.raydog_id, pool.backend_id):
+                return pool
+        raise RayDogError(f"no worker pool with id {worker_pool_id!r}; pools: {sorted(self._pools)}")
+
+    def _backend_pool_ids(self) -> list[str]:
+        return [p.pool_id for p in self._state.pools] if self._state else []
+
+    def _cluster_id(self) -> str:
+        if self._handle is None:
+            raise RayDogError("the cluster has not been built: call build() first")
+        return self._handle.cluster_id
+
+    def _check_open(self) -> None:
+        if self._shut_down:
+            raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
+
+
+def _seconds(value: timedelta | float | None, default: timedelta) -> float:
+    if value is None:
+        return default.total_seconds()
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise SpecError("head_node_build_timeout", f"must be positive, got {value}", "e.g. timedelta(minutes=5)")
+    return seconds

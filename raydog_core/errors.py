@@ -1,0 +1,50 @@
+"""Errors RayDog raises: every one says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class RayDogError(Exception):
+    """Base class for every error RayDog raises on purpose."""
+
+
+class SpecError(RayDogError, ValueError):
+    """Invalid input, raised before any resource exists. Names the field and the fix."""
+
+    def __init__(self, field: str, problem: str, fix: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        message = f"{field}: {problem}"
+        if fix:
+            message += f" ({fix})"
+        super().__init__(message)
+
+
+class BuildError(RayDogError):
+    """A cluster could not be built; everything created so far has been shut down."""
+
+
+class BuildTimeoutError(BuildError, TimeoutError):
+    """The head node did not accept connections in time; the cluster has been shut down."""
+
+
+class NodeFailedError(BuildError):
+    """A node's start-up script exited; carries the tail of its log."""
+
+    def __init__(self, role: str, node_id: str, detail: str) -> None:
+        self.role = role
+        self.node_id = node_id
+        self.detail = detail
+        super().__init__(f"{role} node {node_id} failed: {detail}")
+
+
+class StateError(RayDogError, ValueError):
+    """Saved cluster state is missing, corrupt, stale or from an unknown version."""
+
+
+class ShutdownError(RayDogError):
+    """Shut-down finished but some resources could not be released; lists each failure."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__("shut-down left failures: " + "; ".join(failures))

@@ -1,0 +1,55 @@
+"""YellowDog's naming rules, applied to every name RayDog derives, suffixes included.
+
+The local backend does not need them, but a spec that only works locally would break the day a user
+moves it to YellowDog, so both backends validate the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from raydog_core.errors import SpecError
+
+MAX_NAME_LENGTH = 60
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*[a-z0-9]$|^[a-z]$")
+
+# Suffixes the backends append to the cluster name ("-head", "-obs", "-w123"): the longest decides
+# how long a cluster name may be.
+HEAD_SUFFIX = "-head"
+OBSERVABILITY_SUFFIX = "-obs"
+MAX_WORKER_POOLS = 999
+LONGEST_SUFFIX = len(f"-w{MAX_WORKER_POOLS}")
+MAX_CLUSTER_NAME_LENGTH = MAX_NAME_LENGTH - LONGEST_SUFFIX
+
+
+def worker_pool_suffix(index: int) -> str:
+    """Suffix of the index-th worker pool's resource names (1-based, stable for a cluster's life)."""
+    return f"-w{index}"
+
+
+def check_name(field: str, value: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    """Raise SpecError unless `value` is a valid YellowDog name of at most `max_length` characters."""
+    if not isinstance(value, str) or not value:
+        raise SpecError(field, "must be a non-empty string", "for example 'my-cluster'")
+    if len(value) > max_length:
+        raise SpecError(
+            field,
+            f"{value!r} is {len(value)} characters long, at most {max_length} are allowed",
+            "RayDog appends suffixes such as '-w12' and YellowDog limits names to 60 characters",
+        )
+    if not NAME_PATTERN.match(value):
+        raise SpecError(
+            field,
+            f"{value!r} is not a valid name",
+            "use lower-case letters, digits, '-' and '_', start with a letter and end with a letter "
+            f"or digit, e.g. {suggest_name(value)!r}",
+        )
+    return value
+
+
+def suggest_name(value: str) -> str:
+    """A valid name close to `value`, offered in error messages and used for derived names."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", str(value).lower()).strip("-_")
+    if not name or not name[0].isalpha():
+        name = "c-" + name
+    return name[:MAX_CLUSTER_NAME_LENGTH].rstrip("-_") or "cluster"

@@ -1,0 +1,33 @@
+"""Which Ray nodes are alive, asked of the head's dashboard over HTTP.
+
+HTTP with an explicit bearer token keeps no process-wide state, so one process can watch several
+clusters with different tokens (Ray's in-process clients cache the first token they load).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from raydog_core.state import ClusterState
+
+TIMEOUT_S = 5.0
+
+
+def alive_ray_nodes(state: ClusterState, token: str | None, base_url: str | None = None) -> list[dict[str, Any]]:
+    """The alive nodes Ray knows (empty while the dashboard is not answering yet)."""
+    url = (base_url or state.dashboard_url or "").rstrip("/")
+    if not url:
+        return []
+    request = urllib.request.Request(f"{url}/nodes?view=summary")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            payload = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
+    summary = payload.get("data", {}).get("summary", [])
+    return [node for node in summary if node.get("raylet", {}).get("state") == "ALIVE"]

@@ -1,0 +1,88 @@
+"""Find and shut down clusters nobody owns any more: by label, by age, or whose run has finished.
+
+Used by `raydog list` / `raydog reap`, by the Prefect crash hooks and the Airflow failure callbacks.
+It only ever selects clusters RayDog created (the backend lists only those) and only those matching
+every part of the selector.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from raydog_core import auth
+from raydog_core.backends import Backend
+from raydog_core.backends.base import ClusterRecord
+
+log = logging.getLogger("raydog")
+
+RunFinished = Callable[[ClusterRecord], bool]
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which clusters to reap; every given part must match. An empty selector matches nothing."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    older_than: timedelta | None = None
+    name: str | None = None
+    run_finished: RunFinished | None = None  # asks the orchestrator whether the cluster's run is over
+
+    def is_empty(self) -> bool:
+        return not (self.labels or self.older_than or self.name or self.run_finished)
+
+    def matches(self, record: ClusterRecord, now: datetime | None = None) -> bool:
+        if self.is_empty():
+            return False
+        if any(record.labels.get(key) != value for key, value in self.labels.items()):
+            return False
+        if self.name is not None and record.name != self.name:
+            return False
+        if self.older_than is not None:
+            age = (now or datetime.now(UTC)) - record.created_at
+            if age < self.older_than:
+                return False
+        return not (self.run_finished is not None and not self.run_finished(record))
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    cluster: ClusterRecord
+    shut_down: bool  # False in a dry run
+    failures: list[str] = field(default_factory=list)
+
+
+def select_clusters(backend: Backend, selector: Selector, include_stopped: bool = False) -> list[ClusterRecord]:
+    now = datetime.now(UTC)
+    return [
+        record
+        for record in backend.list_clusters()
+        if (include_stopped or record.state == "running") and selector.matches(record, now)
+    ]
+
+
+def reap(backend: Backend, selector: Selector, dry_run: bool = False) -> list[ReapResult]:
+    """Shut down every running cluster the selector matches; a dry run only reports them."""
+    results = []
+    for record in select_clusters(backend, selector):
+        if dry_run:
+            log.info("would shut down cluster %s (%s)", record.name, record.cluster_id)
+            results.append(ReapResult(record, shut_down=False))
+            continue
+        log.info("shutting down cluster %s (%s)", record.name, record.cluster_id)
+        failures = backend.shut_down(record.cluster_id)
+        auth.delete_token(record.cluster_id)
+        results.append(ReapResult(record, shut_down=True, failures=failures))
+    return results
+
+
+def shut_down_labelled(backend: Backend, labels: Mapping[str, str]) -> list[ReapResult]:
+    """Shut down the running clusters carrying all these labels (e.g. a flow-run id); idempotent."""
+    if not labels:
+        raise ValueError("labels must not be empty: an empty selector would match every cluster")
+    results = reap(backend, Selector(labels=labels))
+    if not results:
+        log.info("no running cluster labelled %s: nothing to shut down", dict(labels))
+    return results

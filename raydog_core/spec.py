@@ -1,0 +1,253 @@
+"""The cluster specification: every input RayDog accepts, validated before any resource exists.
+
+Field names are upstream RayDog's keyword names, so a spec written for `yellowdog-ray` reads the same
+here, in YAML for `raydog up`, in a Prefect Block and in an Airflow operator.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raydog_core import naming
+from raydog_core.errors import SpecError
+from raydog_core.scripts import ScriptSource, check_script
+
+BackendKind = Literal["local", "yellowdog"]
+AuthMode = Literal["token", "disabled"]
+
+MIN_OBJECT_STORE_MB = 80  # Ray refuses less than 75 MiB
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class NodeResources(_Strict):
+    """What one Ray node advertises. Explicit values keep several nodes on one host honest."""
+
+    num_cpus: int = Field(1, ge=0, le=1024)
+    num_gpus: int | None = Field(None, ge=0, le=64, description="None: one GPU per node if the host has any")
+    memory_mb: int = Field(1024, ge=64)
+    object_store_mb: int = Field(128, ge=MIN_OBJECT_STORE_MB)
+    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+
+
+class YellowDogNodeOptions(_Strict):
+    """How YellowDog provisions the machines of one node role (ignored by the local backend)."""
+
+    compute_requirement_template_id: str | None = None
+    images_id: str | None = None
+    userdata: str | None = None
+    instance_tags: dict[str, str] | None = None
+    metrics_enabled: bool | None = None
+
+
+class WorkerPoolSpec(_Strict):
+    """A pool of identical Ray worker nodes (the arguments of `add_worker_pool`)."""
+
+    worker_pool_node_count: int = Field(ge=1, le=1000)
+    worker_node_task_script: ScriptSource | None = None
+    worker_pool_internal_name: str | None = Field(None, min_length=1, max_length=60)
+    worker_node_compute_requirement_template_id: str | None = None
+    worker_node_images_id: str | None = None
+    worker_node_userdata: str | None = None
+    worker_node_instance_tags: dict[str, str] | None = None
+    worker_node_metrics_enabled: bool | None = None
+    worker_node_resources: NodeResources = Field(default_factory=NodeResources)
+
+    @field_validator("worker_node_task_script")
+    @classmethod
+    def _script_exists(cls, value: ScriptSource | None) -> ScriptSource | None:
+        return check_script("worker_node_task_script", value)
+
+    @property
+    def yellowdog(self) -> YellowDogNodeOptions:
+        return YellowDogNodeOptions(
+            compute_requirement_template_id=self.worker_node_compute_requirement_template_id,
+            images_id=self.worker_node_images_id,
+            userdata=self.worker_node_userdata,
+            instance_tags=self.worker_node_instance_tags,
+            metrics_enabled=self.worker_node_metrics_enabled,
+        )
+
+
+class ClusterSpec(_Strict):
+    """A whole cluster: head, optional observability node and worker pools."""
+
+    cluster_name: str
+    cluster_namespace: str = "raydog"
+    cluster_tag: str | None = None
+    cluster_labels: dict[str, str] = Field(
+        default_factory=dict, description="labels such as a flow-run id, used to find the cluster later"
+    )
+    cluster_lifetime: timedelta | None = Field(None, description="nodes stop by themselves after this")
+    backend: BackendKind = "local"
+    build_timeout: timedelta = Field(timedelta(minutes=10), description="head must be up within this")
+
+    head_node_ray_start_script: ScriptSource | None = None
+    head_node_resources: NodeResources = Field(default_factory=NodeResources)
+    head_node_compute_requirement_template_id: str | None = None
+    head_node_images_id: str | None = None
+    head_node_userdata: str | None = None
+    head_node_instance_tags: dict[str, str] | None = None
+    head_node_metrics_enabled: bool | None = None
+
+    enable_observability: bool = False
+    observability_node_start_script: ScriptSource | None = None
+    observability_node_compute_requirement_template_id: str | None = None
+    observability_node_images_id: str | None = None
+    observability_node_userdata: str | None = None
+    observability_node_instance_tags: dict[str, str] | None = None
+    observability_node_metrics_enabled: bool | None = None
+
+    worker_pools: list[WorkerPoolSpec] = Field(default_factory=list)
+
+    ray_auth_mode: AuthMode = Field("token", description="Ray token authentication on every node")
+    include_dashboard: bool = True
+    gpu_ids: list[int] | None = Field(
+        None, description="local backend: GPUs to hand out (None: detect with nvidia-smi)"
+    )
+
+    @field_validator("cluster_name")
+    @classmethod
+    def _valid_cluster_name(cls, value: str) -> str:
+        return naming.check_name("cluster_name", value, naming.MAX_CLUSTER_NAME_LENGTH)
+
+    @field_validator("cluster_namespace")
+    @classmethod
+    def _valid_namespace(cls, value: str) -> str:
+        return naming.check_name("cluster_namespace", value)
+
+    @field_validator("cluster_tag")
+    @classmethod
+    def _valid_tag(cls, value: str | None) -> str | None:
+        return None if value is None else naming.check_name("cluster_tag", value)
+
+    @field_validator("cluster_lifetime", "build_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta | None, info: Any) -> timedelta | None:
+        if value is not None and value.total_seconds() <= 0:
+            raise SpecError(info.field_name, f"must be positive, got {value}", "e.g. timedelta(minutes=10)")
+        return value
+
+    @field_validator("head_node_ray_start_script")
+    @classmethod
+    def _head_script(cls, value: ScriptSource | None) -> ScriptSource | None:
+        return check_script("head_node_ray_start_script", value)
+
+    @field_validator("observability_node_start_script")
+    @classmethod
+    def _obs_script(cls, value: ScriptSource | None) -> ScriptSource | None:
+        return check_script("observability_node_start_script", value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSpec:
+        names = [p.worker_pool_internal_name for p in self.worker_pools if p.worker_pool_internal_name]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SpecError("worker_pool_internal_name", f"{duplicates} used more than once", "use unique names")
+        if len(self.worker_pools) > naming.MAX_WORKER_POOLS:
+            raise SpecError("worker_pools", f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
+        if self.backend == "yellowdog":
+            self._require_templates()
+        return self
+
+    def _require_templates(self) -> None:
+        fix = "give the id (or name) of a YellowDog compute requirement template"
+        if not self.head_node_compute_requirement_template_id:
+            raise SpecError("head_node_compute_requirement_template_id", "required for backend 'yellowdog'", fix)
+        if self.enable_observability and not self.observability_node_compute_requirement_template_id:
+            raise SpecError(
+                "observability_node_compute_requirement_template_id",
+                "required when enable_observability is true",
+                fix,
+            )
+        for index, pool in enumerate(self.worker_pools):
+            check_pool_for_backend(pool, self.backend, f"worker_pools[{index}]")
+
+    def head_yellowdog(self) -> YellowDogNodeOptions:
+        return YellowDogNodeOptions(
+            compute_requirement_template_id=self.head_node_compute_requirement_template_id,
+            images_id=self.head_node_images_id,
+            userdata=self.head_node_userdata,
+            instance_tags=self.head_node_instance_tags,
+            metrics_enabled=self.head_node_metrics_enabled,
+        )
+
+    def observability_yellowdog(self) -> YellowDogNodeOptions:
+        return YellowDogNodeOptions(
+            compute_requirement_template_id=self.observability_node_compute_requirement_template_id,
+            images_id=self.observability_node_images_id,
+            userdata=self.observability_node_userdata,
+            instance_tags=self.observability_node_instance_tags,
+            metrics_enabled=self.observability_node_metrics_enabled,
+        )
+
+
+def check_pool_for_backend(pool: WorkerPoolSpec, backend: BackendKind, where: str) -> None:
+    """Backend-specific requirements of a pool, checked again when a pool is added after build()."""
+    if backend == "yellowdog" and not pool.worker_node_compute_requirement_template_id:
+        raise SpecError(
+            f"{where}.worker_node_compute_requirement_template_id",
+            "required for backend 'yellowdog'",
+            "give the id (or name) of a YellowDog compute requirement template",
+        )
+
+
+def build_model(model: type[BaseModel], values: dict[str, Any], where: str = "") -> Any:
+    """Validate `values` into `model`, turning pydantic's report into one SpecError naming the field."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise spec_error_from(error, where) from None
+
+
+def spec_error_from(error: ValidationError, where: str = "") -> SpecError:
+    """The first problem of a pydantic ValidationError as a SpecError with a dotted field path."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "spec"
+    if where:
+        field = f"{where}.{field}"
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, SpecError):
+        return SpecError(field, cause.problem, cause.fix)
+    fix = None
+    if first["type"] == "extra_forbidden":
+        fix = "remove it or check its spelling; RayDog uses upstream RayDog's argument names"
+    elif first["type"] == "missing":
+        fix = "this field is required"
+    problem = first["msg"]
+    if "input" in first and first["type"] != "missing" and not isinstance(first["input"], dict):
+        problem += f" (got {first['input']!r})"
+    return SpecError(field, problem, fix)
+
+
+def load_spec_file(path: str | Path) -> ClusterSpec:
+    """Read a YAML, TOML or JSON cluster spec; relative script paths resolve against the file's folder."""
+    import json
+    import tomllib
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("spec", f"file {str(path)!r} does not exist", "pass the path of a YAML or TOML spec")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except Exception as error:  # noqa: BLE001 - any parse error is the user's file, reported as such
+        raise SpecError("spec", f"{path} could not be parsed: {error}", "check its syntax") from None
+    if not isinstance(data, dict):
+        raise SpecError("spec", f"{path} must hold a mapping of field names to values")
+    from raydog_core.scripts import resolve_relative_paths
+
+    return build_model(ClusterSpec, resolve_relative_paths(data, path.parent))

@@ -1,0 +1,3 @@
+"""The `raydog` pytest plugin (entry point `pytest11`): fixtures for testing flows and DAGs offline."""
+
+from raydog_core.testing.local import local_backend, raydog_home  # noqa: F401
