@@ -24,7 +24,15 @@ from typing import Any
 
 from raydog_core import auth, naming
 from raydog_core.backends import Backend, create_backend
-from raydog_core.backends.base import ClusterHandle, ClusterOptions, NodeInfo, NodeLaunch, NodeRole, NodeStatus
+from raydog_core.backends.base import (
+    ClusterHandle,
+    ClusterOptions,
+    HeadPorts,
+    NodeInfo,
+    NodeLaunch,
+    NodeRole,
+    NodeStatus,
+)
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import (
     BuildTimeoutError,
@@ -105,14 +113,83 @@ class RayDogCluster:
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
-        return f"RayDogCluster(cluster_name={self.spec.cluster_name!r}, backend={self.spec.backend!r}, {phase})"
+        return (
+            f"RayDogCluster(cluster_name={self.spec.cluster_name!r}, backend={self.spec.backend!r}, {phase})"
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: ClusterState | str | dict[str, Any],
+        *,
+        backend: Backend | None = None,
+        yd_application_key_id: str | None = None,
+        yd_application_key_secret: str | None = None,
+        yd_platform_api_url: str | None = None,
+    ) -> RayDogCluster:
+        """Re-attach to a built cluster from its saved state, in any process, to grow, shrink or stop it.
+
+        New nodes need the cluster's Ray token, which only the machine that built it keeps (a 0600
+        file under $RAYDOG_HOME); growing a token-protected cluster from elsewhere fails clearly.
+        """
+        if not isinstance(state, ClusterState):
+            state = ClusterState.from_json(state)
+        spec = ClusterSpec(
+            cluster_name=state.cluster_name,
+            cluster_namespace=state.cluster_namespace,
+            cluster_tag=state.cluster_tag,
+            cluster_labels=state.labels,
+            backend=state.backend,
+            ray_auth_mode=state.auth_mode,
+            head_node_compute_requirement_template_id="(from state)"
+            if state.backend == "yellowdog"
+            else None,
+        )
+        cluster = cls(
+            spec=spec,
+            backend=backend,
+            yd_application_key_id=yd_application_key_id,
+            yd_application_key_secret=yd_application_key_secret,
+            yd_platform_api_url=yd_platform_api_url or state.api_url,
+        )
+        if state.backend == "yellowdog" and backend is None:
+            cluster._credentials = YellowDogCredentials.resolve(
+                yd_application_key_id, yd_application_key_secret, yd_platform_api_url or state.api_url
+            )
+        head = state.head
+        cluster._handle = ClusterHandle(
+            state.cluster_id, HeadPorts(head.gcs_port, head.dashboard_port, head.client_port), state.log_dir
+        )
+        cluster._state = state.model_copy(deep=True)
+        cluster._token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
+        cluster._built = state.phase == "running"
+        cluster._shut_down = state.phase == "shut_down"
+        for pool_state in state.pools:
+            if pool_state.role != "worker":
+                continue
+            index = _pool_index(pool_state.raydog_id, state.cluster_name) or cluster._next_pool_index
+            pool = _Pool(
+                raydog_id=pool_state.raydog_id or pool_state.pool_id,
+                index=index,
+                spec=WorkerPoolSpec(
+                    worker_pool_node_count=max(pool_state.node_count, 1),
+                    worker_pool_internal_name=pool_state.internal_name,
+                ),
+                backend_id=pool_state.pool_id,
+                node_ids=list(pool_state.node_ids),
+            )
+            cluster._pools[pool.raydog_id] = pool
+            cluster._next_pool_index = max(cluster._next_pool_index, index + 1)
+        return cluster
 
     # -- the upstream API -------------------------------------------------------------------------
 
     def add_worker_pool(self, worker_pool_node_count: int, **pool_fields: Any) -> str:
         """Add a pool of worker nodes, before or after build(); returns the pool's id."""
         self._check_open()
-        pool_spec = build_model(WorkerPoolSpec, {"worker_pool_node_count": worker_pool_node_count, **pool_fields})
+        pool_spec = build_model(
+            WorkerPoolSpec, {"worker_pool_node_count": worker_pool_node_count, **pool_fields}
+        )
         check_pool_for_backend(pool_spec, self.spec.backend, "add_worker_pool")
         pool = self._plan_pool(pool_spec)
         if self._built:
@@ -129,11 +206,15 @@ class RayDogCluster:
         head_node_build_timeout: timedelta | float | None = None,
         *,
         wait_for_workers: bool = True,
+        wait_for_head: bool = True,
     ) -> tuple[str, str | None]:
         """Start the cluster; returns (head private IP, head public IP or None) once Ray's head is up.
 
         With `wait_for_workers` (the default) it also waits until every worker has joined Ray, failing
-        fast with the node's log if a worker script exits.
+        fast with the node's log if a worker script exits. With `wait_for_head=False` it returns ("", None)
+        as soon as the head is launched, in phase "building" and with no worker started (workers need the
+        head's address): something else waits for the head and grows the cluster from `state`
+        (`raydog_core.operations.finish_build`, used by Airflow's deferrable build).
         """
         self._check_open()
         if self._built or self._handle is not None:
@@ -149,8 +230,9 @@ class RayDogCluster:
             self._state = self._initial_state(self._handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
-            head = self._start_head(deadline, observability_ip)
-            self._observability_ip = observability_ip
+            head = self._start_head(deadline, observability_ip, wait=wait_for_head)
+            if head is None:
+                return "", None
             for pool in self._pools.values():
                 self._launch_pool(pool)
             self._publish_state()
@@ -165,7 +247,12 @@ class RayDogCluster:
         self._state.phase = "running"
         self._publish_state()
         self._export_client_auth()
-        log.info("cluster %s is up: head %s, dashboard %s", self.spec.cluster_name, self.ray_address, self.dashboard_url)
+        log.info(
+            "cluster %s is up: head %s, dashboard %s",
+            self.spec.cluster_name,
+            self.ray_address,
+            self.dashboard_url,
+        )
         return head.private_ip or "", head.public_ip
 
     def remove_worker_pool(self, worker_pool_id: str) -> None:
@@ -232,7 +319,10 @@ class RayDogCluster:
         except Exception:
             if exc is None:
                 raise
-            log.exception("shut-down of cluster %s failed (the error in the with-block is raised)", self.spec.cluster_name)
+            log.exception(
+                "shut-down of cluster %s failed (the error in the with-block is raised)",
+                self.spec.cluster_name,
+            )
 
     # -- what users need once it is up --------------------------------------------------------------
 
@@ -332,7 +422,11 @@ class RayDogCluster:
             api_url=self._credentials.api_url if self._credentials else None,
             log_dir=handle.log_dir,
             auth_mode=spec.ray_auth_mode,
-            head=HeadState(gcs_port=handle.ports.gcs, dashboard_port=handle.ports.dashboard, client_port=handle.ports.client),
+            head=HeadState(
+                gcs_port=handle.ports.gcs,
+                dashboard_port=handle.ports.dashboard,
+                client_port=handle.ports.client,
+            ),
         )
 
     def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
@@ -342,7 +436,7 @@ class RayDogCluster:
             self._handle.ports.gcs,
             self.spec.ray_auth_mode,
             head_ip=head_ip,
-            observability_host=getattr(self, "_observability_ip", None),
+            observability_host=self._state.observability_host if self._state else None,
         )
         if self._token:
             env["RAY_AUTH_TOKEN"] = self._token
@@ -358,13 +452,17 @@ class RayDogCluster:
             yellowdog=spec.observability_yellowdog(),
         )
         pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
-        self._state.pools.append(PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids))
+        self._state.pools.append(
+            PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids)
+        )
         self._publish_state()
         node = self._wait_for_node(node_ids[0], deadline, "observability", need_listening=False)
         return node.private_ip
 
-    def _start_head(self, deadline: float, observability_ip: str | None) -> NodeInfo:
-        self._observability_ip = observability_ip
+    def _start_head(
+        self, deadline: float, observability_ip: str | None, wait: bool = True
+    ) -> NodeInfo | None:
+        self._state.observability_host = observability_ip
         spec = self.spec
         launch = NodeLaunch(
             role=NodeRole.HEAD,
@@ -378,12 +476,19 @@ class RayDogCluster:
         self._state.pools.insert(0, PoolState(pool_id=pool_id, role="head", node_count=1, node_ids=node_ids))
         self._state.head.node_id = node_ids[0]
         self._publish_state()
+        if not wait:
+            return None
         head = self._wait_for_node(node_ids[0], deadline, "head", need_listening=True)
         self._state.head.private_ip = head.private_ip
         self._state.head.public_ip = head.public_ip
         return head
 
     def _launch_pool(self, pool: _Pool) -> None:
+        if self.spec.ray_auth_mode == "token" and not self._token:
+            raise RayDogError(
+                f"cannot add nodes to cluster {self.spec.cluster_name}: its Ray token is not on this machine "
+                "(it is kept under $RAYDOG_HOME/tokens of the machine that built it)"
+            )
         spec = pool.spec
         launch = NodeLaunch(
             role=NodeRole.WORKER,
@@ -445,6 +550,7 @@ class RayDogCluster:
         self._state.pools = [p for p in self._state.pools if p.role != "worker"] + [
             PoolState(
                 pool_id=p.backend_id,
+                raydog_id=p.raydog_id,
                 role="worker",
                 internal_name=p.internal_name,
                 node_count=p.spec.worker_pool_node_count,
@@ -457,13 +563,14 @@ class RayDogCluster:
             self._on_state(self._state.model_copy(deep=True))
 
     def _export_client_auth(self) -> None:
-        """Let `ray.init(address=cluster.ray_address)` just work in this process (same user, same machine)."""
+        """Let `ray.init(address=cluster.ray_address)` just work in this process (same user, same machine).
+
+        Skipped when the process already uses another auth mode that RayDog did not set.
+        """
         env = self.client_environment()
-        if os.environ.get("RAY_AUTH_MODE") in (None, env["RAY_AUTH_MODE"]) or os.environ.get("RAYDOG_EXPORTED_AUTH"):
-            os.environ.update(env)
-            os.environ["RAYDOG_EXPORTED_AUTH"] = "1"
-            if env["RAY_AUTH_MODE"] == "disabled":
-                os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        ours = os.environ.get("RAYDOG_EXPORTED_AUTH")
+        if ours or os.environ.get("RAY_AUTH_MODE") in (None, env["RAY_AUTH_MODE"]):
+            auth.export_to_process({**env, "RAYDOG_EXPORTED_AUTH": "1"})
 
     def _find_pool(self, worker_pool_id: str) -> _Pool:
         for pool in self._pools.values():
@@ -484,10 +591,19 @@ class RayDogCluster:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
 
 
+def _pool_index(raydog_id: str | None, cluster_name: str) -> int | None:
+    prefix = cluster_name + "-w"
+    if raydog_id and raydog_id.startswith(prefix) and raydog_id[len(prefix) :].isdigit():
+        return int(raydog_id[len(prefix) :])
+    return None
+
+
 def _seconds(value: timedelta | float | None, default: timedelta) -> float:
     if value is None:
         return default.total_seconds()
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
     if seconds <= 0:
-        raise SpecError("head_node_build_timeout", f"must be positive, got {value}", "e.g. timedelta(minutes=5)")
+        raise SpecError(
+            "head_node_build_timeout", f"must be positive, got {value}", "e.g. timedelta(minutes=5)"
+        )
     return seconds

@@ -33,7 +33,9 @@ class YellowDogCredentials(BaseModel):
         if not secret:
             raise SpecError("yd_application_key_secret", "missing", "pass it or set YD_API_KEY_SECRET")
         if not url.startswith(("http://", "https://")):
-            raise SpecError("yd_platform_api_url", f"{url!r} is not an http(s) URL", "e.g. " + DEFAULT_API_URL)
+            raise SpecError(
+                "yd_platform_api_url", f"{url!r} is not an http(s) URL", "e.g. " + DEFAULT_API_URL
+            )
         if not isinstance(secret, SecretStr):
             secret = SecretStr(secret)
         return cls(key_id=key_id, key_secret=secret, api_url=url.rstrip("/"))

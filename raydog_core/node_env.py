@@ -54,7 +54,11 @@ def resource_args(resources: NodeResources, num_gpus: int) -> list[str]:
 def head_args(ports: HeadPorts, include_dashboard: bool, dashboard_host: str) -> list[str]:
     args = [f"--ray-client-server-port={ports.client}"]
     if include_dashboard:
-        args += ["--include-dashboard=true", f"--dashboard-port={ports.dashboard}", f"--dashboard-host={dashboard_host}"]
+        args += [
+            "--include-dashboard=true",
+            f"--dashboard-port={ports.dashboard}",
+            f"--dashboard-host={dashboard_host}",
+        ]
     else:
         args.append("--include-dashboard=false")
     return args

@@ -72,10 +72,12 @@ def is_ours(ref: ProcessRef) -> bool:
 def session_members(refs: Iterable[ProcessRef]) -> list[psutil.Process]:
     """Every live process in the sessions these leaders started, leaders included.
 
-    A member must have started no earlier than its leader, which rules out an unrelated session that
-    happens to reuse a dead leader's PID as its id.
+    The leader may be gone while Ray processes it started live on (that is a leak to find). A member
+    must have started no earlier than its leader, and a leader PID now held by another process rules
+    its session out, so an unrelated session reusing the id is never touched.
     """
-    started = {ref.pid: ref.create_time for ref in refs}
+    # A live leader PID with another start time means the session id now belongs to someone else.
+    started = {ref.pid: ref.create_time for ref in refs if not _pid_reused(ref)}
     if not started:
         return []
     members = []
@@ -90,6 +92,13 @@ def session_members(refs: Iterable[ProcessRef]) -> list[psutil.Process]:
         if proc.info["create_time"] + 0.05 >= leader_start:
             members.append(proc)
     return members
+
+
+def _pid_reused(ref: ProcessRef) -> bool:
+    try:
+        return abs(psutil.Process(ref.pid).create_time() - ref.create_time) >= 0.05
+    except psutil.Error:
+        return False
 
 
 def stop_sessions(refs: Sequence[ProcessRef], grace_s: float = DEFAULT_GRACE_S) -> list[str]:
@@ -121,7 +130,7 @@ def _still_running(proc: psutil.Process) -> bool:
         return False
 
 
-def wait_until(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:  # noqa: ANN001
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
     """Poll `predicate` until it is true or `timeout_s` passes (a bounded loop that sleeps)."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -16,7 +16,9 @@ from raydog_core.state import ClusterState
 TIMEOUT_S = 5.0
 
 
-def alive_ray_nodes(state: ClusterState, token: str | None, base_url: str | None = None) -> list[dict[str, Any]]:
+def alive_ray_nodes(
+    state: ClusterState, token: str | None, base_url: str | None = None
+) -> list[dict[str, Any]]:
     """The alive nodes Ray knows (empty while the dashboard is not answering yet)."""
     url = (base_url or state.dashboard_url or "").rstrip("/")
     if not url:

@@ -54,7 +54,9 @@ class ReapResult:
     failures: list[str] = field(default_factory=list)
 
 
-def select_clusters(backend: Backend, selector: Selector, include_stopped: bool = False) -> list[ClusterRecord]:
+def select_clusters(
+    backend: Backend, selector: Selector, include_stopped: bool = False
+) -> list[ClusterRecord]:
     now = datetime.now(UTC)
     return [
         record

@@ -149,7 +149,9 @@ class ClusterSpec(_Strict):
         names = [p.worker_pool_internal_name for p in self.worker_pools if p.worker_pool_internal_name]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise SpecError("worker_pool_internal_name", f"{duplicates} used more than once", "use unique names")
+            raise SpecError(
+                "worker_pool_internal_name", f"{duplicates} used more than once", "use unique names"
+            )
         if len(self.worker_pools) > naming.MAX_WORKER_POOLS:
             raise SpecError("worker_pools", f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
         if self.backend == "yellowdog":
@@ -159,7 +161,9 @@ class ClusterSpec(_Strict):
     def _require_templates(self) -> None:
         fix = "give the id (or name) of a YellowDog compute requirement template"
         if not self.head_node_compute_requirement_template_id:
-            raise SpecError("head_node_compute_requirement_template_id", "required for backend 'yellowdog'", fix)
+            raise SpecError(
+                "head_node_compute_requirement_template_id", "required for backend 'yellowdog'", fix
+            )
         if self.enable_observability and not self.observability_node_compute_requirement_template_id:
             raise SpecError(
                 "observability_node_compute_requirement_template_id",
@@ -209,10 +213,12 @@ def build_model(model: type[BaseModel], values: dict[str, Any], where: str = "")
 def spec_error_from(error: ValidationError, where: str = "") -> SpecError:
     """The first problem of a pydantic ValidationError as a SpecError with a dotted field path."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "spec"
+    cause = first.get("ctx", {}).get("error")
+    field = ".".join(str(part) for part in first["loc"])
+    if not field:
+        field = cause.field if isinstance(cause, SpecError) else "spec"
     if where:
         field = f"{where}.{field}"
-    cause = first.get("ctx", {}).get("error")
     if isinstance(cause, SpecError):
         return SpecError(field, cause.problem, cause.fix)
     fix = None

@@ -33,7 +33,8 @@ class HeadState(_Record):
 
 
 class PoolState(_Record):
-    pool_id: str
+    pool_id: str  # the backend's id
+    raydog_id: str | None = None  # the id add_worker_pool returned ("<cluster>-w<n>")
     role: Literal["head", "worker", "observability"]
     internal_name: str | None = None
     node_count: int = 0
@@ -56,6 +57,7 @@ class ClusterState(_Record):
     log_dir: str | None = None  # local backend: where node logs are
     auth_mode: Literal["token", "disabled"] = "disabled"
     head: HeadState = Field(default_factory=HeadState)
+    observability_host: str | None = None
     pools: list[PoolState] = Field(default_factory=list)
 
     # Upstream RayDog's saved-state keys, kept so its users' tooling keeps reading our state.
@@ -115,7 +117,9 @@ class ClusterState(_Record):
                 "RayDogClusterProxy or build the cluster again with raydog"
             )
         if version != STATE_VERSION:
-            raise StateError(f"saved cluster state has version {version!r}; this raydog reads {STATE_VERSION}")
+            raise StateError(
+                f"saved cluster state has version {version!r}; this raydog reads {STATE_VERSION}"
+            )
         data.pop("work_requirement_id", None)
         data.pop("worker_pool_ids", None)
         try:

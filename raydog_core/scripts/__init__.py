@@ -36,7 +36,9 @@ def check_script(field: str, value: ScriptSource | None) -> ScriptSource | None:
     """Validate a script value: inline text must be non-empty, a path must be a readable file."""
     if value is None or is_inline(value):
         if value is not None and not str(value).strip():
-            raise SpecError(field, "the script is empty", "give bash script text or the path of a script file")
+            raise SpecError(
+                field, "the script is empty", "give bash script text or the path of a script file"
+            )
         return value
     path = script_path(value)
     if not path.is_file():

@@ -111,7 +111,9 @@ class LocalBackend:
             manifest = self._read(manifest_path.parent) or {"nodes": {}}
             refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
             for proc in processes.session_members(refs):
-                leaks.append(f"local process {proc.pid} ({_name(proc)}) of cluster {manifest_path.parent.name}")
+                leaks.append(
+                    f"local process {proc.pid} ({_name(proc)}) of cluster {manifest_path.parent.name}"
+                )
         return leaks
 
     def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
@@ -159,7 +161,9 @@ class LocalBackend:
                 node_id = f"{pool_id}-n{manifest['next_node']}"
                 manifest["next_node"] += 1
                 manifest["gpu_assigned"][node_id] = gpus
-                manifest["nodes"][node_id] = self._start_node(directory, manifest, node_id, pool_id, launch, gpus)
+                manifest["nodes"][node_id] = self._start_node(
+                    directory, manifest, node_id, pool_id, launch, gpus
+                )
                 node_ids.append(node_id)
         return node_ids
 
@@ -308,7 +312,9 @@ class LocalBackend:
     def _directory(self, cluster_id: str) -> Path:
         directory = self.root / cluster_id
         if not (directory / MANIFEST).is_file():
-            raise StateError(f"no local cluster {cluster_id!r} under {self.root}: it was removed, or the state comes from another machine or RAYDOG_HOME")
+            raise StateError(
+                f"no local cluster {cluster_id!r} under {self.root}: it was removed, or the state comes from another machine or RAYDOG_HOME"
+            )
         return directory
 
     def _read(self, directory: Path) -> dict[str, Any] | None:

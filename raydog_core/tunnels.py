@@ -1,0 +1,268 @@
+"""SSH tunnels from the client to a cluster's head: Ray client, dashboard, observability, tag store.
+
+`RayTunnels` keeps upstream RayDog's names (`RayTunnels`, `SSHTunnelSpec`, `basic_port_forward`,
+`start_tunnels`, `stop_tunnels`) and fixes its defects: local ends bind to 127.0.0.1 only, the SSH
+port is configurable, the host key can be verified (known_hosts file or pinned fingerprint), one SSH
+connection carries every tunnel, errors are raised (and name what failed), and it is a context manager.
+
+```python
+with RayTunnels(head_public_ip, "yd-agent", private_key_file="~/.ssh/raydog",
+                known_hosts_file="~/.ssh/known_hosts") as tunnels:
+    ray.init(f"ray://127.0.0.1:{tunnels.local_port(10001)}")
+```
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+import sshtunnel
+
+from raydog_core.errors import RayDogError, SpecError
+
+log = logging.getLogger("raydog")
+
+LOOPBACK = "127.0.0.1"
+RAY_CLIENT_PORT = 10001
+RAY_DASHBOARD_PORT = 8265
+GRAFANA_PORT = 3000
+PROMETHEUS_PORT = 9090
+CONNECT_TIMEOUT_S = 10.0
+
+
+class TunnelError(RayDogError):
+    """An SSH tunnel could not be opened; says to which host and why (never with a secret)."""
+
+
+@dataclass(frozen=True)
+class SSHTunnelSpec:
+    """One forwarded port: `local_bind_port` on the client to `remote_host:remote_port` seen from the head.
+
+    `local_bind_port=0` picks a free port (read it back with `RayTunnels.local_port`). The local end
+    always binds to 127.0.0.1, so nobody else on the client's network can use the tunnel.
+    """
+
+    local_bind_port: int
+    remote_bind_port: int
+    remote_bind_host: str = LOOPBACK  # "127.0.0.1" is the head itself; a private IP reaches through it
+
+    def __post_init__(self) -> None:
+        for name in ("local_bind_port", "remote_bind_port"):
+            port = getattr(self, name)
+            if (
+                not isinstance(port, int)
+                or not 0 <= port <= 65535
+                or (name == "remote_bind_port" and port == 0)
+            ):
+                raise SpecError(f"SSHTunnelSpec.{name}", f"{port!r} is not a valid port", "use 1-65535")
+
+
+class RayTunnels:
+    """SSH tunnels through the head node; see the module docstring."""
+
+    def __init__(
+        self,
+        ray_head_ip_address: str,
+        ssh_user: str,
+        password: str | None = None,
+        private_key_file: str | Path | None = None,
+        private_key_password: str | None = None,
+        ray_tunnel_specs: Sequence[SSHTunnelSpec] | None = None,
+        *,
+        ssh_port: int = 22,
+        known_hosts_file: str | Path | None = None,
+        host_key_fingerprint: str | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
+        if not ray_head_ip_address:
+            raise SpecError("ray_head_ip_address", "is empty", "give the head node's public IP address")
+        if not ssh_user:
+            raise SpecError("ssh_user", "is empty", "give the user to log in as on the head node")
+        if password is None and private_key_file is None:
+            raise SpecError("private_key_file", "neither a password nor a private key was given", "give one")
+        if private_key_file is not None and not Path(private_key_file).expanduser().is_file():
+            raise SpecError(
+                "private_key_file", f"{str(private_key_file)!r} does not exist", "give a key file"
+            )
+        if known_hosts_file is not None and not Path(known_hosts_file).expanduser().is_file():
+            raise SpecError(
+                "known_hosts_file", f"{str(known_hosts_file)!r} does not exist", "give a known_hosts file"
+            )
+        self.host = ray_head_ip_address
+        self.ssh_user = ssh_user
+        self.ssh_port = ssh_port
+        self._password = password
+        self._key_file = str(Path(private_key_file).expanduser()) if private_key_file else None
+        self._key_password = private_key_password
+        self._known_hosts = Path(known_hosts_file).expanduser() if known_hosts_file else None
+        self._fingerprint = host_key_fingerprint
+        self._timeout = connect_timeout_s
+        self.specs: list[SSHTunnelSpec] = list(
+            ray_tunnel_specs
+            if ray_tunnel_specs is not None
+            else [self.basic_port_forward(RAY_CLIENT_PORT), self.basic_port_forward(RAY_DASHBOARD_PORT)]
+        )
+        if not self.specs:
+            raise SpecError(
+                "ray_tunnel_specs", "is empty", "give at least one SSHTunnelSpec or leave it None"
+            )
+        self._forwarder: sshtunnel.SSHTunnelForwarder | None = None
+
+    def __repr__(self) -> str:
+        return f"RayTunnels({self.ssh_user}@{self.host}:{self.ssh_port}, {len(self.specs)} tunnels)"
+
+    @staticmethod
+    def basic_port_forward(port: int) -> SSHTunnelSpec:
+        """The same port on both ends, to the head itself (upstream's helper)."""
+        return SSHTunnelSpec(port, port)
+
+    @staticmethod
+    def through_head(private_ip: str, port: int, local_port: int = 0) -> SSHTunnelSpec:
+        """A port of another node (e.g. the observability node's Grafana), reached through the head."""
+        return SSHTunnelSpec(local_port, port, private_ip)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start_tunnels(self) -> None:
+        """Open one SSH connection carrying every tunnel; raises TunnelError if it cannot."""
+        if self._forwarder is not None:
+            return
+        host_key = self._expected_host_key()
+        forwarder = sshtunnel.SSHTunnelForwarder(
+            (self.host, self.ssh_port),
+            ssh_username=self.ssh_user,
+            ssh_password=self._password,
+            ssh_pkey=self._key_file,
+            ssh_private_key_password=self._key_password,
+            ssh_host_key=host_key,
+            ssh_config_file=None,
+            allow_agent=False,
+            host_pkey_directories=[],
+            local_bind_addresses=[(LOOPBACK, s.local_bind_port) for s in self.specs],
+            remote_bind_addresses=[(s.remote_bind_host, s.remote_bind_port) for s in self.specs],
+            set_keepalive=30.0,
+        )
+        try:
+            forwarder.start()
+            if not forwarder.is_active:
+                raise sshtunnel.BaseSSHTunnelForwarderError("authentication failed or the server refused")
+        except (sshtunnel.BaseSSHTunnelForwarderError, paramiko.SSHException, OSError) as error:
+            forwarder.stop(force=True)
+            raise TunnelError(
+                f"could not open SSH tunnels to {self.ssh_user}@{self.host}:{self.ssh_port}: "
+                f"{_describe(error)}"
+            ) from None
+        self._forwarder = forwarder
+        log.info("SSH tunnels open through %s: %s", self.host, self.local_ports())
+
+    def stop_tunnels(self, ignore_errors: bool = True) -> None:
+        """Close the tunnels (idempotent). With ignore_errors=False a failure to close is raised."""
+        forwarder, self._forwarder = self._forwarder, None
+        if forwarder is None:
+            return
+        try:
+            forwarder.stop(force=True)
+        except Exception as error:  # noqa: BLE001 - reported or raised as the caller chose
+            if not ignore_errors:
+                raise TunnelError(
+                    f"closing the SSH tunnels to {self.host} failed: {_describe(error)}"
+                ) from None
+            log.warning("closing the SSH tunnels to %s failed: %s", self.host, _describe(error))
+
+    def __enter__(self) -> RayTunnels:
+        self.start_tunnels()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_tunnels()
+
+    # -- where to connect -----------------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self._forwarder is not None and self._forwarder.is_active
+
+    def local_ports(self) -> dict[tuple[str, int], int]:
+        """{(remote host, remote port): local port on 127.0.0.1} for every open tunnel."""
+        if self._forwarder is None:
+            raise TunnelError("the tunnels are not open: call start_tunnels() or use `with RayTunnels(...)`")
+        ports = self._forwarder.local_bind_ports
+        return {
+            (s.remote_bind_host, s.remote_bind_port): port for s, port in zip(self.specs, ports, strict=True)
+        }
+
+    def local_port(self, remote_port: int, remote_host: str = LOOPBACK) -> int:
+        """The local port (on 127.0.0.1) that reaches `remote_host:remote_port`."""
+        ports = self.local_ports()
+        try:
+            return ports[(remote_host, remote_port)]
+        except KeyError:
+            raise TunnelError(
+                f"no tunnel to {remote_host}:{remote_port}; open ones: {sorted(ports)}"
+            ) from None
+
+    # -- host key verification ------------------------------------------------------------------------
+
+    def _expected_host_key(self) -> paramiko.PKey | None:
+        """The head's host key to insist on: from known_hosts, or fetched and checked against the pin."""
+        if self._known_hosts is not None:
+            return self._key_from_known_hosts()
+        if self._fingerprint is not None:
+            key = fetch_host_key(self.host, self.ssh_port, self._timeout)
+            actual = host_key_fingerprint(key)
+            if actual != self._fingerprint:
+                raise TunnelError(
+                    f"host key of {self.host}:{self.ssh_port} has fingerprint {actual}, expected "
+                    f"{self._fingerprint}: refusing to connect (the head was replaced, or someone is in between)"
+                )
+            return key
+        log.warning(
+            "SSH host key of %s is not verified: pass known_hosts_file or host_key_fingerprint", self.host
+        )
+        return None
+
+    def _key_from_known_hosts(self) -> paramiko.PKey:
+        assert self._known_hosts is not None
+        hosts = paramiko.HostKeys(str(self._known_hosts))
+        names = [self.host] if self.ssh_port == 22 else [f"[{self.host}]:{self.ssh_port}"]
+        for name in names:
+            entry = hosts.lookup(name)
+            if entry:
+                return next(iter(entry.values()))
+        raise TunnelError(
+            f"{self.host}:{self.ssh_port} is not in {self._known_hosts}: add its host key "
+            f"(ssh-keyscan -p {self.ssh_port} {self.host}) after checking it, or pin host_key_fingerprint"
+        )
+
+
+def fetch_host_key(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> paramiko.PKey:
+    """The host key a server presents (only the key exchange; no authentication)."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as error:
+        raise TunnelError(f"cannot reach {host}:{port}: {_describe(error)}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout_s)
+        return transport.get_remote_server_key()
+    except paramiko.SSHException as error:
+        raise TunnelError(f"SSH handshake with {host}:{port} failed: {_describe(error)}") from None
+    finally:
+        transport.close()
+
+
+def host_key_fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint of a key, as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
