@@ -37,9 +37,9 @@ from raydog_core.backends.base import (
 from raydog_core.backends.local.gpus import assign_gpus, detect_gpu_ids
 from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
+from raydog_core.local_node_args import LOOPBACK, local_node_args
 from raydog_core.ports import free_ports
 
-LOOPBACK = "127.0.0.1"
 MANIFEST = "cluster.json"
 LOG_TAIL_LINES = 20
 
@@ -125,8 +125,10 @@ class LocalBackend:
             manifest["state"] = "stopped"
             refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
             temp_dir = manifest["temp_dir"]
+            node_dirs = {n.get("temp_name", ""): node_id for node_id, n in manifest["nodes"].items()}
         failures = processes.stop_sessions(refs)
         self._reap()
+        _keep_ray_logs(Path(temp_dir), directory / "logs", node_dirs)
         shutil.rmtree(temp_dir, ignore_errors=True)
         return failures
 
@@ -226,21 +228,10 @@ class LocalBackend:
         ports = manifest["ports"]
         # Each node its own temp dir and explicit ports: nodes starting at the same moment on one host
         # otherwise race for log file names and for the ports Ray picks itself.
-        temp_dir = Path(manifest["temp_dir"]) / f"n{manifest['next_node'] - 1}"
+        temp_name = f"n{manifest['next_node'] - 1}"  # short: Ray's Unix sockets live below it
+        temp_dir = Path(manifest["temp_dir"]) / temp_name
         temp_dir.mkdir(mode=0o700)
-        node_manager, object_manager, metrics, runtime_env, agent_grpc, agent_http = free_ports(6)
-        args = [
-            f"--node-ip-address={LOOPBACK}",
-            f"--temp-dir={temp_dir}",
-            f"--node-manager-port={node_manager}",
-            f"--object-manager-port={object_manager}",
-            f"--metrics-export-port={metrics}",
-            f"--runtime-env-agent-port={runtime_env}",
-            f"--dashboard-agent-grpc-port={agent_grpc}",
-            f"--dashboard-agent-listen-port={agent_http}",
-            "--min-worker-port=0",
-            "--max-worker-port=0",
-        ]
+        args = local_node_args(temp_dir)
         args += node_env.resource_args(launch.resources, len(gpus))
         if launch.role == NodeRole.HEAD:
             args += node_env.head_args(HeadPorts(**ports), include_dashboard=True, dashboard_host=LOOPBACK)
@@ -275,6 +266,7 @@ class LocalBackend:
             "status": NodeStatus.RUNNING.value,
             "process": ref.to_dict(),
             "gpus": gpus,
+            "temp_name": temp_name,
             "started_at": datetime.now(UTC).isoformat(),
         }
 
@@ -343,3 +335,12 @@ def _name(proc: Any) -> str:
         return proc.name()
     except Exception:  # noqa: BLE001 - the process may be gone by now
         return "?"
+
+
+def _keep_ray_logs(temp_dir: Path, log_dir: Path, node_dirs: dict[str, str]) -> None:
+    """Move each node's Ray session logs next to its script log before the temp dir is deleted."""
+    for node_logs in temp_dir.glob("n*/session_*/logs"):
+        short = node_logs.parent.parent.name
+        target = log_dir / f"{node_dirs.get(short, short)}.ray"
+        if not target.exists():
+            shutil.move(str(node_logs), str(target))

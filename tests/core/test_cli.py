@@ -1,0 +1,70 @@
+"""The `raydog` command end to end: up, status, add-pool, remove-pool, down, list, reap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def raydog(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "raydog_core.cli", *args], capture_output=True, text=True, env=dict(os.environ), timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"raydog {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_cluster_lifecycle_from_the_command_line(tmp_path: Path, local_backend) -> None:
+    spec = tmp_path / "cluster.yaml"
+    spec.write_text(
+        "cluster_name: clitest\n"
+        "cluster_labels: {team: data, run: r1}\n"
+        "worker_pools:\n"
+        "  - worker_pool_node_count: 1\n"
+        "    worker_pool_internal_name: base\n"
+    )
+    state_file = tmp_path / "clitest.json"
+    up = raydog("up", str(spec), "--state-file", str(state_file))
+    assert "ray address:" in up.stdout and "raydog down" in up.stdout
+    state = json.loads(state_file.read_text())
+    assert state["phase"] == "running" and len(state["pools"]) == 2
+
+    status = raydog("status", str(state_file))
+    assert status.stdout.count("running") >= 2
+
+    pool = raydog("add-pool", str(state_file), "--nodes", "1", "--name", "burst").stdout.strip()
+    assert pool == "clitest-w2"
+    assert len(json.loads(state_file.read_text())["pools"]) == 3
+    raydog("remove-pool", str(state_file), "burst")
+    assert [p["internal_name"] for p in json.loads(state_file.read_text())["pools"] if p["role"] == "worker"] == ["base"]
+
+    listing = raydog("list").stdout
+    assert "clitest" in listing and "team=data" in listing
+    dry = raydog("reap", "--label", "run=r1", "--dry-run").stdout
+    assert "would shut down clitest" in dry
+    assert local_backend.live_resources()  # the dry run changed nothing
+    assert "clitest" not in raydog("reap", "--label", "run=other").stdout
+
+    raydog("down", str(state_file))
+    assert json.loads(state_file.read_text())["phase"] == "shut_down"
+    assert local_backend.live_resources() == []
+    raydog("down", str(state_file))  # idempotent
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster_name: Bad_Name\n")
+    result = raydog("up", str(bad), check=False)
+    assert result.returncode != 0
+    assert "cluster_name" in result.stderr and "Traceback" not in result.stderr
+    missing = raydog("down", str(tmp_path / "none.json"), check=False)
+    assert "cannot read saved cluster state" in missing.stderr and "Traceback" not in missing.stderr
+    assert "give at least one" in raydog("reap", check=False).stderr
