@@ -50,9 +50,10 @@ def airflow(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The README's main job."""
-    _install(session, "test")
-    session.run("python", "examples/main_job.py")
+    """The README's main job: a workload on a local cluster that grows and shrinks, then a Prefect flow."""
+    _install(session, "prefect,test")
+    session.run("python", "examples/builder/grow_and_shrink.py")
+    session.run("python", "examples/prefect/fan_out.py")
 
 
 @nox.session(python=PYTHON)

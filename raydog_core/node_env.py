@@ -78,8 +78,6 @@ def role_environment(
         "RAYDOG_ROLE": role.value,
         "RAYDOG_GCS_PORT": str(gcs_port),
         "RAY_AUTH_MODE": auth_mode,
-        # Ray gives a starting node 30 s to register; a busy machine booting several nodes needs more.
-        "RAY_raylet_start_wait_time_s": "120",
     }
     if head_ip and role == NodeRole.WORKER:
         env["RAY_HEAD_IP"] = head_ip
