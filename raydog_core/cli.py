@@ -16,6 +16,7 @@ from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import RayDogError
 from raydog_core.proxy import RayDogClusterProxy
 from raydog_core.reaper import Selector, reap, select_clusters
+from raydog_core.run_status import prefect_run_finished
 from raydog_core.spec import load_spec_file
 from raydog_core.state import ClusterState
 
@@ -211,14 +212,34 @@ def list_clusters(backend: str, include_stopped: bool) -> None:
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE; repeat to require several.")
 @click.option("--older-than", help="Only clusters older than this, e.g. 6h.")
 @click.option("--name", help="Only the cluster with exactly this name.")
+@click.option(
+    "--run-finished",
+    type=click.Choice(["prefect"]),
+    help="Only clusters whose orchestrator run has finished (asked of the Prefect API).",
+)
+@click.option("--prefect-api-url", help="Prefect API URL (default: $PREFECT_API_URL).")
 @click.option("--dry-run", is_flag=True, help="Print what would be shut down; change nothing.")
 def reap_command(
-    backend: str, labels: tuple[str, ...], older_than: str | None, name: str | None, dry_run: bool
+    backend: str,
+    labels: tuple[str, ...],
+    older_than: str | None,
+    name: str | None,
+    run_finished: str | None,
+    prefect_api_url: str | None,
+    dry_run: bool,
 ) -> None:
     """Shut down the running clusters that match every given selector (safe to run from cron)."""
-    selector = Selector(labels=_parse_labels(labels), older_than=_parse_duration(older_than), name=name)
+    finished = None
+    if run_finished == "prefect":
+        try:
+            finished = prefect_run_finished(prefect_api_url)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    selector = Selector(
+        labels=_parse_labels(labels), older_than=_parse_duration(older_than), name=name, run_finished=finished
+    )
     if selector.is_empty():
-        raise click.UsageError("give at least one of --label, --older-than or --name")
+        raise click.UsageError("give at least one of --label, --older-than, --name or --run-finished")
     chosen = _backend(backend)
     if dry_run:
         for record in select_clusters(chosen, selector):
