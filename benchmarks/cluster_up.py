@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import psutil
 
 from raydog_core import RayDogCluster, processes
 from raydog_core.backends.base import HeadPorts
@@ -81,7 +82,7 @@ def plain_script_up_and_down(workers: int) -> tuple[float, float]:
         stop_started = time.monotonic()
         for member in members:
             member.terminate()
-        _, alive = __import__("psutil").wait_procs(members, timeout=30)
+        _, alive = psutil.wait_procs(members, timeout=30)
         down = time.monotonic() - stop_started
         processes.stop_sessions([ref])  # whatever ignored SIGTERM for 30 s
     shutil.rmtree(temp_dir, ignore_errors=True)
