@@ -66,13 +66,7 @@ class WorkerPoolSpec(_Strict):
 
     @property
     def yellowdog(self) -> YellowDogNodeOptions:
-        return YellowDogNodeOptions(
-            compute_requirement_template_id=self.worker_node_compute_requirement_template_id,
-            images_id=self.worker_node_images_id,
-            userdata=self.worker_node_userdata,
-            instance_tags=self.worker_node_instance_tags,
-            metrics_enabled=self.worker_node_metrics_enabled,
-        )
+        return yellowdog_options(self, "worker_node")
 
 
 class ClusterSpec(_Strict):
@@ -174,22 +168,17 @@ class ClusterSpec(_Strict):
             check_pool_for_backend(pool, self.backend, f"worker_pools[{index}]")
 
     def head_yellowdog(self) -> YellowDogNodeOptions:
-        return YellowDogNodeOptions(
-            compute_requirement_template_id=self.head_node_compute_requirement_template_id,
-            images_id=self.head_node_images_id,
-            userdata=self.head_node_userdata,
-            instance_tags=self.head_node_instance_tags,
-            metrics_enabled=self.head_node_metrics_enabled,
-        )
+        return yellowdog_options(self, "head_node")
 
     def observability_yellowdog(self) -> YellowDogNodeOptions:
-        return YellowDogNodeOptions(
-            compute_requirement_template_id=self.observability_node_compute_requirement_template_id,
-            images_id=self.observability_node_images_id,
-            userdata=self.observability_node_userdata,
-            instance_tags=self.observability_node_instance_tags,
-            metrics_enabled=self.observability_node_metrics_enabled,
-        )
+        return yellowdog_options(self, "observability_node")
+
+
+def yellowdog_options(source: BaseModel, prefix: str) -> YellowDogNodeOptions:
+    """The `<prefix>_compute_requirement_template_id`, `<prefix>_images_id`, ... fields of a spec."""
+    return YellowDogNodeOptions(
+        **{name: getattr(source, f"{prefix}_{name}") for name in YellowDogNodeOptions.model_fields}
+    )
 
 
 def check_pool_for_backend(pool: WorkerPoolSpec, backend: BackendKind, where: str) -> None:
