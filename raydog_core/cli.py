@@ -252,5 +252,13 @@ def reap_command(
         click.echo(f"{result.cluster.name} ({result.cluster.cluster_id}): {outcome}")
 
 
+def _register_emulator() -> None:
+    from raydog_core.testing.emulator.cli import emulator_command
+
+    main.add_command(emulator_command)
+
+
+_register_emulator()
+
 if __name__ == "__main__":
     main()

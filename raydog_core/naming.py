@@ -53,3 +53,22 @@ def suggest_name(value: str) -> str:
     if not name or not name[0].isalpha():
         name = "c-" + name
     return name[:MAX_CLUSTER_NAME_LENGTH].rstrip("-_") or "cluster"
+
+
+# YellowDog backend: names derived inside one work requirement. A task group is named after its pool
+# without the cluster prefix ("head", "w3"), plus "-g<n>" for a later generation of the same pool
+# (a finished group takes no more tasks); a node (task) adds "-" and 6 hex digits to its group's name.
+GROUP_GENERATION_SUFFIX = "-g"
+NODE_SUFFIX_HEX_DIGITS = 6
+
+
+def task_group_name(cluster_name: str, pool_name: str, generation: int = 1) -> str:
+    """The task group of a pool in its cluster's work requirement, e.g. ('demo', 'demo-w3', 2) -> 'w3-g2'."""
+    short = pool_name.removeprefix(cluster_name + "-") or pool_name
+    name = short if generation <= 1 else f"{short}{GROUP_GENERATION_SUFFIX}{generation}"
+    return check_name("task group name", name[: MAX_NAME_LENGTH - NODE_SUFFIX_HEX_DIGITS - 1].rstrip("-_"))
+
+
+def node_name(group_name: str, token: str) -> str:
+    """A node's (task's) name: its group's name and a random hex token, unique in the cluster."""
+    return check_name("node name", f"{group_name}-{token[:NODE_SUFFIX_HEX_DIGITS]}")

@@ -157,6 +157,20 @@ class Emulator:
         except OSError:
             return ""
 
+    def credentials(self) -> Any:
+        """YellowDogCredentials for this emulator (what RayDogCluster/RayDogClusterProxy resolve)."""
+        from raydog_core.credentials import YellowDogCredentials
+
+        return YellowDogCredentials.resolve(self.key_id, self._key_secret, self.url)
+
+    def cluster_kwargs(self) -> dict[str, str]:
+        """The upstream keyword arguments that point a RayDogCluster or proxy at this emulator."""
+        return {
+            "yd_application_key_id": self.key_id,
+            "yd_application_key_secret": self._key_secret,
+            "yd_platform_api_url": self.url,
+        }
+
     def platform_client(self, retry_attempts: int = 3) -> Any:
         """A real yellowdog-sdk PlatformClient pointed at this emulator."""
         from yellowdog_client.model import ApiKey, RetryProperties, ServicesSchema

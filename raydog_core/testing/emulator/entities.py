@@ -37,6 +37,7 @@ class Task:
     sandbox: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     abort_requested: datetime | None = None
+    stopping: bool = False  # its processes are being stopped: their exit is not the task's own result
 
     @property
     def name(self) -> str | None:

@@ -484,6 +484,9 @@ class Platform:
     def _stop(self, tasks: list[Task], status: str, error_type: str | None = None) -> None:
         if not tasks:
             return
+        with self.lock:
+            for task in tasks:
+                task.stopping = True
         self.agent.stop(tasks)
         with self.lock:
             for task in tasks:
@@ -587,7 +590,7 @@ class Platform:
 
     def _collect_exits(self, now: Any) -> None:
         for task in self.tasks.values():
-            if task.status != "EXECUTING" or task.process is None:
+            if task.status != "EXECUTING" or task.process is None or task.stopping:
                 continue
             code = self.agent.exit_code(task)
             if code is None:

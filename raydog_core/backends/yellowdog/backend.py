@@ -1,0 +1,711 @@
+"""YellowDogBackend: Ray nodes as YellowDog tasks on provisioned worker pools.
+
+A cluster is one work requirement (WR), named after the cluster. Each node pool (head, observability,
+every worker pool) is a task group in that WR plus a provisioned worker pool of the same name, bound to
+the group by its worker tag; each Ray node is one `bash` task whose task data is the node script. A
+node's id is its task's name, known before the task exists, so a node script gets it as RAYDOG_NODE_ID.
+
+Nothing here stores state of its own beyond caches: any process with the cluster id (the WR id) and an
+application key can list, grow, shrink and shut the cluster down. Resources stop by themselves when the
+client dies: tasks time out at the cluster lifetime and idle nodes and pools shut down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+from yellowdog_client.model import (
+    AutoShutdown,
+    ComputeRequirementStatus,
+    ComputeRequirementTemplateUsage,
+    InstanceSearch,
+    NodeWorkerTarget,
+    ProvisionedWorkerPoolProperties,
+    RunSpecification,
+    Task,
+    TaskGroup,
+    TaskSearch,
+    WorkerPoolStatus,
+    WorkRequirement,
+    WorkRequirementSearch,
+    WorkRequirementStatus,
+)
+from yellowdog_client.model.exceptions import InvalidRequestException, NotAuthorisedException
+
+from raydog_core import naming, node_env
+from raydog_core.backends.base import (
+    ClusterHandle,
+    ClusterOptions,
+    ClusterRecord,
+    HeadPorts,
+    NodeInfo,
+    NodeLaunch,
+    NodeRole,
+    NodeStatus,
+)
+from raydog_core.backends.yellowdog import labels as cluster_labels
+from raydog_core.backends.yellowdog.client import create_client, is_loopback_url
+from raydog_core.backends.yellowdog.node_status import node_status
+from raydog_core.backends.yellowdog.retry import with_retry
+from raydog_core.credentials import YellowDogCredentials
+from raydog_core.errors import RayDogError, SpecError
+from raydog_core.local_node_args import local_node_args
+from raydog_core.ports import free_ports
+
+log = logging.getLogger("raydog")
+T = TypeVar("T")
+
+TASK_TYPE = "bash"
+TASK_ARGUMENTS = ["taskdata.txt"]  # the agent writes the task data to this file
+IDLE_SHUTDOWN = timedelta(minutes=3)  # nodes whose task ended, and empty pools, go away after this
+DEFAULT_LIFETIME = timedelta(hours=24)  # when no cluster_lifetime is given: nothing runs for ever
+LIVE_REQUIREMENT = [
+    WorkRequirementStatus.RUNNING,
+    WorkRequirementStatus.HELD,
+    WorkRequirementStatus.FINISHING,
+    WorkRequirementStatus.CANCELLING,
+]
+GONE_POOL = {WorkerPoolStatus.SHUTDOWN, WorkerPoolStatus.TERMINATED}
+TEMPLATE_FIELD = {
+    NodeRole.HEAD: "head_node_compute_requirement_template_id",
+    NodeRole.OBSERVABILITY: "observability_node_compute_requirement_template_id",
+    NodeRole.WORKER: "worker_node_compute_requirement_template_id",
+}
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """What the backend needs to know of a cluster, read once from its work requirement."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    lifetime: timedelta
+
+
+@dataclass(frozen=True)
+class _Group:
+    pool_name: str  # = the worker tag
+    role: NodeRole | None
+
+
+class YellowDogBackend:
+    """See the module docstring. `nodes_reachable` is True only for a platform on loopback (the emulator),
+    whose instances are processes on this machine; on a real platform nodes' private IPs are not
+    reachable from the client, so the builder trusts task status instead of probing Ray's ports."""
+
+    kind = "yellowdog"
+
+    def __init__(
+        self, credentials: YellowDogCredentials, *, idle_shutdown: timedelta = IDLE_SHUTDOWN
+    ) -> None:
+        self._credentials = credentials
+        self._client = create_client(credentials)
+        self.api_url = credentials.api_url
+        self.local_platform = is_loopback_url(credentials.api_url)
+        self.nodes_reachable = self.local_platform
+        self.idle_shutdown = idle_shutdown
+        self._requirement_lock = threading.Lock()  # read-modify-write of a work requirement
+        self._clusters: dict[str, _Cluster] = {}
+        self._groups: dict[str, _Group] = {}  # task group id -> pool
+        self._pool_ids: dict[tuple[str, str], str] = {}  # (namespace, pool name) -> pool id
+        self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
+        self._checked_templates: set[str] = set()
+        self._head_ports: dict[str, HeadPorts] = {}
+
+    def __repr__(self) -> str:
+        return f"YellowDogBackend(api_url={self.api_url!r}, key_id={self._credentials.key_id!r})"
+
+    # -- clusters -----------------------------------------------------------------------------------
+
+    def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
+        naming.check_name("cluster_name", options.name, naming.MAX_CLUSTER_NAME_LENGTH)
+        naming.check_name("cluster_namespace", options.namespace)
+        requirement = WorkRequirement(
+            namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
+        )
+        created = self._add_requirement(requirement)
+        lifetime = options.lifetime or DEFAULT_LIFETIME
+        if options.lifetime is None:
+            log.info(
+                "cluster %s has no cluster_lifetime: its nodes stop after %s at the latest",
+                options.name,
+                lifetime,
+            )
+        self._clusters[created.id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
+        # One node per machine on YellowDog: Ray's usual ports. On the emulator all nodes share this host.
+        return ClusterHandle(created.id, self._ports(created.id), log_dir=None)
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        records = []
+        for requirement in self._raydog_requirements(LIVE_REQUIREMENT):
+            labels = self._labels_of(requirement) or {}
+            live = sum(
+                count
+                for group in requirement.taskGroups or []
+                for status, count in ((group.taskSummary and group.taskSummary.statusCounts) or {}).items()
+                if status.in_progress
+            )
+            records.append(
+                ClusterRecord(
+                    cluster_id=requirement.id,
+                    name=requirement.name,
+                    backend=self.kind,
+                    labels=labels,
+                    created_at=requirement.createdTime or datetime.now(UTC),
+                    live_nodes=live,
+                    state="stopped" if requirement.status.finished else "running",
+                )
+            )
+        return records
+
+    def live_resources(self) -> list[str]:
+        """Live work requirements, pools and compute requirements of every RayDog cluster the key sees."""
+        leaks = []
+        for requirement in self._raydog_requirements(None):
+            where = f"{requirement.namespace}/{requirement.name}"
+            if not requirement.status.finished:
+                leaks.append(f"work requirement {where} ({requirement.status.value})")
+            for pool_name in self._pool_names(requirement):
+                pool = self._pool_by_name(requirement.namespace, pool_name)
+                if pool is None:
+                    continue
+                if pool.status not in GONE_POOL:
+                    leaks.append(f"worker pool {requirement.namespace}/{pool_name} ({pool.status.value})")
+                compute = self._call(
+                    lambda p=pool: self._client.compute_client.get_compute_requirement_by_id(
+                        p.computeRequirementId
+                    ),
+                    "get compute requirement",
+                )
+                if compute.status != ComputeRequirementStatus.TERMINATED:
+                    leaks.append(
+                        f"compute requirement {requirement.namespace}/{compute.name} ({compute.status.value})"
+                    )
+        return leaks
+
+    def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
+        failures: list[str] = []
+        pools = dict.fromkeys(pool_ids)
+        try:
+            requirement = self._get_requirement(cluster_id)
+        except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+            failures.append(f"work requirement {cluster_id}: {_describe(error)}")
+            requirement = None
+        if requirement is not None:
+            self._cancel_requirement(requirement, failures)
+            for pool_name in self._pool_names(requirement):
+                try:
+                    pool = self._pool_by_name(requirement.namespace, pool_name)
+                except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                    failures.append(f"worker pool {pool_name}: {_describe(error)}")
+                    continue
+                if pool is not None:
+                    pools.setdefault(pool.id)
+        for pool_id in pools:
+            try:
+                self._release_pool(pool_id)
+            except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                failures.append(f"worker pool {pool_id}: {_describe(error)}")
+        self._remove_local_temp(cluster_id)
+        return failures
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- pools and nodes ----------------------------------------------------------------------------
+
+    def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
+        cluster = self._cluster(cluster_id)
+        pool_name = naming.check_name("pool name", launch.pool_name)
+        template = launch.yellowdog.compute_requirement_template_id
+        self._check_template(template, launch.role)
+        group = self._append_group(cluster_id, cluster, pool_name, launch.role, generation=1)
+        pool_id = self._provision_pool(cluster, launch, count)
+        try:
+            node_ids = self._add_tasks(cluster_id, group, launch, count)
+        except BaseException:
+            self._release_pool(pool_id)
+            raise
+        return pool_id, node_ids
+
+    def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
+        cluster = self._cluster(cluster_id)
+        pool = self._call(
+            lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
+        )
+        if pool.status in GONE_POOL:
+            raise RayDogError(f"worker pool {pool.name} is {pool.status.value}: create a new pool instead")
+        groups = [
+            g for g in self._get_requirement(cluster_id).taskGroups or [] if _worker_tag(g) == pool.name
+        ]
+        live = [g for g in groups if not g.status.terminated]
+        group = (
+            live[-1]
+            if live
+            else self._append_group(cluster_id, cluster, pool.name, launch.role, len(groups) + 1)
+        )
+        size = len(self._pool_nodes(pool_id)) + count
+        self._call(
+            lambda: self._client.worker_pool_client.resize_worker_pool_by_id(pool_id, size), "resize pool"
+        )
+        try:
+            return self._add_tasks(cluster_id, group, launch, count)
+        except InvalidRequestException:  # the group finished meanwhile: the next generation takes the tasks
+            group = self._append_group(cluster_id, cluster, pool.name, launch.role, len(groups) + 2)
+            return self._add_tasks(cluster_id, group, launch, count)
+
+    def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
+        tasks = self._call(
+            lambda: self._client.work_client.get_tasks(TaskSearch(workRequirementId=cluster_id)).list_all(),
+            "list tasks",
+        )
+        if any(t.taskGroupId not in self._groups for t in tasks):
+            self._learn_groups(self._get_requirement(cluster_id))
+        namespace = self._cluster(cluster_id).namespace
+        nodes = []
+        for task in tasks:
+            group = self._groups.get(task.taskGroupId, _Group("", None))
+            status, detail = node_status(task)
+            private_ip = public_ip = None
+            pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
+            if status == NodeStatus.RUNNING and task.nodeId:
+                private_ip, public_ip, pool_id = self._node_addresses(task.nodeId)
+            nodes.append(
+                NodeInfo(
+                    node_id=task.name,
+                    pool_id=pool_id or "",
+                    role=NodeRole(task.tag)
+                    if task.tag in NodeRole._value2member_map_
+                    else (group.role or NodeRole.WORKER),
+                    status=status,
+                    private_ip=private_ip,
+                    public_ip=public_ip,
+                    detail=detail,
+                )
+            )
+        return nodes
+
+    def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
+        wanted = set(node_ids)
+        tasks = self._call(
+            lambda: self._client.work_client.get_tasks(TaskSearch(workRequirementId=cluster_id)).list_all(),
+            "list tasks",
+        )
+        self._cancel_tasks([t for t in tasks if t.name in wanted])
+
+    def remove_pool(self, cluster_id: str, pool_id: str) -> None:
+        self._cancel_tasks(self._pool_tasks(cluster_id, pool_id))
+        self._release_pool(pool_id)
+
+    def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
+        """YellowDog keeps task output on the node; the task's errors are all the API offers."""
+        return next((n.detail for n in self.list_nodes(cluster_id) if n.node_id == node_id), "")
+
+    # -- work requirement ---------------------------------------------------------------------------
+
+    def _add_requirement(self, requirement: WorkRequirement) -> WorkRequirement:
+        work = self._client.work_client
+        try:
+            return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
+        except InvalidRequestException as error:
+            if "already exists" not in str(error):
+                raise
+        log.warning(
+            "work requirement %s/%s already exists (an earlier run of this cluster?): shutting it down and "
+            "creating it again",
+            requirement.namespace,
+            requirement.name,
+        )
+        earlier = self._call(
+            lambda: work.get_work_requirement_by_name(requirement.namespace, requirement.name),
+            "find work requirement",
+        )
+        for failure in self.shut_down(earlier.id):
+            log.warning("shutting down the earlier %s: %s", requirement.name, failure)
+        return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
+
+    def _append_group(
+        self, cluster_id: str, cluster: _Cluster, pool_name: str, role: NodeRole, generation: int
+    ) -> TaskGroup:
+        name = naming.task_group_name(cluster.name, pool_name, generation)
+        group = TaskGroup(
+            name=name,
+            tag=cluster_labels.labels_tag(cluster.labels),
+            runSpecification=RunSpecification(
+                taskTypes=[TASK_TYPE],
+                workerTags=[pool_name],
+                namespaces=[cluster.namespace],
+                taskTimeout=cluster.lifetime,
+            ),
+            finishIfAllTasksFinished=True,
+            finishIfAnyTaskFailed=role == NodeRole.HEAD,
+        )
+        with self._requirement_lock:
+            requirement = self._get_requirement(cluster_id)
+            if requirement.status != WorkRequirementStatus.RUNNING:
+                raise RayDogError(
+                    f"cluster {cluster.name} is {requirement.status.value}: it cannot take new nodes"
+                )
+            requirement.taskGroups = [*(requirement.taskGroups or []), group]
+            updated = self._call(
+                lambda: self._client.work_client.update_work_requirement(requirement), "add task group"
+            )
+        created = next(g for g in updated.taskGroups if g.name == name)
+        self._groups[created.id] = _Group(pool_name, role)
+        return created
+
+    def _cancel_requirement(self, requirement: WorkRequirement, failures: list[str]) -> None:
+        if requirement.status.finished:
+            return
+        try:
+            self._call(
+                lambda: self._client.work_client.cancel_work_requirement_by_id(requirement.id, abort=True),
+                "cancel work requirement",
+            )
+        except requests.HTTPError as error:
+            if "InvalidWorkRequirementStatusException" not in str(error):  # finished meanwhile: fine
+                failures.append(f"work requirement {requirement.name}: {_describe(error)}")
+        except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+            failures.append(f"work requirement {requirement.name}: {_describe(error)}")
+
+    # -- pools ---------------------------------------------------------------------------------------
+
+    def _provision_pool(self, cluster: _Cluster, launch: NodeLaunch, count: int) -> str:
+        options = launch.yellowdog
+        usage = ComputeRequirementTemplateUsage(
+            templateId=options.compute_requirement_template_id,
+            requirementName=launch.pool_name,
+            requirementNamespace=cluster.namespace,
+            requirementTag=None,
+            targetInstanceCount=count,
+            imagesId=options.images_id,
+            userData=options.userdata,
+            instanceTags=cluster_labels.instance_tags(cluster.name, cluster.labels, options.instance_tags),
+        )
+        properties = ProvisionedWorkerPoolProperties(
+            createNodeWorkers=NodeWorkerTarget.per_node(1),
+            minNodes=0,
+            maxNodes=max(count, 1) if launch.role != NodeRole.WORKER else None,
+            idleNodeShutdown=AutoShutdown(enabled=True, timeout=self.idle_shutdown),
+            idlePoolShutdown=AutoShutdown(enabled=True, timeout=self.idle_shutdown),
+            workerTag=launch.pool_name,
+            metricsEnabled=options.metrics_enabled,
+        )
+        pools = self._client.worker_pool_client
+
+        def provision() -> str:
+            return self._call(
+                lambda: pools.provision_worker_pool(usage, properties), "provision worker pool"
+            ).id
+
+        try:
+            pool_id = provision()
+        except InvalidRequestException as error:
+            if "already exists" not in str(error):
+                raise
+            log.warning(
+                "worker pool %s/%s already exists (an earlier run of this cluster?): shutting it down and "
+                "provisioning it again",
+                cluster.namespace,
+                launch.pool_name,
+            )
+            self._release_by_name(cluster.namespace, launch.pool_name)
+            pool_id = provision()
+        self._pool_ids[(cluster.namespace, launch.pool_name)] = pool_id
+        return pool_id
+
+    def _release_pool(self, pool_id: str) -> None:
+        """Shut a pool down and terminate its compute requirement (idempotent)."""
+        pools = self._client.worker_pool_client
+        pool = self._call(lambda: pools.get_worker_pool_by_id(pool_id), "get worker pool")
+        if pool.status not in GONE_POOL:
+            self._call(lambda: pools.shutdown_worker_pool_by_id(pool_id), "shut down worker pool")
+        self._terminate_compute(pool.computeRequirementId)
+
+    def _terminate_compute(self, compute_id: str | None) -> None:
+        if not compute_id:
+            return
+        compute = self._client.compute_client
+        current = self._call(
+            lambda: compute.get_compute_requirement_by_id(compute_id), "get compute requirement"
+        )
+        if current.status != ComputeRequirementStatus.TERMINATED:
+            self._call(
+                lambda: compute.terminate_compute_requirement_by_id(compute_id),
+                "terminate compute requirement",
+            )
+
+    def _release_by_name(self, namespace: str, name: str) -> None:
+        pool = self._pool_by_name(namespace, name)
+        if pool is not None:
+            self._release_pool(pool.id)
+            return
+        compute = self._client.compute_client
+        try:
+            existing = self._call(
+                lambda: compute.get_compute_requirement_by_name(namespace, name), "find compute"
+            )
+        except InvalidRequestException:
+            return
+        self._terminate_compute(existing.id)
+
+    def _pool_by_name(self, namespace: str, name: str):
+        """The pool with exactly this name, or None."""
+        try:
+            pool = self._call(
+                lambda: self._client.worker_pool_client.get_worker_pool_by_name(namespace, name),
+                "find worker pool",
+            )
+        except InvalidRequestException:
+            return None
+        self._pool_ids[(namespace, name)] = pool.id
+        return pool
+
+    def _pool_id(self, namespace: str, name: str) -> str | None:
+        if (namespace, name) not in self._pool_ids:
+            self._pool_by_name(namespace, name)
+        return self._pool_ids.get((namespace, name))
+
+    def _pool_nodes(self, pool_id: str) -> list[str]:
+        nodes = self._call(
+            lambda: self._client.worker_pool_client.find_nodes(_node_search(pool_id)), "list pool nodes"
+        )
+        return [n.id for n in nodes if n.status is not None and n.status.value in ("RUNNING", "LATE")]
+
+    # -- tasks ---------------------------------------------------------------------------------------
+
+    def _add_tasks(self, cluster_id: str, group: TaskGroup, launch: NodeLaunch, count: int) -> list[str]:
+        names = [naming.node_name(group.name, secrets.token_hex(3)) for _ in range(count)]
+        tasks = [self._task(cluster_id, name, launch) for name in names]
+        self._call(
+            lambda: self._client.work_client.add_tasks_to_task_group_by_id(group.id, tasks), "add tasks"
+        )
+        return names
+
+    def _task(self, cluster_id: str, name: str, launch: NodeLaunch) -> Task:
+        secret = self._credentials.key_secret.get_secret_value()
+        if any(secret in value for value in launch.env.values()):
+            raise RayDogError(
+                "refusing to start a node: its environment holds the YellowDog application key secret"
+            )
+        env = dict(launch.env)
+        env["RAYDOG_NODE_ID"] = name
+        env["RAYDOG_RAY_START_ARGS"] = " ".join(
+            filter(
+                None,
+                [
+                    node_env.join_args(self._ray_start_args(cluster_id, name, launch)),
+                    launch.env.get("RAYDOG_RAY_START_ARGS"),
+                ],
+            )
+        )
+        if launch.set_cloud_instance_id:
+            env["RAY_CLOUD_INSTANCE_ID"] = name
+        return Task(
+            name=name,
+            tag=launch.role.value,
+            taskType=TASK_TYPE,
+            arguments=list(TASK_ARGUMENTS),
+            taskData=launch.script,
+            environment=env,
+        )
+
+    def _ray_start_args(self, cluster_id: str, name: str, launch: NodeLaunch) -> list[str]:
+        resources = launch.resources
+        if self.local_platform:
+            # Emulated instances share this host: each node its own temp dir and ports, no GPU claims.
+            temp_dir = _local_temp_root(cluster_id) / name
+            temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            args = local_node_args(temp_dir) + node_env.resource_args(resources, resources.num_gpus or 0)
+        else:
+            args = node_env.resource_args(resources, resources.num_gpus or 0)
+            if resources.num_gpus is None:  # one machine per node: let Ray count the machine's GPUs
+                args = [a for a in args if not a.startswith("--num-gpus=")]
+        if launch.role == NodeRole.HEAD:
+            # The dashboard listens on the head's loopback only; clients reach it through an SSH tunnel.
+            ports = self._ports(cluster_id)
+            args += node_env.head_args(ports, include_dashboard=True, dashboard_host="127.0.0.1")
+        return args
+
+    def _ports(self, cluster_id: str) -> HeadPorts:
+        """The head's ports as open_cluster chose them (the builder also passes the GCS port to nodes)."""
+        if cluster_id not in self._head_ports:
+            self._head_ports[cluster_id] = HeadPorts(*free_ports(3)) if self.local_platform else HeadPorts()
+        return self._head_ports[cluster_id]
+
+    def _cancel_tasks(self, tasks: list[Task]) -> None:
+        work = self._client.work_client
+        for task in tasks:
+            if task.status is not None and task.status.finished:
+                continue
+            try:
+                self._call(lambda t=task: work.cancel_task_by_id(t.id, True), "cancel task")
+            except InvalidRequestException:
+                pass  # it finished meanwhile
+
+    def _pool_tasks(self, cluster_id: str, pool_id: str) -> list[Task]:
+        pool = self._call(
+            lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
+        )
+        requirement = self._get_requirement(cluster_id)
+        group_ids = [g.id for g in requirement.taskGroups or [] if _worker_tag(g) == pool.name]
+        tasks: list[Task] = []
+        for group_id in group_ids:
+            search = TaskSearch(workRequirementId=cluster_id, taskGroupId=group_id)
+            tasks += self._call(
+                lambda s=search: self._client.work_client.get_tasks(s).list_all(), "list tasks"
+            )
+        return tasks
+
+    # -- lookups and caches --------------------------------------------------------------------------
+
+    def _cluster(self, cluster_id: str) -> _Cluster:
+        if cluster_id not in self._clusters:
+            requirement = self._get_requirement(cluster_id)
+            groups = requirement.taskGroups or []
+            lifetime = next(
+                (g.runSpecification.taskTimeout for g in groups if g.runSpecification.taskTimeout), None
+            )
+            self._clusters[cluster_id] = _Cluster(
+                requirement.namespace,
+                requirement.name,
+                self._labels_of(requirement) or {},
+                lifetime or DEFAULT_LIFETIME,
+            )
+        return self._clusters[cluster_id]
+
+    def _get_requirement(self, cluster_id: str) -> WorkRequirement:
+        return self._call(
+            lambda: self._client.work_client.get_work_requirement_by_id(cluster_id), "get work requirement"
+        )
+
+    def _learn_groups(self, requirement: WorkRequirement) -> None:
+        for group in requirement.taskGroups or []:
+            if group.id not in self._groups:
+                self._groups[group.id] = _Group(_worker_tag(group) or "", None)
+
+    def _node_addresses(self, node_id: str) -> tuple[str | None, str | None, str | None]:
+        """(private IP, public IP or None, pool id) of a node; fixed for its life, so cached."""
+        if node_id not in self._addresses:
+            pools = self._client.worker_pool_client
+            node = self._call(lambda: pools.get_node_by_id(node_id), "get node")
+            details = node.details
+            public_ip = details.publicIpAddress if details else None
+            if details and public_ip is None:
+                public_ip = self._public_ip(node.workerPoolId, details.instanceId)
+            self._addresses[node_id] = (
+                details.privateIpAddress if details else None,
+                public_ip,
+                node.workerPoolId,
+            )
+        return self._addresses[node_id]
+
+    def _public_ip(self, pool_id: str, instance_id: str) -> str | None:
+        """Nodes no longer carry the public IP: look the instance up in the pool's compute requirement."""
+        pool = self._call(
+            lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
+        )
+        search = InstanceSearch(computeRequirementId=pool.computeRequirementId)
+        instances = self._call(
+            lambda: self._client.compute_client.get_instances(search).list_all(), "list instances"
+        )
+        return next((i.publicIpAddress for i in instances if i.id and i.id.instanceId == instance_id), None)
+
+    def _raydog_requirements(self, statuses: list[WorkRequirementStatus] | None) -> list[WorkRequirement]:
+        search = WorkRequirementSearch(statuses=statuses)
+        summaries = self._call(
+            lambda: self._client.work_client.get_work_requirements(search).list_all(), "list clusters"
+        )
+        found = []
+        for summary in summaries:
+            requirement = self._get_requirement(summary.id)
+            if self._labels_of(requirement) is not None:
+                found.append(requirement)
+        return found
+
+    @staticmethod
+    def _labels_of(requirement: WorkRequirement) -> dict[str, str] | None:
+        for group in requirement.taskGroups or []:
+            labels = cluster_labels.parse_labels_tag(group.tag)
+            if labels is not None:
+                return labels
+        return None
+
+    @staticmethod
+    def _pool_names(requirement: WorkRequirement) -> list[str]:
+        return list(dict.fromkeys(filter(None, (_worker_tag(g) for g in requirement.taskGroups or []))))
+
+    def _check_template(self, template: str | None, role: NodeRole) -> None:
+        """Fail before creating anything when the template does not exist (or the key cannot see it)."""
+        field = TEMPLATE_FIELD[role]
+        if not template:
+            raise SpecError(
+                field, "required for backend 'yellowdog'", "give a compute requirement template id or name"
+            )
+        if template in self._checked_templates:
+            return
+        compute = self._client.compute_client
+        namespace, _, name = template.rpartition("/")
+        try:
+            if template.startswith("ydid:") or not namespace:
+                self._call(lambda: compute.get_compute_requirement_template_by_id(template), "get template")
+            else:
+                self._call(
+                    lambda: compute.get_compute_requirement_template_by_name(namespace, name), "get template"
+                )
+        except InvalidRequestException as error:
+            raise SpecError(
+                field,
+                f"compute requirement template {template!r} was not found ({error.message})",
+                "give the id (ydid:crt:...) or 'namespace/name' of a template your application key can use",
+            ) from None
+        self._checked_templates.add(template)
+
+    def _remove_local_temp(self, cluster_id: str) -> None:
+        if self.local_platform:
+            shutil.rmtree(_local_temp_root(cluster_id), ignore_errors=True)
+
+    def _call(self, call: Callable[[], T], what: str) -> T:
+        try:
+            return with_retry(call, what)
+        except NotAuthorisedException:
+            raise SpecError(
+                "yd_application_key_id",
+                f"the YellowDog platform at {self.api_url} rejected the application key {self._credentials.key_id!r}",
+                "check yd_application_key_id / yd_application_key_secret (or YD_API_KEY_ID / YD_API_KEY_SECRET)",
+            ) from None
+        except requests.ConnectionError:
+            raise RayDogError(
+                f"cannot reach the YellowDog platform at {self.api_url} ({what}): check yd_platform_api_url / YD_API_URL"
+            ) from None
+
+
+def _worker_tag(group: TaskGroup) -> str | None:
+    tags = group.runSpecification.workerTags if group.runSpecification else None
+    return tags[0] if tags else None
+
+
+def _node_search(pool_id: str):
+    from yellowdog_client.model import NodeSearch
+
+    return NodeSearch(workerPoolId=pool_id)
+
+
+def _local_temp_root(cluster_id: str) -> Path:
+    """Short, per-cluster and derivable from the id alone, so a shut-down in another process cleans it."""
+    return Path("/tmp") / f"rdy-{hashlib.sha1(cluster_id.encode()).hexdigest()[:10]}"
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

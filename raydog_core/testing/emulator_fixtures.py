@@ -1,0 +1,29 @@
+"""pytest fixture for the YellowDog platform emulator, with the leak check built in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from raydog_core.testing.emulator import Emulator, Faults
+
+
+@pytest.fixture(scope="module")
+def yellowdog_emulator() -> Iterator[Emulator]:
+    """A YellowDog emulator on a free loopback port, shared by the tests of a module.
+
+    Point RayDog at it with `RayDogCluster(backend="yellowdog", **yellowdog_emulator.cluster_kwargs(), ...)`
+    and a template from `DEFAULT_TEMPLATES` ("raydog/emulated"). Turn faults on through
+    `yellowdog_emulator.faults`; they are reset after the module. When the module ends, every work
+    requirement, pool, compute requirement, instance and task process must be gone, or the fixture fails.
+    """
+    emulator = Emulator(faults=Faults(seed=1)).start()
+    try:
+        yield emulator
+        emulator.faults.error_rate = 0.0
+        leaks = emulator.wait_until_clean()
+    finally:
+        failures = emulator.stop()
+    assert not leaks, f"the tests left YellowDog resources alive: {leaks}"
+    assert not failures, f"emulator processes that would not stop: {failures}"

@@ -1,0 +1,142 @@
+"""The builder on the YellowDog backend against the emulator, with real Ray on every node."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ray
+from conftest import TEMPLATE
+
+from raydog_core import RayDogCluster
+from raydog_core.backends.base import NodeRole, NodeStatus
+from raydog_core.testing.emulator import Emulator
+
+pytestmark = pytest.mark.slow
+
+
+@ray.remote(num_cpus=1)
+def where_am_i() -> dict[str, str]:
+    return {"node": ray.get_runtime_context().get_node_id(), "yd_task": os.environ.get("YD_TASK_ID", "")}
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    return [node for node in ray.nodes() if node["Alive"]]
+
+
+def wait_for(predicate: Any, timeout: float = 90.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def cluster(yellowdog_emulator: Emulator, raydog_home: Any) -> Iterator[RayDogCluster]:
+    """Head + 2 workers built through the emulator by the real SDK, shared by this module's tests."""
+    cluster = RayDogCluster(
+        cluster_name="yd-e2e",
+        backend="yellowdog",
+        **yellowdog_emulator.cluster_kwargs(),
+        cluster_namespace="raydog-test",
+        cluster_labels={"flow-run": "run-42"},
+        cluster_lifetime=3600,
+        head_node_compute_requirement_template_id=TEMPLATE,
+        head_node_instance_tags={"team": "data"},
+    )
+    cluster.add_worker_pool(
+        worker_pool_node_count=2,
+        worker_pool_internal_name="cpu",
+        worker_node_compute_requirement_template_id=TEMPLATE,
+    )
+    try:
+        cluster.build()
+        ray.init(address=cluster.ray_address)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shut_down()
+
+
+def test_ray_work_runs_on_every_node(cluster: RayDogCluster) -> None:
+    node_ids = {n["NodeID"] for n in alive_nodes()}
+    assert len(node_ids) == 3
+    placed = ray.get(
+        [
+            where_am_i.options(
+                scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                    node, soft=False
+                )
+            ).remote()
+            for node in node_ids
+        ]
+    )
+    assert {p["node"] for p in placed} == node_ids
+    assert all(p["yd_task"].startswith("ydid:task:") for p in placed)  # each node is a YellowDog task
+
+
+def test_nodes_and_labels_come_from_the_platform(
+    cluster: RayDogCluster, yellowdog_emulator: Emulator
+) -> None:
+    nodes = cluster.nodes()
+    assert sorted(n.role for n in nodes) == [NodeRole.HEAD, NodeRole.WORKER, NodeRole.WORKER]
+    assert all(n.status == NodeStatus.RUNNING and n.private_ip == "127.0.0.1" for n in nodes)
+    assert all(n.pool_id.startswith("ydid:wrkrpool:") for n in nodes)
+    records = [r for r in cluster._ensure_backend().list_clusters() if r.cluster_id == cluster.cluster_id]
+    assert records and records[0].labels == {"flow-run": "run-42"} and records[0].live_nodes == 3
+    with yellowdog_emulator.platform.lock:
+        computes = [c for c in yellowdog_emulator.platform.computes.values() if c.alive]
+        assert all(c.instance_tags["raydog-label-flow-run"] == "run-42" for c in computes)
+        head = next(c for c in computes if c.name == "yd-e2e-head")
+        assert head.instance_tags["team"] == "data"
+        tasks = [t for t in yellowdog_emulator.platform.tasks.values() if t.status == "EXECUTING"]
+        assert all(str(t.group.task_timeout) == "1:00:00" for t in tasks)  # cluster_lifetime
+        secret = yellowdog_emulator.key_secret
+        assert all(secret not in json.dumps(t.spec) for t in tasks)  # the key never reaches a node
+
+
+def test_pool_added_joins_and_removed_pool_leaves(
+    cluster: RayDogCluster, yellowdog_emulator: Emulator
+) -> None:
+    pool_id = cluster.add_worker_pool(
+        worker_pool_node_count=1,
+        worker_pool_internal_name="extra",
+        worker_node_compute_requirement_template_id=TEMPLATE,
+    )
+    assert wait_for(lambda: len(alive_nodes()) == 4)
+    cluster.remove_worker_pool(pool_id)
+    assert wait_for(lambda: len(alive_nodes()) == 3)
+    assert len(ray.get([where_am_i.remote() for _ in range(6)])) == 6  # the cluster keeps working
+    assert not any("yd-e2e-w2" in leak for leak in yellowdog_emulator.wait_until_clean(0.5) if "pool" in leak)
+
+
+def test_zz_shut_down_from_another_process_leaves_nothing(
+    cluster: RayDogCluster, yellowdog_emulator: Emulator, tmp_path: Any
+) -> None:
+    state_file = tmp_path / "state.json"
+    cluster.save_state_to_json_file(state_file)
+    assert yellowdog_emulator.key_secret not in state_file.read_text()
+    ray.shutdown()
+    code = (
+        "import sys; from raydog_core import RayDogClusterProxy as P; "
+        "p = P(); p.load_saved_state_from_json_file(sys.argv[1]); p.shut_down()"
+    )
+    env = {
+        **os.environ,
+        "YD_API_KEY_ID": yellowdog_emulator.key_id,
+        "YD_API_KEY_SECRET": yellowdog_emulator.key_secret,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(state_file)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert yellowdog_emulator.key_secret not in result.stderr + result.stdout
+    assert yellowdog_emulator.wait_until_clean() == []

@@ -1,0 +1,158 @@
+"""Faults and bad input: the cluster completes or fails with a clear error, and nothing is left alive."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conftest import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
+
+from raydog_core import RayDogCluster
+from raydog_core.backends.base import ClusterOptions, NodeLaunch, NodeRole, NodeStatus
+from raydog_core.backends.yellowdog.backend import YellowDogBackend
+from raydog_core.errors import BuildTimeoutError, NodeFailedError, SpecError
+from raydog_core.testing.emulator import Emulator
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def wait_for_failure(cluster: RayDogCluster, timeout: float = 30.0) -> None:
+    """Let wait_for_nodes report a failed node (only the platform's view: these nodes run no Ray)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            cluster.wait_for_nodes(timeout=0.2)
+        except BuildTimeoutError:
+            continue
+
+
+@pytest.fixture(autouse=True)
+def no_faults_after(yellowdog_emulator: Emulator) -> Any:
+    yield
+    faults = yellowdog_emulator.faults
+    faults.error_rate, faults.boot_delay_s, faults.fail_tasks = 0.0, 0.0, None
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_invalid_credentials_fail_clearly_and_create_nothing(
+    yd_kwargs: dict, yellowdog_emulator: Emulator
+) -> None:
+    cluster = RayDogCluster(
+        cluster_name="badkey", **{**yd_kwargs, "yd_application_key_secret": "wrong-secret"}
+    )
+    with pytest.raises(SpecError, match=r"yd_application_key_id.*rejected the application key") as raised:
+        cluster.build()
+    assert "wrong-secret" not in str(raised.value)
+    assert yellowdog_emulator.live_resources() == []
+
+
+def test_unknown_template_fails_clearly(yd_kwargs: dict, yellowdog_emulator: Emulator) -> None:
+    kwargs = {**yd_kwargs, "head_node_compute_requirement_template_id": "raydog/no-such-template"}
+    with pytest.raises(SpecError, match=r"head_node_compute_requirement_template_id.*not found"):
+        RayDogCluster(cluster_name="notemplate", **kwargs).build()
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"cluster_name": "Bad Name!"}, "cluster_name"),
+        ({"cluster_name": "a" * 57}, "cluster_name"),  # too long once '-w999' is added
+        ({"cluster_name": "ok", "cluster_namespace": "-ns"}, "cluster_namespace"),
+        ({"cluster_name": "ok", "head_node_compute_requirement_template_id": None}, "head_node_compute"),
+    ],
+)
+def test_bad_names_fail_before_any_request(
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fields: dict, field: str
+) -> None:
+    calls = yellowdog_emulator.calls
+    with pytest.raises(SpecError, match=field):
+        RayDogCluster(**{**yd_kwargs, **fields})
+    assert yellowdog_emulator.calls == calls
+
+
+def test_failing_head_script_fails_the_build_with_its_exit_code(
+    yd_kwargs: dict, yellowdog_emulator: Emulator
+) -> None:
+    cluster = RayDogCluster(cluster_name="failhead", head_node_ray_start_script=FAILING_SCRIPT, **yd_kwargs)
+    with pytest.raises(NodeFailedError, match="exit code 3"):
+        cluster.build()
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_slow_boot_times_out_and_cleans_up(yd_kwargs: dict, yellowdog_emulator: Emulator) -> None:
+    yellowdog_emulator.faults.boot_delay_s = 60
+    cluster = RayDogCluster(cluster_name="slowboot", head_node_ray_start_script=SLEEP_SCRIPT, **yd_kwargs)
+    started = time.monotonic()
+    with pytest.raises(BuildTimeoutError, match="not up in time"):
+        cluster.build(head_node_build_timeout=timedelta(seconds=2))
+    assert time.monotonic() - started < 30
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_transient_errors_killed_node_and_failing_task(yd_kwargs: dict, yellowdog_emulator: Emulator) -> None:
+    """20% of requests fail transiently; the build still completes, a dead node and a failing task show."""
+    faults = yellowdog_emulator.faults
+    faults.error_rate = 0.2
+    faults.fail_tasks = r"^w2-"
+    cluster = RayDogCluster(cluster_name="flaky", head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs)
+    pool = {"worker_node_task_script": SLEEP_SCRIPT, "worker_node_compute_requirement_template_id": TEMPLATE}
+    cluster.add_worker_pool(worker_pool_node_count=2, **pool)
+    try:
+        cluster.build(wait_for_workers=False)
+        assert wait_for(lambda: all(n.status == NodeStatus.RUNNING for n in cluster.nodes()))
+        victim = next(n for n in cluster.nodes() if n.role == NodeRole.WORKER)
+        yellowdog_emulator.kill_instance_of_task(victim.node_id)
+        dead = next(n for n in cluster.nodes() if n.node_id == victim.node_id)
+        assert dead.status == NodeStatus.FAILED and "ALLOCATION_LOST" in dead.detail
+        with pytest.raises(NodeFailedError, match="ALLOCATION_LOST"):
+            cluster.wait_for_nodes(timeout=5)
+        cluster.remove_worker_pool(dead.pool_id)
+        cluster.add_worker_pool(worker_pool_node_count=1, **pool)  # "w2-...": its task fails at once
+        with pytest.raises(NodeFailedError, match="exit code 1"):
+            wait_for_failure(cluster)
+    finally:
+        cluster.shut_down()
+    assert faults.injected_errors > 0
+    faults.error_rate = 0.0
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_leftover_of_an_earlier_run_is_replaced(
+    yellowdog_emulator: Emulator, raydog_home: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = YellowDogBackend(yellowdog_emulator.credentials())
+    options = ClusterOptions(name="rerun", namespace="raydog-test", lifetime=timedelta(minutes=5))
+    launch = NodeLaunch(
+        role=NodeRole.HEAD,
+        pool_name="rerun-head",
+        script=SLEEP_SCRIPT,
+        env={},
+    )
+    launch = NodeLaunch(
+        **{
+            **launch.__dict__,
+            "yellowdog": launch.yellowdog.model_copy(update={"compute_requirement_template_id": TEMPLATE}),
+        }
+    )
+    first = backend.open_cluster(options)
+    backend.create_pool(first.cluster_id, launch, 1)  # then the client "dies" without shutting down
+    with caplog.at_level(logging.WARNING, logger="raydog"):
+        second = backend.open_cluster(options)
+        backend.create_pool(second.cluster_id, launch, 1)
+    assert "already exists" in caplog.text
+    assert second.cluster_id != first.cluster_id
+    assert all(n.status != NodeStatus.FAILED for n in backend.list_nodes(second.cluster_id))
+    assert backend.shut_down(second.cluster_id) == []
+    assert "emulator-secret" not in caplog.text and "emulator-secret" not in repr(backend)
+    backend.close()
