@@ -45,6 +45,7 @@ def prefect(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def airflow(session: nox.Session) -> None:
     _install(session, "airflow,test")
+    session.install("--override", OVERRIDES, "apache-airflow>=3.3,<3.4")  # the release line we claim
     _pytest(session, "tests/airflow")
 
 

@@ -180,6 +180,7 @@ class RayDogCluster:
             )
             cluster._pools[pool.raydog_id] = pool
             cluster._next_pool_index = max(cluster._next_pool_index, index + 1)
+        cluster._next_pool_index = max(cluster._next_pool_index, state.next_pool_index)
         return cluster
 
     # -- the upstream API -------------------------------------------------------------------------
@@ -559,6 +560,7 @@ class RayDogCluster:
             for p in self._pools.values()
             if p.backend_id is not None
         ]
+        self._state.next_pool_index = self._next_pool_index
         if self._on_state is not None:
             self._on_state(self._state.model_copy(deep=True))
 

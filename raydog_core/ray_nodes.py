@@ -6,6 +6,7 @@ clusters with different tokens (Ray's in-process clients cache the first token t
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ def alive_ray_nodes(
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             payload = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return []
     summary = payload.get("data", {}).get("summary", [])
     return [node for node in summary if node.get("raylet", {}).get("state") == "ALIVE"]

@@ -58,6 +58,7 @@ class ClusterState(_Record):
     auth_mode: Literal["token", "disabled"] = "disabled"
     head: HeadState = Field(default_factory=HeadState)
     observability_host: str | None = None
+    next_pool_index: int = 1  # pool ids are never reused, even after the newest pool was removed
     pools: list[PoolState] = Field(default_factory=list)
 
     # Upstream RayDog's saved-state keys, kept so its users' tooling keeps reading our state.

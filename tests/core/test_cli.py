@@ -15,7 +15,11 @@ pytestmark = pytest.mark.slow
 
 def raydog(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "raydog_core.cli", *args], capture_output=True, text=True, env=dict(os.environ), timeout=300
+        [sys.executable, "-m", "raydog_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"raydog {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -44,7 +48,12 @@ def test_cluster_lifecycle_from_the_command_line(tmp_path: Path, local_backend) 
     assert pool == "clitest-w2"
     assert len(json.loads(state_file.read_text())["pools"]) == 3
     raydog("remove-pool", str(state_file), "burst")
-    assert [p["internal_name"] for p in json.loads(state_file.read_text())["pools"] if p["role"] == "worker"] == ["base"]
+    assert [
+        p["internal_name"] for p in json.loads(state_file.read_text())["pools"] if p["role"] == "worker"
+    ] == ["base"]
+    again = raydog("add-pool", str(state_file), "--nodes", "1", "--name", "again").stdout.strip()
+    assert again == "clitest-w3"  # a removed pool's id is never reused
+    raydog("remove-pool", str(state_file), "clitest-w3")
 
     listing = raydog("list").stdout
     assert "clitest" in listing and "team=data" in listing

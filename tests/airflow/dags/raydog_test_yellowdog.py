@@ -1,0 +1,41 @@
+"""Test DAG: the YellowDog path, through the emulator (the real yellowdog-sdk against a local platform)."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG
+
+from raydog_airflow.operators import RayDogBuildOperator, RayDogShutdownOperator, RayDogSubmitJobOperator
+from raydog_core.testing.emulator import DEFAULT_TEMPLATES
+
+NODE = {"num_cpus": 1, "memory_mb": 512, "object_store_mb": 80}
+
+with DAG(
+    dag_id="raydog_test_yellowdog", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")
+) as dag:
+    build = RayDogBuildOperator(
+        task_id="build_cluster",
+        raydog_conn_id="raydog_yd",
+        spec={
+            "cluster_name": "yd-airflow",
+            "head_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0],
+            "head_node_resources": NODE,
+            "worker_pools": [
+                {
+                    "worker_pool_node_count": 1,
+                    "worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0],
+                    "worker_node_resources": NODE,
+                }
+            ],
+        },
+    )
+    job = RayDogSubmitJobOperator(
+        task_id="submit_job",
+        raydog_conn_id="raydog_yd",
+        cluster_state=build.output,
+        entrypoint="python -c \"import ray; ray.init(); print('yellowdog job sees', len(ray.nodes()), 'nodes')\"",
+    )
+    shutdown = RayDogShutdownOperator(
+        task_id="shut_down", raydog_conn_id="raydog_yd", cluster_state=build.output
+    )
+    build.as_setup() >> job >> shutdown.as_teardown(setups=build)

@@ -1,0 +1,43 @@
+"""End-to-end: the YellowDog backend under real Airflow, through the emulator; nothing may be left alive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from dag_runs import live, load_dag, task_states, xcom_rows, xcom_value
+
+from raydog_core.testing.emulator import Emulator
+
+pytestmark = pytest.mark.slow
+
+
+def test_yellowdog_dag_leaves_nothing_alive(
+    airflow_db: Path,
+    raydog_home: Path,
+    yellowdog_emulator: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    kwargs = yellowdog_emulator.cluster_kwargs()
+    secret = kwargs["yd_application_key_secret"]
+    connection = {
+        "conn_type": "raydog",
+        "host": kwargs["yd_platform_api_url"],
+        "login": kwargs["yd_application_key_id"],
+        "password": secret,
+        "extra": {"backend": "yellowdog", "namespace": "raydog-airflow"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_RAYDOG_YD", json.dumps(connection))
+    dag_run = load_dag("raydog_test_yellowdog").test()
+    states = task_states(dag_run)
+    assert str(dag_run.state) == "success", states
+    built = xcom_value(dag_run, "build_cluster")
+    assert built["backend"] == "yellowdog" and built["cluster_namespace"] == "raydog-airflow"
+    output = capfd.readouterr()
+    assert "yellowdog job sees 2 nodes" in output.out + output.err
+    assert secret not in json.dumps([row[2] for row in xcom_rows(dag_run)])
+    assert secret not in output.out + output.err
+    assert yellowdog_emulator.wait_until_clean() == []
+    assert live(raydog_home) == []
