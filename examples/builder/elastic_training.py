@@ -75,7 +75,7 @@ def train(cluster: RayDogCluster, steps: int, grow_every: int, max_pools: int) -
                 print(f"step {step}: new node {node['NodeID'][:8]} -> trainer #{len(trainers)}")
         results = ray.get([t.step.remote(weights) for t in trainers.values()])
         weights = np.mean([w for w, _, _ in results], axis=0)
-        loss = float(np.mean([l for _, l, _ in results]))
+        loss = float(np.mean([step_loss for _, step_loss, _ in results]))
         print(f"step {step}: {len(trainers)} trainers ({results[0][2]}), loss {loss:.5f}")
         if step % grow_every == 0 and len(growers) < max_pools:
             # Grow in the background: training continues while the new node boots and joins.
