@@ -54,14 +54,16 @@ from raydog_core.spec import ClusterSpec, load_spec_file
 def test_invalid_specs_name_the_field(fields: dict, field: str, words: str, local_backend) -> None:
     values = {"cluster_name": "demo", **fields}
     name = values.pop("cluster_name")
+    before = local_backend.list_clusters()
     with pytest.raises(SpecError) as caught:
         RayDogCluster(cluster_name=name, **values)
     assert caught.value.field == field
     assert words in str(caught.value)
-    assert local_backend.list_clusters() == []  # nothing was created
+    assert local_backend.list_clusters() == before  # nothing was created
 
 
 def test_bad_pool_and_timeout_rejected_before_anything_starts(local_backend) -> None:
+    before = local_backend.list_clusters()
     cluster = RayDogCluster(cluster_name="demo")
     with pytest.raises(SpecError, match="worker_pool_node_count"):
         cluster.add_worker_pool(worker_pool_node_count=0)
@@ -69,7 +71,7 @@ def test_bad_pool_and_timeout_rejected_before_anything_starts(local_backend) -> 
         cluster.add_worker_pool(worker_pool_node_count=1, worker_node_task_script="/no/such/file.sh")
     with pytest.raises(SpecError, match="head_node_build_timeout"):
         cluster.build(-5)
-    assert local_backend.list_clusters() == []
+    assert local_backend.list_clusters() == before
 
 
 def test_yellowdog_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -289,7 +289,7 @@ class LocalBackend:
 
     def _exit_code(self, node: dict[str, Any]) -> str:
         proc = self._children.get(int(node["process"]["pid"]))
-        if proc is not None and proc.returncode is not None:
+        if proc is not None and proc.poll() is not None:
             return f" with code {proc.returncode}"
         return ""
 
