@@ -1,0 +1,156 @@
+"""Flows on real local RayDog clusters against a real Prefect server: results, logs, teardown, retries."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+from prefect_helpers import clusters_of_flow_run, flow_run_logs
+
+from raydog_core.backends.local.backend import LocalBackend
+from raydog_core.spec import NodeResources
+from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, remote_options, shut_down_flow_run_cluster
+
+pytestmark = pytest.mark.slow
+
+HEAD_ONLY = RayDogClusterConfig(
+    cluster_name="head-only", worker_pools=[], head_node_resources=NodeResources(num_cpus=2)
+)
+
+
+@task
+def square(x: int) -> int:
+    get_run_logger().info("squaring %d on a Ray worker", x)
+    return x * x
+
+
+@task
+def on_special_node() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+@task
+def sleepy(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_fan_out_results_logs_resources_and_teardown(backend: LocalBackend) -> None:
+    config = RayDogClusterConfig(
+        cluster_name="fan-out",
+        worker_pools=[{"worker_pool_node_count": 1, "worker_node_resources": {"resources": {"special": 1}}}],
+    )
+
+    @flow(task_runner=RayDogTaskRunner(cluster=config))
+    def fan_out(n: int) -> tuple[int, str]:
+        total = sum(square.map(range(n)).result())
+        with remote_options(resources={"special": 1}):
+            node = on_special_node.submit().result()
+        return total, node
+
+    state = fan_out(6, return_state=True)
+    total, node = state.result()
+    flow_run_id = state.state_details.flow_run_id
+
+    assert total == sum(x * x for x in range(6))
+    assert node  # ran where the custom resource is: the only node that has it
+    messages = flow_run_logs(flow_run_id)
+    assert sum("squaring" in m and "on a Ray worker" in m for m in messages) == 6, messages
+    assert sum("Finished in state Completed()" in m for m in messages) >= 7
+    assert any("Connected to RayDog cluster fan-out" in m and "dashboard http://" in m for m in messages)
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
+    assert sorted(t.state_name for t in task_runs) == ["Completed"] * 7
+
+    (record,) = clusters_of_flow_run(backend, flow_run_id)
+    assert record.labels["orchestrator"] == "prefect" and record.state == "stopped"
+    assert backend.live_resources() == []
+
+    # The crash hook after a normal teardown: nothing to do, and it says so.
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    assert shut_down_flow_run_cluster(fan_out, flow_run, flow_run.state) == []
+
+
+def test_a_raising_flow_fails_and_its_cluster_goes(backend: LocalBackend) -> None:
+    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), on_failure=[shut_down_flow_run_cluster])
+    def raising() -> None:
+        square.submit(3).result()
+        raise RuntimeError("the flow's own error")
+
+    state = raising(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match="the flow's own error"):
+        state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert [c.state for c in clusters_of_flow_run(backend, flow_run_id)] == ["stopped"]
+    assert backend.live_resources() == []
+    # on_failure ran first (inside the attempt); the runner's own teardown then had nothing left to do.
+    messages = flow_run_logs(flow_run_id)
+    assert any("RayDog: shut down cluster head-only" in m for m in messages), messages
+    assert any("was already shut down" in m and "nothing left to do" in m for m in messages), messages
+
+
+def test_a_timed_out_flow_loses_its_cluster(backend: LocalBackend) -> None:
+    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), timeout_seconds=3)
+    def too_slow() -> None:
+        sleepy.submit(120)  # still running at teardown: the runner must not wait for it
+        time.sleep(6)  # Prefect raises the timeout for a sync flow once the body yields
+
+    state = too_slow(return_state=True)
+    assert state.name == "TimedOut"
+    assert [c.state for c in clusters_of_flow_run(backend, state.state_details.flow_run_id)] == ["stopped"]
+    assert backend.live_resources() == []
+
+
+def test_retries_reuse_one_cluster_torn_down_once(backend: LocalBackend) -> None:
+    attempts: list[str] = []
+
+    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), retries=2, retry_delay_seconds=0)
+    def flaky() -> int:
+        import ray
+
+        attempts.append(ray.get_runtime_context().gcs_address)
+        if len(attempts) < 3:
+            raise RuntimeError(f"attempt {len(attempts)} fails")
+        return square.submit(7).result()
+
+    state = flaky(return_state=True)
+    assert state.result() == 49
+    assert len(attempts) == 3 and len(set(attempts)) == 1  # three attempts, one cluster
+    flow_run_id = state.state_details.flow_run_id
+    assert [c.state for c in clusters_of_flow_run(backend, flow_run_id)] == ["stopped"]
+    messages = flow_run_logs(flow_run_id)
+    assert sum("Building RayDog cluster" in m for m in messages) == 1
+    assert sum("Reusing RayDog cluster" in m for m in messages) == 2
+    assert sum("Shutting down RayDog cluster" in m for m in messages) == 1
+    assert backend.live_resources() == []
+
+
+def test_lazy_runner_builds_nothing_for_a_flow_without_tasks(backend: LocalBackend) -> None:
+    before = len(backend.list_clusters())
+
+    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY, lazy=True))
+    def no_tasks() -> str:
+        return "done"
+
+    assert no_tasks() == "done"
+    assert len(backend.list_clusters()) == before
+
+
+def test_the_block_is_a_resource_torn_down_even_when_the_block_raises(backend: LocalBackend) -> None:
+    import ray
+
+    with pytest.raises(ValueError, match="raised inside"), HEAD_ONLY as cluster:
+        ray.init(address=cluster.ray_address)
+        try:
+            assert ray.get(ray.remote(lambda: 41 + 1).remote()) == 42
+        finally:
+            ray.shutdown()
+        assert backend.live_resources()
+        raise ValueError("raised inside the with-block")
+    assert backend.live_resources() == []

@@ -1,0 +1,70 @@
+"""What Prefect expects of a task runner: duplicate(), ==, pickling; and the labels' shape. No cluster."""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+import pytest
+from prefect import flow
+
+from raydog_core import naming
+from raydog_core.spec import ClusterSpec
+from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, flow_run_labels
+
+RUNNERS = [
+    RayDogTaskRunner(),
+    RayDogTaskRunner(cluster="prod", lazy=True, init_kwargs={"runtime_env": {"env_vars": {"A": "1"}}}),
+    RayDogTaskRunner(cluster=RayDogClusterConfig(cluster_name="blk"), reuse_cluster_across_retries=False),
+    RayDogTaskRunner(cluster=ClusterSpec(cluster_name="spec")),
+]
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_duplicate_equals_the_original_and_is_a_new_object(runner: RayDogTaskRunner) -> None:
+    copy = runner.duplicate()
+    assert copy == runner and copy is not runner
+    assert copy.cluster is runner.cluster  # a Block or a name travels unchanged; loaded when entered
+
+
+def test_different_settings_are_not_equal() -> None:
+    assert RayDogTaskRunner("a") != RayDogTaskRunner("b")
+    assert RayDogTaskRunner(lazy=True) != RayDogTaskRunner()
+    assert RayDogTaskRunner(reuse_cluster_across_retries=False) != RayDogTaskRunner()
+    assert RayDogTaskRunner() != object()
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_pickles_to_an_equal_unstarted_runner(runner: RayDogTaskRunner, dumps) -> None:
+    runner._started = True  # as while a flow runs: the copy must come back unstarted
+    try:
+        copy = pickle.loads(dumps(runner))
+    finally:
+        runner._started = False
+    assert copy == runner
+    assert not copy._started and copy.raydog_cluster is None
+
+
+def test_a_flow_with_the_runner_pickles() -> None:
+    @flow(task_runner=RayDogTaskRunner(cluster="prod"))
+    def pickled_flow() -> None: ...
+
+    assert cloudpickle.loads(cloudpickle.dumps(pickled_flow)).task_runner == RayDogTaskRunner(cluster="prod")
+
+
+def test_bad_cluster_argument_is_refused_with_the_fix() -> None:
+    with pytest.raises(
+        TypeError, match="cluster: expected a RayDogClusterConfig Block, the name of a saved one"
+    ):
+        RayDogTaskRunner(cluster=42)
+
+
+def test_flow_run_labels_are_valid_names_on_every_backend() -> None:
+    labels = flow_run_labels("0b5c2b8e-8f3e-4c2a-9d55-8f6c1a9b3e21")
+    for key in labels:
+        assert naming.NAME_PATTERN.match(key), key
+    assert labels == {
+        "orchestrator": "prefect",
+        "prefect-flow-run-id": "0b5c2b8e-8f3e-4c2a-9d55-8f6c1a9b3e21",
+    }
