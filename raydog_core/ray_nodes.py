@@ -18,10 +18,10 @@ TIMEOUT_S = 5.0
 
 
 def alive_ray_nodes(
-    state: ClusterState, token: str | None, base_url: str | None = None
+    state: ClusterState | None, token: str | None, base_url: str | None = None
 ) -> list[dict[str, Any]]:
     """The alive nodes Ray knows (empty while the dashboard is not answering yet)."""
-    url = (base_url or state.dashboard_url or "").rstrip("/")
+    url = (base_url or (state.dashboard_url if state else None) or "").rstrip("/")
     if not url:
         return []
     request = urllib.request.Request(f"{url}/nodes?view=summary")

@@ -154,7 +154,7 @@ class RayTunnels:
             if not forwarder.is_active:
                 raise sshtunnel.BaseSSHTunnelForwarderError("authentication failed or the server refused")
         except (sshtunnel.BaseSSHTunnelForwarderError, paramiko.SSHException, OSError) as error:
-            forwarder.stop(force=True)
+            _discard(forwarder)
             raise TunnelError(
                 f"could not open SSH tunnels to {self.ssh_user}@{self.host}:{self.ssh_port}: "
                 f"{_describe(error)}"
@@ -262,6 +262,16 @@ def host_key_fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint of a key, as `ssh-keygen -l` prints it."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _discard(forwarder: sshtunnel.SSHTunnelForwarder) -> None:
+    """Release a forwarder whose start failed. Its stop() would wait for ever on servers that never
+    started serving (sshtunnel 0.5.1), so close their sockets and the transport directly."""
+    for server in getattr(forwarder, "_server_list", []):
+        server.server_close()
+    transport = getattr(forwarder, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 def _describe(error: BaseException) -> str:

@@ -1,0 +1,300 @@
+"""The `provider:` section of a `ray up` YAML, validated once on the client by `bootstrap_config`.
+
+Keys are upstream RayDog's (`cluster_namespace`, `ray_head_node_task_script`, ...) plus `backend`.
+`bootstrap_config` resolves every `file:` reference relative to the YAML file, inlines the scripts,
+copies the top-level `auth` into the provider section (so users write it once) and records each node
+type's resources and pool name, so the head's monitor, which only sees the provider section, can
+start nodes without reading anything from the client's disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from raydog_core import naming
+from raydog_core.errors import SpecError
+from raydog_core.scripts import default_script
+from raydog_core.spec import MIN_OBJECT_STORE_MB, NodeResources, YellowDogNodeOptions, build_model
+from raydog_core.tagstore import DEFAULT_PORT
+
+FILE_PREFIX = "file:"
+BOOTSTRAP_CONFIG = "ray_bootstrap_config.yaml"
+MIB = 1024 * 1024
+RAY_PROVIDER_KEYS = {
+    "type",
+    "module",
+    "disable_node_updaters",
+    "disable_launch_config_check",
+    "foreground_node_launch",
+    "worker_liveness_check",
+    "use_internal_ips",
+    "use_external_head_ip",
+}
+# Starting or stopping Ray in Ray's own command lists would fight the backend, which runs the node scripts.
+_RAY_START_STOP = re.compile(r"(^|[;&|]\s*|\s)ray\s+(start|stop)\b")
+
+
+class NodeTypeConfig(BaseModel):
+    """What the provider needs per node type (derived by bootstrap_config from available_node_types)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pool_name: str
+    resources: NodeResources
+    yellowdog: YellowDogNodeOptions = Field(default_factory=YellowDogNodeOptions)
+
+
+class UploadFile(BaseModel):
+    """A file for the head's home: `source` on the client, `target` relative to the head's home."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+
+
+class ProviderConfig(BaseModel):
+    """The provider section. Unknown keys are errors, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["external"] = "external"
+    module: str = "raydog_core.autoscaler.RayDogNodeProvider"
+    backend: Literal["local", "yellowdog"] = "local"
+    cluster_namespace: str = "raydog"
+    cluster_tag: str | None = None
+    ray_head_node_task_script: str | None = None
+    ray_worker_node_task_script: str | None = None
+    cluster_lifetime_hours: float = Field(1.0, gt=0)
+    head_node_build_timeout_minutes: float = Field(10.0, gt=0)
+    files_to_upload: list[str | UploadFile] = Field(default_factory=list)
+    head_node_tag_server_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="0: a free port (local)")
+    ray_auth_mode: Literal["token", "disabled"] = "token"
+    autoscaler_update_interval_s: int | None = Field(None, ge=1, description="Ray reads it as an integer")
+    tag_store_via_ssh: bool | None = Field(
+        None, description="None: only when the head is not reachable directly"
+    )
+    ssh_port: int = Field(22, ge=1, le=65535)
+    known_hosts_file: str | None = None
+    host_key_fingerprint: str | None = None
+    auth: dict[str, Any] = Field(default_factory=dict)
+    node_types: dict[str, NodeTypeConfig] = Field(default_factory=dict)
+    # Ray's own keys
+    disable_node_updaters: bool = True
+    disable_launch_config_check: bool = True
+    foreground_node_launch: bool = False
+    worker_liveness_check: bool = True
+    use_internal_ips: bool = False
+    use_external_head_ip: bool = False
+
+    @field_validator("cluster_namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return naming.check_name("provider.cluster_namespace", value)
+
+    @field_validator("cluster_tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else naming.check_name("provider.cluster_tag", value)
+
+    @field_validator("disable_node_updaters")
+    @classmethod
+    def _updaters_off(cls, value: bool) -> bool:
+        if not value:
+            raise SpecError(
+                "provider.disable_node_updaters",
+                "must be true: RayDog's backend starts Ray with the node scripts",
+                "set disable_node_updaters: true",
+            )
+        return value
+
+    @property
+    def lifetime_s(self) -> float:
+        return self.cluster_lifetime_hours * 3600
+
+    @property
+    def build_timeout_s(self) -> float:
+        return self.head_node_build_timeout_minutes * 60
+
+    def script(self, role: Literal["head", "worker"]) -> str:
+        value = self.ray_head_node_task_script if role == "head" else self.ray_worker_node_task_script
+        return value if value is not None else default_script(role)
+
+
+def parse_provider_config(provider_config: dict[str, Any]) -> ProviderConfig:
+    # Ray adds private keys of its own (e.g. `_config_cache_path`).
+    values = {k: v for k, v in provider_config.items() if not k.startswith("_")}
+    return build_model(ProviderConfig, values, where="provider")
+
+
+def bootstrap(cluster_config: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
+    """Validate and complete a cluster config on the client; see the module docstring."""
+    config = copy.deepcopy(cluster_config)
+    base = base_dir or config_directory()
+    naming.check_name("cluster_name", str(config.get("cluster_name", "")), naming.MAX_CLUSTER_NAME_LENGTH)
+    provider = config.setdefault("provider", {})
+    unknown = (
+        {k for k in provider if not k.startswith("_")} - set(ProviderConfig.model_fields) - RAY_PROVIDER_KEYS
+    )
+    if unknown:
+        raise SpecError(
+            f"provider.{sorted(unknown)[0]}", "unknown key", "check its spelling; see docs/autoscaler.md"
+        )
+    for key in ("ray_head_node_task_script", "ray_worker_node_task_script"):
+        if provider.get(key) is not None:
+            provider[key] = _inline(provider[key], base, f"provider.{key}")
+    provider["files_to_upload"] = [_upload(p, base) for p in provider.get("files_to_upload") or []]
+    top_auth = config.get("auth") or {}
+    provider["auth"] = {**provider.get("auth", {}), **top_auth}
+    if provider.get("known_hosts_file"):
+        provider["known_hosts_file"] = str(
+            _existing(provider["known_hosts_file"], base, "provider.known_hosts_file")
+        )
+    _check_commands(config)
+    parsed = parse_provider_config(provider)
+    provider["node_types"] = _node_types(config, parsed, base)
+    parse_provider_config(provider)
+    return config
+
+
+def config_directory() -> Path:
+    """The folder of the YAML given to the `ray` CLI (its first existing *.yaml argument), else the CWD.
+
+    Ray passes only the parsed config to a provider, and `file:` references must be relative to the
+    YAML, not to wherever `ray up` happens to run.
+    """
+    for arg in sys.argv[1:]:
+        if arg.endswith((".yaml", ".yml")) and Path(arg).is_file():
+            return Path(arg).resolve().parent
+    return Path.cwd()
+
+
+def _node_types(config: dict[str, Any], provider: ProviderConfig, base: Path) -> dict[str, Any]:
+    types = config.get("available_node_types")
+    head_type = config.get("head_node_type")
+    if not isinstance(types, dict) or not types:
+        raise SpecError("available_node_types", "missing or empty", "list a head node type and worker types")
+    if head_type not in types:
+        raise SpecError(
+            "head_node_type", f"{head_type!r} is not in available_node_types", f"one of {sorted(types)}"
+        )
+    cluster_name = config["cluster_name"]
+    workers = sorted(name for name in types if name != head_type)
+    result = {}
+    for name, node_type in types.items():
+        where = f"available_node_types.{name}"
+        if name == head_type:
+            pool_name = cluster_name + naming.HEAD_SUFFIX
+        else:
+            pool_name = cluster_name + naming.worker_pool_suffix(workers.index(name) + 1)
+        resources = _node_resources(node_type.get("resources") or {}, where)
+        yellowdog = _yellowdog_options(node_type.get("node_config") or {}, base, f"{where}.node_config")
+        if provider.backend == "yellowdog" and not yellowdog.compute_requirement_template_id:
+            raise SpecError(
+                f"{where}.node_config.compute_requirement_template",
+                "required for backend 'yellowdog'",
+                "give the id or name of a YellowDog compute requirement template",
+            )
+        result[name] = NodeTypeConfig(
+            pool_name=pool_name, resources=resources, yellowdog=yellowdog
+        ).model_dump()
+    return result
+
+
+def _node_resources(resources: dict[str, Any], where: str) -> NodeResources:
+    """Ray's `resources` of a node type as the `ray start` flags our scripts pass (nothing auto-detected)."""
+    custom = {
+        k: float(v) for k, v in resources.items() if k not in ("CPU", "GPU", "memory", "object_store_memory")
+    }
+    values: dict[str, Any] = {
+        "num_cpus": int(resources.get("CPU", 1)),
+        "num_gpus": int(resources.get("GPU", 0)),
+    }
+    if "memory" in resources:
+        values["memory_mb"] = max(int(resources["memory"]) // MIB, 64)
+    if "object_store_memory" in resources:
+        values["object_store_mb"] = max(int(resources["object_store_memory"]) // MIB, MIN_OBJECT_STORE_MB)
+    values["resources"] = custom
+    return build_model(NodeResources, values, where=f"{where}.resources")
+
+
+def _yellowdog_options(node_config: dict[str, Any], base: Path, where: str) -> YellowDogNodeOptions:
+    known = {
+        "compute_requirement_template",
+        "images_id",
+        "userdata",
+        "extra_userdata",
+        "metrics_enabled",
+        "instance_tags",
+    }
+    unknown = set(node_config) - known
+    if unknown:
+        raise SpecError(
+            f"{where}.{sorted(unknown)[0]}", "unknown key", f"node_config keys are {sorted(known)}"
+        )
+    userdata = [
+        _inline(node_config[key], base, f"{where}.{key}")
+        for key in ("userdata", "extra_userdata")
+        if node_config.get(key)
+    ]
+    return build_model(
+        YellowDogNodeOptions,
+        {
+            "compute_requirement_template_id": node_config.get("compute_requirement_template"),
+            "images_id": node_config.get("images_id"),
+            "userdata": "\n".join(userdata) or None,
+            "instance_tags": node_config.get("instance_tags"),
+            "metrics_enabled": node_config.get("metrics_enabled"),
+        },
+        where=where,
+    )
+
+
+def _check_commands(config: dict[str, Any]) -> None:
+    for key in (
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "setup_commands",
+        "head_setup_commands",
+    ):
+        for command in config.get(key) or []:
+            if _RAY_START_STOP.search(str(command)):
+                raise SpecError(
+                    key,
+                    f"{command!r} starts or stops Ray, but RayDog's node scripts do that",
+                    "remove it; change the scripts (provider.ray_*_node_task_script) instead",
+                )
+
+
+def _inline(value: Any, base: Path, field: str) -> str:
+    """`file:<path>` (relative to the YAML) becomes the file's text; anything else is inline text."""
+    text = str(value)
+    if not text.startswith(FILE_PREFIX):
+        return text
+    return _existing(text[len(FILE_PREFIX) :], base, field).read_text()
+
+
+def _upload(value: Any, base: Path) -> dict[str, str]:
+    """Relative paths keep their relative place under the head's home (as upstream); others their name."""
+    if isinstance(value, dict):
+        return UploadFile.model_validate(value).model_dump()
+    source = _existing(str(value), base, "provider.files_to_upload")
+    relative = Path(str(value).removeprefix(FILE_PREFIX))
+    target = relative if not relative.is_absolute() and ".." not in relative.parts else Path(source.name)
+    return {"source": str(source), "target": str(target)}
+
+
+def _existing(value: str, base: Path, field: str) -> Path:
+    path = Path(str(value).removeprefix(FILE_PREFIX)).expanduser()
+    path = path if path.is_absolute() else (base / path)
+    if not path.exists():
+        raise SpecError(
+            field, f"{str(path)!r} does not exist", "paths are relative to the YAML file's folder"
+        )
+    return path.resolve()

@@ -1,0 +1,142 @@
+"""Ray's command runner for the local backend: commands run in a node's own home on this machine.
+
+Ray's CLI reaches nodes only through a command runner (`ray exec`, `ray submit`, `ray attach`,
+`ray rsync-up`, and the `ray stop` that `ray down` sends to the head). Locally there is no SSH: a
+command runs in `bash` with `HOME` set to the node's home, so `~/script.py` means the same thing to
+`ray submit`'s copy and its `python ~/script.py`. A `ray stop`, even behind Ray's `export ...;`
+prefix, never runs: it would kill every Ray process on the machine. It becomes a stop of this node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from ray.autoscaler._private.subprocess_output_util import ProcessRunnerError
+from ray.autoscaler.command_runner import CommandRunnerInterface
+
+from raydog_core.node_env import clean_environment
+
+log = logging.getLogger("raydog")
+
+RAY_STOP = re.compile(r"(^|[;&|]\s*)ray\s+stop\b")
+
+
+def is_ray_stop(command: str) -> bool:
+    """True for `ray stop`, also as Ray sends it: `export A=1; export B=2; ray stop --force`."""
+    return bool(RAY_STOP.search(command.strip()))
+
+
+class LocalCommandRunner(CommandRunnerInterface):
+    """Runs Ray's commands for one node of a local cluster; see the module docstring."""
+
+    def __init__(
+        self,
+        node_id: str,
+        home: Path,
+        environment: Callable[[], Mapping[str, str]],
+        stop_node: Callable[[str], None],
+    ) -> None:
+        self.node_id = node_id
+        self.home = home
+        self._environment = environment  # evaluated per command: ports are known once the head is up
+        self._stop_node = stop_node
+
+    def run(
+        self,
+        cmd: str | None = None,
+        timeout: int = 120,
+        exit_on_fail: bool = False,
+        port_forward: Any = None,
+        with_output: bool = False,
+        environment_variables: Mapping[str, object] | None = None,
+        run_env: str = "auto",
+        ssh_options_override_ssh_key: str = "",
+        shutdown_after_run: bool = False,
+    ) -> str:
+        command = cmd or "bash"
+        if is_ray_stop(command):
+            log.info("`ray stop` for node %s: stopping only that node", self.node_id)
+            self._stop_node(self.node_id)
+            return ""
+        if environment_variables:
+            exports = "; ".join(f"export {k}={_quote(v)}" for k, v in environment_variables.items())
+            command = f"{exports}; {command}"
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        # No timeout: Ray's `timeout` bounds an SSH connection, not the command (a `ray submit` script).
+        result = subprocess.run(
+            ["bash", "-c", command],
+            cwd=self.home,
+            env=env,
+            stdout=subprocess.PIPE if with_output else None,
+            stderr=None,
+            check=False,
+        )
+        if result.returncode != 0:
+            message = f"command on node {self.node_id} failed with code {result.returncode}: {cmd}"
+            if exit_on_fail:
+                raise click.ClickException(message) from None
+            raise ProcessRunnerError(message, "command_failed", code=result.returncode, command=cmd)
+        return result.stdout.decode(errors="replace") if with_output else ""
+
+    def run_rsync_up(self, source: str, target: str, options: Mapping[str, Any] | None = None) -> None:
+        _copy(Path(source).expanduser(), self._node_path(target), source.endswith("/"))
+
+    def run_rsync_down(self, source: str, target: str, options: Mapping[str, Any] | None = None) -> None:
+        _copy(self._node_path(source), Path(target).expanduser(), source.endswith("/"))
+
+    def remote_shell_command_str(self) -> str:
+        return f"cd {self.home} && HOME={self.home} bash"
+
+    def run_init(self, *, as_head: bool, file_mounts: Mapping[str, str], sync_run_yet: bool) -> bool | None:
+        return None
+
+    def environment(self) -> dict[str, str]:
+        env = clean_environment()
+        env.update(self._environment())
+        env["HOME"] = str(self.home)
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def _node_path(self, remote: str) -> Path:
+        """A path on the node: `~/x` and relative paths are in the node's home; nothing else is allowed."""
+        if remote.startswith("~"):
+            remote = remote[1:].lstrip("/")
+        if Path(remote).is_absolute():
+            raise click.ClickException(
+                f"{remote!r} is outside node {self.node_id}'s home: local nodes share this machine, so only "
+                "paths under ~/ are allowed in file_mounts, rsync and files_to_upload"
+            )
+        path = (self.home / remote).resolve()
+        if self.home.resolve() not in (path, *path.parents):
+            raise click.ClickException(f"{remote!r} leaves node {self.node_id}'s home")
+        return path
+
+
+def _copy(source: Path, target: Path, contents_only: bool) -> None:
+    """rsync's meaning of `source[/] target` for files and folders."""
+    if source.is_dir():
+        destination = target if contents_only or not target.exists() else target / source.name
+        shutil.copytree(source, destination, dirs_exist_ok=True)
+        return
+    if target.is_dir():
+        target = target / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+def _quote(value: object) -> str:
+    import json
+    import shlex
+
+    text = value if isinstance(value, str) else json.dumps(value)
+    return shlex.quote(text)
