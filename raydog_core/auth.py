@@ -10,9 +10,17 @@ from pathlib import Path
 
 from raydog_core.home import raydog_home
 
+TOKEN_ENV_VAR = "RAYDOG_RAY_AUTH_TOKEN"
+
 
 def new_token() -> str:
     return secrets.token_hex(32)
+
+
+def cluster_token() -> str:
+    """The token for a new cluster: $RAYDOG_RAY_AUTH_TOKEN if set (a token kept in a secrets manager and
+    shared with other clients), else a fresh random one."""
+    return os.environ.get(TOKEN_ENV_VAR, "").strip() or new_token()
 
 
 def token_path(cluster_id: str) -> Path:

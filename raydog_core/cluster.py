@@ -52,6 +52,7 @@ from raydog_core.state import ClusterState, HeadState, PoolState
 log = logging.getLogger("raydog")
 
 POLL_INTERVAL_S = 0.5
+HEAD_SETTLE_S = 30.0
 StateListener = Callable[[ClusterState], None]
 
 
@@ -225,7 +226,7 @@ class RayDogCluster:
         backend = self._ensure_backend()
         try:
             self._handle = backend.open_cluster(self._cluster_options())
-            self._token = auth.new_token() if self.spec.ray_auth_mode == "token" else None
+            self._token = auth.cluster_token() if self.spec.ray_auth_mode == "token" else None
             if self._token:
                 auth.save_token(self._handle.cluster_id, self._token)
             self._state = self._initial_state(self._handle)
@@ -508,15 +509,17 @@ class RayDogCluster:
     def _wait_for_node(self, node_id: str, deadline: float, role: str, need_listening: bool) -> NodeInfo:
         """Wait until a node runs (and, for the head, Ray accepts connections), failing fast."""
         backend = self._ensure_backend()
-        gcs_port = self._handle.ports.gcs
+        gcs_listening_since: float | None = None
         while True:
             node = next((n for n in backend.list_nodes(self._cluster_id()) if n.node_id == node_id), None)
             if node is not None:
                 if node.status.is_final:
                     raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
-                ready = node.status == NodeStatus.RUNNING and node.private_ip
+                ready = node.status == NodeStatus.RUNNING and bool(node.private_ip)
                 if ready and need_listening and getattr(backend, "nodes_reachable", True):
-                    ready = is_listening(node.private_ip, gcs_port)
+                    if gcs_listening_since is None and is_listening(node.private_ip, self._handle.ports.gcs):
+                        gcs_listening_since = time.monotonic()
+                    ready = gcs_listening_since is not None and self._head_settled(node, gcs_listening_since)
                 if ready:
                     return node
             if time.monotonic() >= deadline:
@@ -525,6 +528,16 @@ class RayDogCluster:
                     f"(build timeout {self.spec.build_timeout}); everything created was shut down"
                 )
             time.sleep(POLL_INTERVAL_S)
+
+    def _head_settled(self, head: NodeInfo, gcs_listening_since: float) -> bool:
+        """The head's raylet is in Ray (its dashboard says so), so workers joining now do not compete
+        with the head's own start for CPU and GCS time: on small machines that made workers miss
+        Ray's fixed 30 s registration deadline. A head script without a dashboard is trusted after
+        HEAD_SETTLE_S of an open GCS port."""
+        dashboard = f"http://{head.private_ip}:{self._handle.ports.dashboard}"
+        if alive_ray_nodes(None, self._token, base_url=dashboard):
+            return True
+        return time.monotonic() - gcs_listening_since >= HEAD_SETTLE_S
 
     def _raise_for_failed_nodes(self, nodes: list[NodeInfo]) -> None:
         current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}

@@ -8,6 +8,7 @@ reachable only by SSH, so Ray Client (`ray://`) goes through a tunnel opened wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raydog_core.cluster import RayDogCluster
@@ -41,6 +42,26 @@ def resolve_mode(config: RayDogClusterConfig) -> ConnectionMode:
     return "ssh-tunnel" if config.ssh_user else "ray-client"
 
 
+def check_connection(config: RayDogClusterConfig) -> None:
+    """Reject SSH settings that cannot work before a cluster is built only to be shut down again."""
+    if resolve_mode(config) != "ssh-tunnel":
+        return
+    if not config.ssh_user:
+        raise SpecError(
+            "ssh_user", "required for ray_connection 'ssh-tunnel'", "give the head node's SSH user"
+        )
+    if not config.ssh_private_key_file:
+        raise SpecError(
+            "ssh_private_key_file",
+            "required for ray_connection 'ssh-tunnel'",
+            "give the private key that logs in to the head",
+        )
+    for name in ("ssh_private_key_file", "ssh_known_hosts_file"):
+        path = getattr(config, name)
+        if path and not Path(path).expanduser().is_file():
+            raise SpecError(name, f"{path!r} does not exist", "give a file on the machine running the flow")
+
+
 def open_connection(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConnection:
     """The address to pass to `ray.init` for this built cluster (opening tunnels if needed)."""
     mode = resolve_mode(config)
@@ -54,14 +75,11 @@ def open_connection(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayC
 def _through_ssh(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConnection:
     from raydog_core.tunnels import LOOPBACK, RayTunnels, SSHTunnelSpec
 
-    if not config.ssh_user:
-        raise SpecError(
-            "ssh_user", "required for ray_connection 'ssh-tunnel'", "give the head node's SSH user"
-        )
+    check_connection(config)
     head = cluster.state.head
     tunnels = RayTunnels(
         head.public_ip or head.private_ip or "",
-        config.ssh_user,
+        config.ssh_user or "",
         private_key_file=config.ssh_private_key_file,
         ray_tunnel_specs=[SSHTunnelSpec(0, head.client_port), SSHTunnelSpec(0, head.dashboard_port)],
         ssh_port=config.ssh_port,

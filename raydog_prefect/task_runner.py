@@ -34,7 +34,7 @@ from raydog_core.cluster import RayDogCluster
 from raydog_core.spec import ClusterSpec
 from raydog_prefect import retries
 from raydog_prefect.blocks import RayDogClusterConfig
-from raydog_prefect.connection import RayConnection, open_connection
+from raydog_prefect.connection import RayConnection, check_connection, open_connection
 from raydog_prefect.labels import ORCHESTRATOR, ORCHESTRATOR_LABEL, flow_run_labels
 from raydog_prefect.logs import flush_forwarder, logs_forwarded, start_forwarder
 from raydog_prefect.teardown import still_running, tear_down
@@ -210,6 +210,7 @@ class RayDogTaskRunner(RayTaskRunner):
     def _provision(self) -> None:
         """Build (or take over from an earlier attempt) the cluster and connect Ray to it."""
         config = self._load_config()
+        check_connection(config)
         self._config = config
         cluster = retries.take(self._flow_run_id) if self._reuses() else None
         if cluster is not None and still_running(cluster):

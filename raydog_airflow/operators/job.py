@@ -95,14 +95,16 @@ class RayDogSubmitJobOperator(BaseOperator):
         settings.check_state(state)
         ti = context["ti"]
         with ExitStack() as stack:
-            client = job_client(stack.enter_context(settings.dashboard_url(state)), state)
+            url = stack.enter_context(settings.dashboard_url(state))
+            client = job_client(url, state)
             base = self.submission_id or submission_id_base(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
             job_id, attached = submit_or_attach(client, base, ti.try_number, self._submit_kwargs())
             self.log.info(
-                "%s Ray job %s on cluster %s",
+                "%s Ray job %s on cluster %s through the Ray Jobs API at %s",
                 "re-attached to" if attached else "submitted",
                 job_id,
                 state.cluster_name,
+                url,
             )
             if state.dashboard_url:
                 RayDashboardLink.persist(context, f"{state.dashboard_url}/#/jobs/{job_id}")
