@@ -52,7 +52,8 @@ from raydog_core.state import ClusterState, HeadState, PoolState
 log = logging.getLogger("raydog")
 
 POLL_INTERVAL_S = 0.5
-HEAD_SETTLE_S = 30.0
+HEAD_WITHOUT_DASHBOARD_S = 10.0
+HEAD_SETTLE_MAX_S = 60.0
 StateListener = Callable[[ClusterState], None]
 
 
@@ -532,12 +533,15 @@ class RayDogCluster:
     def _head_settled(self, head: NodeInfo, gcs_listening_since: float) -> bool:
         """The head's raylet is in Ray (its dashboard says so), so workers joining now do not compete
         with the head's own start for CPU and GCS time: on small machines that made workers miss
-        Ray's fixed 30 s registration deadline. A head script without a dashboard is trusted after
-        HEAD_SETTLE_S of an open GCS port."""
-        dashboard = f"http://{head.private_ip}:{self._handle.ports.dashboard}"
-        if alive_ray_nodes(None, self._token, base_url=dashboard):
+        Ray's fixed 30 s registration deadline. A head without a dashboard (a custom script) is
+        trusted once its GCS has been open for a while."""
+        dashboard_port = self._handle.ports.dashboard
+        if alive_ray_nodes(None, self._token, base_url=f"http://{head.private_ip}:{dashboard_port}"):
             return True
-        return time.monotonic() - gcs_listening_since >= HEAD_SETTLE_S
+        waited = time.monotonic() - gcs_listening_since
+        if not is_listening(head.private_ip, dashboard_port):
+            return waited >= HEAD_WITHOUT_DASHBOARD_S
+        return waited >= HEAD_SETTLE_MAX_S
 
     def _raise_for_failed_nodes(self, nodes: list[NodeInfo]) -> None:
         current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}
