@@ -214,8 +214,9 @@ def list_clusters(backend: str, include_stopped: bool) -> None:
 @click.option("--name", help="Only the cluster with exactly this name.")
 @click.option(
     "--run-finished",
-    type=click.Choice(["prefect"]),
-    help="Only clusters whose orchestrator run has finished (asked of the Prefect API).",
+    type=click.Choice(["prefect", "airflow"]),
+    help="Only clusters whose orchestrator run has finished (asked of the Prefect API, or of the "
+    "Airflow metadata database configured on this machine).",
 )
 @click.option("--prefect-api-url", help="Prefect API URL (default: $PREFECT_API_URL).")
 @click.option("--dry-run", is_flag=True, help="Print what would be shut down; change nothing.")
@@ -235,6 +236,14 @@ def reap_command(
             finished = prefect_run_finished(prefect_api_url)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
+    elif run_finished == "airflow":
+        try:
+            from raydog_airflow.run_status import airflow_run_finished
+        except ImportError:
+            raise click.UsageError(
+                "--run-finished airflow needs Airflow: pip install 'raydog[airflow]'"
+            ) from None
+        finished = airflow_run_finished()
     selector = Selector(
         labels=_parse_labels(labels), older_than=_parse_duration(older_than), name=name, run_finished=finished
     )
