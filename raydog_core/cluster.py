@@ -545,6 +545,7 @@ class RayDogCluster:
 
     def _raise_for_failed_nodes(self, nodes: list[NodeInfo]) -> None:
         current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}
+        current |= {n for p in self._state.pools if p.role == "observability" for n in p.node_ids}
         for node in nodes:
             if node.node_id in current and node.status == NodeStatus.FAILED:
                 raise NodeFailedError(node.role.value, node.node_id, node.detail)
