@@ -40,6 +40,7 @@ from raydog_prefect.logs import flush_forwarder, logs_forwarded, start_forwarder
 from raydog_prefect.teardown import still_running, tear_down
 
 ClusterSource = RayDogClusterConfig | ClusterSpec | str | None
+RAY_CLIENT_ATTEMPTS = 3
 
 # Environment a Ray driver reads for token authentication; set per connection, restored afterwards.
 _RAY_AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
@@ -239,13 +240,12 @@ class RayDogTaskRunner(RayTaskRunner):
         self._connect(cluster, config)
 
     def _connect(self, cluster: RayDogCluster, config: RayDogClusterConfig) -> None:
-        import ray
 
         self._use_auth_environment(cluster.client_environment())
         self._connection = open_connection(cluster, config)
         self.address = self._connection.address
         with _no_native_signal_abort():
-            self._ray_context = ray.init(self.address, **self.init_kwargs)
+            self._ray_context = _init_ray(self.address, self.init_kwargs)
         self._owns_ray = True
         self._log_forwarder = start_forwarder()
         self._run_logger.info(
@@ -358,6 +358,25 @@ class RayDogTaskRunner(RayTaskRunner):
             else:
                 os.environ[key] = value
         self._saved_environment = {}
+
+
+def _init_ray(address: str, init_kwargs: dict[str, Any]) -> Any:
+    """`ray.init`, retried a few times for Ray Client only: the head's client server starts one server
+    process per client, and that start fails now and then on a busy head ("Starting Ray client server
+    failed"); a new attempt gets a new process."""
+    import time
+
+    import ray
+
+    attempts = RAY_CLIENT_ATTEMPTS if address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(address, **init_kwargs)
+        except ConnectionError as error:
+            if attempt == attempts or "client server failed" not in str(error):
+                raise
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")
 
 
 @contextmanager
