@@ -251,6 +251,11 @@ class LocalBackend:
         )
         if launch.set_cloud_instance_id:
             env["RAY_CLOUD_INSTANCE_ID"] = node_id
+        if launch.role == NodeRole.OBSERVABILITY:
+            # On one machine the observability services need free ports too (9090/3000 on YellowDog).
+            prometheus, grafana = free_ports(2)
+            env.setdefault("RAYDOG_PROMETHEUS_PORT", str(prometheus))
+            env.setdefault("RAYDOG_GRAFANA_PORT", str(grafana))
         argv = ["bash", str(script_path)]
         if manifest["lifetime_s"]:
             # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,
