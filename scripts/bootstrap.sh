@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what RayDog's tests and demos need on a fresh Debian/Ubuntu machine:
-# redis-server (the autoscaler's tag store), OpenSSH (tunnel tests), and nox + uv (test environments).
+# redis-server (the autoscaler's tag store), OpenSSH (tunnel tests), Prometheus (the observability node)
+# and nox + uv (test environments).
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v ssh >/dev/null || need_apt+=(openssh-client)
+command -v prometheus >/dev/null || need_apt+=(prometheus)  # the default observability node
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     apt-get update -qq

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import urllib.request
 from typing import Any
 
+import psutil
 import pytest
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -71,12 +74,42 @@ def test_observability_node_first_and_its_ip_everywhere(kind: str, request, rayd
         assert len(nodes) == 2 and seen == [observability.private_ip] * 2
 
 
+def test_default_observability_script_says_what_is_missing(tmp_path) -> None:
+    script = tmp_path / "observability.sh"
+    script.write_text(default_script("observability"))
+    result = subprocess.run(
+        ["/bin/bash", str(script)],
+        env={"PATH": "/nonexistent", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "prometheus is not installed" in result.stderr
+
+
 @pytest.mark.skipif(
-    shutil.which("prometheus") is not None, reason="checks the message shown without Prometheus"
+    shutil.which("prometheus") is None, reason="needs Prometheus (scripts/bootstrap.sh installs it)"
 )
-def test_default_observability_script_says_what_is_missing(local_backend) -> None:
-    cluster = RayDogCluster(cluster_name="obs-default", enable_observability=True)
-    assert "prometheus" in default_script("observability")
-    with pytest.raises(Exception, match="prometheus is not installed"):
-        cluster.build(60)
+def test_default_observability_script_runs_prometheus(local_backend) -> None:
+    with RayDogCluster(cluster_name="obs-default", enable_observability=True) as cluster:
+        cluster.build()
+        observability = next(n for n in cluster.nodes() if n.role == NodeRole.OBSERVABILITY)
+        assert cluster.state.observability_host == observability.private_ip
+        ports = prometheus_ports()
+        assert ports, "no Prometheus listening"
+        assert all(port not in (9090, 3000) for port in ports)  # free ports on a shared machine
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/-/ready", timeout=10) as response:
+            assert b"Ready" in response.read()
     assert local_backend.live_resources() == []
+
+
+def prometheus_ports() -> list[int]:
+    ports = []
+    for connection in psutil.net_connections("tcp"):
+        if connection.status != psutil.CONN_LISTEN or not connection.pid:
+            continue
+        try:
+            if psutil.Process(connection.pid).name() == "prometheus":
+                ports.append(connection.laddr.port)
+        except psutil.Error:
+            continue
+    return ports
