@@ -387,11 +387,18 @@ def _no_native_signal_abort() -> Iterator[None]:
     signal, whatever Python is doing: it would cut the cluster's teardown short. Without it, SIGTERM
     reaches Python, the flow unwinds and the runner tears the cluster down.
     """
+    from ray._private import ray_constants
+
+    # Ray reads the variable into ray_constants when it is imported, and the driver's core worker reads
+    # that constant when it starts: set both, for this connection only.
     previous = os.environ.get(_NO_NATIVE_SIGNAL_HANDLER)
+    previous_constant = ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER
     os.environ[_NO_NATIVE_SIGNAL_HANDLER] = "1"
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     try:
         yield
     finally:
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = previous_constant
         if previous is None:
             os.environ.pop(_NO_NATIVE_SIGNAL_HANDLER, None)
         else:
