@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections import deque
 from contextlib import ExitStack
+
+_MAX_SKIPS = 64
+_recently_given: deque[int] = deque(maxlen=4096)
+_lock = threading.Lock()
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports that were free a moment ago (held together, so never the same one twice)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+    """`count` distinct ports that were free a moment ago, none handed out recently by this process.
+
+    Ports are held together while chosen, so never the same one twice in a call; and a port given out
+    earlier (a head's GCS port, say, not yet bound by the node that will use it) is not given again,
+    which the kernel would otherwise happily do once the probing socket is closed.
+    """
+    with _lock, ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count + _MAX_SKIPS):
+            if len(ports) == count:
+                break
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((host, 0))
-            ports.append(sock.getsockname()[1])
+            port = sock.getsockname()[1]
+            if port not in _recently_given:
+                ports.append(port)
+        if len(ports) < count:
+            raise OSError(f"could not find {count} free ports on {host}")
+        _recently_given.extend(ports)
         return ports
 
 
