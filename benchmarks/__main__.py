@@ -1,7 +1,10 @@
 """Run every benchmark and write one results table (Markdown and JSON) to benchmarks/results/.
 
 python -m benchmarks                 # all
-python -m benchmarks cluster_up      # some
+python -m benchmarks cluster_up      # some (the other figures in results.json are kept)
+
+Benchmarks that need another environment (Airflow cannot share Prefect's) or a long run (the soak)
+write their own JSON file next to results.json; their figures are merged into the table.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks.summary import summary_table
+
 MODULES = [
     "cluster_up",
     "yellowdog_scaling",
@@ -25,6 +30,7 @@ MODULES = [
     "prefect_overhead",
 ]
 RESULTS = Path(__file__).parent / "results"
+SEPARATE_RESULTS = {"airflow_overhead": "airflow.json", "soak": "soak.json"}
 
 
 def _flatten(prefix: str, value: object, rows: list[tuple[str, str]]) -> None:
@@ -41,6 +47,9 @@ def main(selected: list[str]) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
     }
+    previous = RESULTS / "results.json"
+    if selected and previous.exists():  # a partial run updates its own figures and keeps the others
+        results = {**json.loads(previous.read_text()), **results}
     failed = 0
     for name in selected or MODULES:
         started = time.monotonic()
@@ -54,12 +63,20 @@ def main(selected: list[str]) -> int:
             failed += 1
         print(f"   {time.monotonic() - started:.0f} s", flush=True)
     RESULTS.mkdir(exist_ok=True)
+    for name, file_name in SEPARATE_RESULTS.items():
+        path = RESULTS / file_name
+        if name not in results and path.exists():
+            results[name] = json.loads(path.read_text()).get(name)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     rows: list[tuple[str, str]] = []
     _flatten("", results, rows)
-    table = ["| measurement | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
-    (RESULTS / "results.md").write_text("# Benchmark results\n\n" + "\n".join(table) + "\n")
-    print("\n".join(table))
+    raw = ["| measurement | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
+    summary = summary_table(results)
+    (RESULTS / "results.md").write_text(
+        f"# Benchmark results\n\n{results['when']}, {results['machine']}\n\n{summary}\n\n"
+        "## Every figure\n\n" + "\n".join(raw) + "\n"
+    )
+    print(summary)
     return 1 if failed else 0
 
 

@@ -5,6 +5,8 @@ Measured by one driver script against each cluster: a task needing 2 CPUs (the h
 moment a new worker is alive in Ray; the time until idle workers are gone (idle_timeout 0.25 min);
 and `request_resources(num_cpus=2)` to a worker alive. Ray's fake provider runs its workers inside
 the head's monitor process (no `ray start`), so it is the lower bound a real provider is held to.
+To show where the difference goes, the run also times a plain `ray start --address=... --block`
+joining the fake provider's head by hand: the cost of a real node process, with no autoscaler at all.
 Ray's head is started by hand for the fake provider (as in ray-autoscaler.md, Experiment B): never
 `AutoscalingCluster`, whose `ray stop --force` kills every Ray process on the machine.
 
@@ -20,13 +22,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from raydog_core import processes
+from raydog_core.local_node_args import local_node_args
 from raydog_core.ports import free_ports, is_listening
+from raydog_core.ray_nodes import alive_ray_nodes
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
@@ -203,7 +208,28 @@ def measure_fake_multinode(directory: Path) -> dict[str, Any]:
     try:
         if not processes.wait_until(lambda: proc.poll() is not None or is_listening("127.0.0.1", gcs), 120):
             raise RuntimeError("fake multinode head did not start")
-        return _driver(f"127.0.0.1:{gcs}", _base_env())
+        result = _driver(f"127.0.0.1:{gcs}", _base_env())
+        result["plain_ray_start_join_s"] = _plain_join(directory, gcs, f"http://127.0.0.1:{dashboard}")
+        return result
+    finally:
+        processes.stop_sessions([ref], grace_s=2.0)
+        proc.wait(timeout=30)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _plain_join(directory: Path, gcs: int, dashboard_url: str) -> float | None:
+    """Seconds from launching a plain `ray start` worker process to its raylet alive in Ray."""
+    base = len(alive_ray_nodes(None, None, base_url=dashboard_url))
+    temp_dir = Path("/tmp") / f"rd-join-{secrets.token_hex(3)}"
+    temp_dir.mkdir()
+    argv = [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", *local_node_args(temp_dir), "--block"]
+    started = time.monotonic()
+    proc, ref = processes.start_session(argv, _base_env(), str(directory), str(directory / "join.log"))
+    try:
+        joined = processes.wait_until(
+            lambda: len(alive_ray_nodes(None, None, base_url=dashboard_url)) > base, 120, 0.1
+        )
+        return round(time.monotonic() - started, 2) if joined else None
     finally:
         processes.stop_sessions([ref], grace_s=2.0)
         proc.wait(timeout=30)

@@ -33,6 +33,12 @@ def state_argument(value: Any, field: str = "cluster_state") -> ClusterState:
         return value
     if isinstance(value, Mapping):
         return ClusterState.from_json(dict(value))
+    if isinstance(value, str) and value.lstrip().startswith("{'"):
+        raise StateError(
+            f"{field} is a Python repr of a dict, not JSON: a Jinja string such as "
+            "'{{ ti.xcom_pull(...) }}' renders the state that way; pass the XComArg instead, "
+            "e.g. cluster_state=build.output"
+        )
     return ClusterState.from_json(value)
 
 

@@ -32,6 +32,7 @@ from raydog_core.backends.base import (
     NodeLaunch,
     NodeRole,
     NodeStatus,
+    ObservabilityPorts,
 )
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import (
@@ -42,12 +43,13 @@ from raydog_core.errors import (
     SpecError,
     StateError,
 )
+from raydog_core.interrupts import Terminated, sigterm_unwinds
 from raydog_core.node_env import role_environment
 from raydog_core.ports import is_listening
 from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.scripts import load_script
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, check_pool_for_backend
-from raydog_core.state import ClusterState, HeadState, PoolState
+from raydog_core.state import ClusterState, HeadState, ObservabilityState, PoolState
 
 log = logging.getLogger("raydog")
 
@@ -112,6 +114,7 @@ class RayDogCluster:
         self._token: str | None = None
         self._built = False
         self._shut_down = False
+        self._sigterm: Any = None  # while in a with-block
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -159,8 +162,12 @@ class RayDogCluster:
                 yd_application_key_id, yd_application_key_secret, yd_platform_api_url or state.api_url
             )
         head = state.head
+        observability = state.observability or ObservabilityState()
         cluster._handle = ClusterHandle(
-            state.cluster_id, HeadPorts(head.gcs_port, head.dashboard_port, head.client_port), state.log_dir
+            state.cluster_id,
+            HeadPorts(head.gcs_port, head.dashboard_port, head.client_port),
+            state.log_dir,
+            ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
         )
         cluster._state = state.model_copy(deep=True)
         cluster._token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
@@ -204,6 +211,7 @@ class RayDogCluster:
             self._publish_state()
         return pool.raydog_id
 
+    @sigterm_unwinds()  # a SIGTERM takes the Ctrl+C path: what was created is shut down first
     def build(
         self,
         head_node_build_timeout: timedelta | float | None = None,
@@ -314,9 +322,11 @@ class RayDogCluster:
         self.state.write(file_name)
 
     def __enter__(self) -> RayDogCluster:
+        self._sigterm = sigterm_unwinds()  # a SIGTERM in the block ends it, so __exit__ shuts down
+        self._sigterm.__enter__()
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self.shut_down()
         except Exception:
@@ -326,6 +336,10 @@ class RayDogCluster:
                 "shut-down of cluster %s failed (the error in the with-block is raised)",
                 self.spec.cluster_name,
             )
+        finally:
+            sigterm, self._sigterm = self._sigterm, None
+            if sigterm is not None:
+                sigterm.__exit__(exc_type, exc, tb)  # the process ends here if a SIGTERM ended the block
 
     # -- what users need once it is up --------------------------------------------------------------
 
@@ -430,6 +444,12 @@ class RayDogCluster:
                 dashboard_port=handle.ports.dashboard,
                 client_port=handle.ports.client,
             ),
+            observability=ObservabilityState(
+                prometheus_port=handle.observability.prometheus,
+                grafana_port=handle.observability.grafana,
+            )
+            if spec.enable_observability
+            else None,
         )
 
     def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
@@ -440,6 +460,9 @@ class RayDogCluster:
             self.spec.ray_auth_mode,
             head_ip=head_ip,
             observability_host=self._state.observability_host if self._state else None,
+            observability_ports=self._handle.observability
+            if self._state and self._state.observability
+            else None,
         )
         if self._token:
             env["RAY_AUTH_TOKEN"] = self._token
@@ -556,7 +579,7 @@ class RayDogCluster:
         return len(alive_ray_nodes(self.state, auth.load_token(self._cluster_id())))
 
     def _abort_build(self, error: BaseException) -> None:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt | Terminated) else "failed"
         log.error("build of cluster %s %s; shutting down what was created", self.spec.cluster_name, reason)
         try:
             self.shut_down()

@@ -38,6 +38,10 @@ class NodeFailedError(BuildError):
         super().__init__(f"{role} node {node_id} failed: {detail}")
 
 
+class PoolGoneError(RayDogError):
+    """A worker pool is gone (YellowDog shuts idle pools down): new nodes need a new pool."""
+
+
 class StateError(RayDogError, ValueError):
     """Saved cluster state is missing, corrupt, stale or from an unknown version."""
 

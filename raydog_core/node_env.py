@@ -9,6 +9,9 @@ resources (and, locally, its ports and temp dir), so one script works on YellowD
 | `RAYDOG_GCS_PORT` | all | the head's GCS port |
 | `RAYDOG_RAY_START_ARGS` | all | extra `ray start` arguments for this node |
 | `OBSERVABILITY_HOST` | head, workers | the observability node's private IP, when there is one |
+| `RAYDOG_PROMETHEUS_PORT`, `RAYDOG_GRAFANA_PORT` | all, with observability | where the observability node's Prometheus (remote-write receiver) and Grafana listen: 9090/3000 on YellowDog, free ports locally |
+| `RAYDOG_PROMETHEUS_AGENT_PORT` | head, with observability | loopback port of the head's Prometheus agent (set where nodes share a host; else a free one) |
+| `RAYDOG_OBSERVABILITY_BIND` | observability | address Prometheus and Grafana bind: 127.0.0.1 (default, nodes on one host), 0.0.0.0 on YellowDog |
 | `RAYDOG_CLUSTER_NAME`, `RAYDOG_ROLE`, `RAYDOG_NODE_ID` | all | who this node is |
 | `RAY_AUTH_MODE` (+ `RAY_AUTH_TOKEN`) | all | Ray token authentication, always explicit |
 """
@@ -19,7 +22,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from raydog_core.backends.base import HeadPorts, NodeRole
+from raydog_core.backends.base import HeadPorts, NodeRole, ObservabilityPorts
 from raydog_core.spec import NodeResources
 
 # Inherited variables that would silently change what a new raylet does (ray-autoscaler.md §6).
@@ -71,8 +74,13 @@ def role_environment(
     auth_mode: str,
     head_ip: str | None = None,
     observability_host: str | None = None,
+    observability_ports: ObservabilityPorts | None = None,
 ) -> dict[str, str]:
-    """The part of a node's environment that depends only on its role in the cluster."""
+    """The part of a node's environment that depends only on its role in the cluster.
+
+    `observability_ports` go to every node of a cluster with an observability node: that node serves on
+    them, the head pushes metrics to them, and a custom worker script may push there too.
+    """
     env = {
         "RAYDOG_CLUSTER_NAME": cluster_name,
         "RAYDOG_ROLE": role.value,
@@ -84,6 +92,9 @@ def role_environment(
         env["RAY_HEAD_NODE_PRIVATE_IP"] = head_ip
     if observability_host and role != NodeRole.OBSERVABILITY:
         env["OBSERVABILITY_HOST"] = observability_host
+    if observability_ports is not None:
+        env["RAYDOG_PROMETHEUS_PORT"] = str(observability_ports.prometheus)
+        env["RAYDOG_GRAFANA_PORT"] = str(observability_ports.grafana)
     return env
 
 

@@ -50,10 +50,10 @@ def start_session(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return proc, ProcessRef(proc.pid, _create_time(proc.pid))
+    return proc, ProcessRef(proc.pid, process_create_time(proc.pid))
 
 
-def _create_time(pid: int) -> float:
+def process_create_time(pid: int) -> float:
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:

@@ -32,6 +32,13 @@ class HeadState(_Record):
     client_port: int = 10001
 
 
+class ObservabilityState(_Record):
+    """Ports of the observability node's services; the node's address is `ClusterState.observability_host`."""
+
+    prometheus_port: int = 9090
+    grafana_port: int = 3000
+
+
 class PoolState(_Record):
     pool_id: str  # the backend's id
     raydog_id: str | None = None  # the id add_worker_pool returned ("<cluster>-w<n>")
@@ -58,6 +65,7 @@ class ClusterState(_Record):
     auth_mode: Literal["token", "disabled"] = "disabled"
     head: HeadState = Field(default_factory=HeadState)
     observability_host: str | None = None
+    observability: ObservabilityState | None = None  # set when the cluster has an observability node
     next_pool_index: int = 1  # pool ids are never reused, even after the newest pool was removed
     pools: list[PoolState] = Field(default_factory=list)
 
@@ -88,6 +96,22 @@ class ClusterState(_Record):
     def client_address(self) -> str | None:
         ip = self.head.public_ip or self.head.private_ip
         return f"ray://{ip}:{self.head.client_port}" if ip else None
+
+    @property
+    def prometheus_url(self) -> str | None:
+        """The observability node's Prometheus on the cluster's private network (from outside it: tunnel
+        through the head, `RayTunnels.observability_forwards`)."""
+        return self._observability_url("prometheus_port")
+
+    @property
+    def grafana_url(self) -> str | None:
+        """The observability node's Grafana on the cluster's private network (see `prometheus_url`)."""
+        return self._observability_url("grafana_port")
+
+    def _observability_url(self, port_field: str) -> str | None:
+        if self.observability is None or not self.observability_host:
+            return None
+        return f"http://{self.observability_host}:{getattr(self.observability, port_field)}"
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json")

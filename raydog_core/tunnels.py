@@ -21,19 +21,24 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paramiko
 import sshtunnel
 
+from raydog_core.backends.base import ObservabilityPorts
 from raydog_core.errors import RayDogError, SpecError
+
+if TYPE_CHECKING:
+    from raydog_core.state import ClusterState
 
 log = logging.getLogger("raydog")
 
 LOOPBACK = "127.0.0.1"
 RAY_CLIENT_PORT = 10001
 RAY_DASHBOARD_PORT = 8265
-GRAFANA_PORT = 3000
-PROMETHEUS_PORT = 9090
+GRAFANA_PORT = ObservabilityPorts.grafana  # on YellowDog; a local cluster's ports are in its state
+PROMETHEUS_PORT = ObservabilityPorts.prometheus
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -127,6 +132,27 @@ class RayTunnels:
     def through_head(private_ip: str, port: int, local_port: int = 0) -> SSHTunnelSpec:
         """A port of another node (e.g. the observability node's Grafana), reached through the head."""
         return SSHTunnelSpec(local_port, port, private_ip)
+
+    @staticmethod
+    def observability_forwards(
+        state: ClusterState, local_prometheus_port: int = 0, local_grafana_port: int = 0
+    ) -> list[SSHTunnelSpec]:
+        """Prometheus and Grafana of the cluster's observability node, through the head (ports from state).
+
+        Read the local ends back with `local_port(state.observability.prometheus_port,
+        state.observability_host)`; 0 picks free ones.
+        """
+        if state.observability is None or not state.observability_host:
+            raise SpecError(
+                "state",
+                f"cluster {state.cluster_name} has no observability node",
+                "build it with enable_observability=True",
+            )
+        host = state.observability_host
+        return [
+            RayTunnels.through_head(host, state.observability.prometheus_port, local_prometheus_port),
+            RayTunnels.through_head(host, state.observability.grafana_port, local_grafana_port),
+        ]
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

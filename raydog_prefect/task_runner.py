@@ -26,11 +26,14 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
+from prefect.states import Failed
 from prefect.task_runners import TaskRunner
 from prefect_ray import RayTaskRunner
 from prefect_ray.task_runners import PrefectRayFuture
+from pydantic import ValidationError
 
 from raydog_core.cluster import RayDogCluster
+from raydog_core.errors import SpecError
 from raydog_core.spec import ClusterSpec
 from raydog_prefect import retries
 from raydog_prefect.blocks import RayDogClusterConfig
@@ -166,8 +169,10 @@ class RayDogTaskRunner(RayTaskRunner):
                 self._run_logger = flow_run_logger(flow_run=flow_run)
             if not self.lazy:
                 self._provision()
-        except BaseException:
+        except BaseException as error:
             self._close(may_keep=False)
+            if isinstance(error, Exception):  # signals and Ctrl+C: the engine marks the run Crashed
+                self._mark_flow_run_failed(error)
             self._stop_sharing_api()
             TaskRunner.__exit__(self, None, None, None)
             raise
@@ -309,6 +314,18 @@ class RayDogTaskRunner(RayTaskRunner):
             return
         tear_down(cluster, self._run_logger)
 
+    def _mark_flow_run_failed(self, error: Exception) -> None:
+        """Prefect re-raises an exception from a task runner's `__enter__` without changing the flow
+        run's state, which would then show Running for ever: set it Failed, with the reason."""
+        if self._flow_run_id is None:
+            return
+        message = f"RayDog could not provide the flow run's Ray cluster: {type(error).__name__}: {error}"
+        try:
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(self._flow_run_id, Failed(message=message))
+        except Exception:
+            self._run_logger.warning("Could not mark the flow run Failed", exc_info=True)
+
     def _stop_sharing_api(self) -> None:
         settings, self._api_settings = self._api_settings, None
         if settings is not None:
@@ -342,7 +359,19 @@ class RayDogTaskRunner(RayTaskRunner):
         if isinstance(source, ClusterSpec):
             return RayDogClusterConfig.from_spec(source)
         name = source.removeprefix(RayDogClusterConfig.get_block_type_slug() + "/")
-        return RayDogClusterConfig.load(name, _sync=True)
+        try:
+            return RayDogClusterConfig.load(name, _sync=True)
+        except RuntimeError as error:
+            # Prefect says only "failed validation"; the cause names the field and the fix.
+            if not isinstance(error.__cause__, ValidationError):
+                raise
+            first = error.__cause__.errors()[0]
+            problem = str(first["msg"]).removeprefix("Value error, ")
+            raise SpecError(
+                f"RayDogClusterConfig {name!r}",
+                f"the saved Block is invalid: {problem}",
+                "correct it in the Prefect UI or save the Block again",
+            ) from None
 
     def _use_auth_environment(self, environment: dict[str, str]) -> None:
         """Point this process's Ray driver at the cluster's token (a file path; the token is never logged)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from raydog_airflow.cluster_xcom import state_argument
 from raydog_airflow.hooks.raydog import RayDogHook, job_client
+from raydog_airflow.hooks.settings import RayDogConnectionSettings
 from raydog_airflow.links.raydog import RayDashboardLink
 from raydog_airflow.operators.cluster import _default_deferrable
 from raydog_airflow.ray_jobs import (
@@ -27,6 +28,9 @@ from raydog_airflow.ray_jobs import (
     submit_or_attach,
 )
 from raydog_airflow.triggers.raydog import RayDogJobTrigger
+from raydog_core import operations
+from raydog_core.errors import StateError
+from raydog_core.state import ClusterState
 
 
 class RayDogJobFailedError(AirflowException):
@@ -93,6 +97,7 @@ class RayDogSubmitJobOperator(BaseOperator):
         state = state_argument(self.cluster_state)
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         settings.check_state(state)
+        _check_still_running(settings, state)
         ti = context["ti"]
         with ExitStack() as stack:
             url = stack.enter_context(settings.dashboard_url(state))
@@ -163,3 +168,15 @@ class RayDogSubmitJobOperator(BaseOperator):
         }
         kwargs.update({key: value for key, value in optional.items() if value is not None})
         return kwargs
+
+
+def _check_still_running(settings: RayDogConnectionSettings, state: ClusterState) -> None:
+    """Fail clearly on stale state (a cluster already shut down) instead of on its missing token or
+    its closed dashboard."""
+    with closing(settings.create_backend()) as backend:
+        if not operations.is_alive(state, backend):
+            raise StateError(
+                f"cluster {state.cluster_name} ({state.cluster_id}) is shut down: cluster_state is stale "
+                "(from an earlier run, or the cluster was reaped or outlived cluster_lifetime); "
+                "build the cluster again"
+            )

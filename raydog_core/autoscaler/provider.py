@@ -18,6 +18,7 @@ do, plus a cluster of the same name left by an earlier run whose head is gone.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -47,10 +48,11 @@ from raydog_core.autoscaler.config import (
     bootstrap,
     parse_provider_config,
 )
-from raydog_core.autoscaler.runner import LocalCommandRunner
+from raydog_core.autoscaler.runner import LocalCommandRunner, RunningCommands
+from raydog_core.autoscaler.unfinished_up import UnfinishedUpGuard
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import ClusterOptions, NodeInfo, NodeLaunch, NodeRole, NodeStatus
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, SpecError
+from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError, RayDogError, SpecError
 from raydog_core.home import raydog_home
 from raydog_core.node_env import role_environment
 from raydog_core.ports import free_ports
@@ -62,6 +64,7 @@ log = logging.getLogger("raydog")
 AUTOSCALER_LABEL = "raydog-autoscaler"
 TAG_STORE_PORT_LABEL = "raydog-tag-store-port"
 POLL_INTERVAL_S = 0.5
+CLUSTER_FACTS = "cluster-facts.json"  # ports and pool ids, kept by the client that ran `ray up`
 RAY_NODE_ROLES = (NodeRole.HEAD, NodeRole.WORKER)
 
 
@@ -89,6 +92,8 @@ class RayDogNodeProvider(NodeProvider):
         self._nodes: dict[str, NodeInfo] = {}
         self._tags: dict[str, Tags] = {}
         self.backend_calls = 0  # counted for the benchmark
+        self._up_guard = UnfinishedUpGuard(cluster_name)
+        self._commands = RunningCommands()  # of local nodes' command runners
         self._on_head = (
             os.environ.get("RAYDOG_ROLE") == NodeRole.HEAD.value
             and os.environ.get("RAYDOG_CLUSTER_NAME") == cluster_name
@@ -158,26 +163,34 @@ class RayDogNodeProvider(NodeProvider):
         with self._lock:
             self._connect()
             node = self._cached(node_id)
-            if (
-                tags.get(TAG_RAY_NODE_STATUS) == STATUS_UP_TO_DATE
-                and node is not None
-                and node.role == NodeRole.HEAD
-            ):
-                # `ray up`'s updater is done: the head's script starts Ray now. Report the head up to
-                # date only once Ray answers, so `ray up` returns a usable cluster (or the head's log).
-                self._wait_for_ray(node)
+        if (
+            tags.get(TAG_RAY_NODE_STATUS) == STATUS_UP_TO_DATE
+            and node is not None
+            and node.role == NodeRole.HEAD
+        ):
+            # `ray up`'s updater is done: the head's script starts Ray now. Report the head up to date
+            # only once Ray answers, so `ray up` returns a usable cluster (or the head's log). Waited
+            # for without the lock, so that an interrupted `ray up` can still shut the cluster down.
+            self._wait_for_ray(node)
+            self._up_guard.disarm()
+        with self._lock:
             self._require_tag_store().set_tags([node_id], tags)
             if node_id in self._tags:
                 self._tags[node_id].update({k: str(v) for k, v in tags.items() if v is not None})
 
     def _wait_for_ray(self, head: NodeInfo) -> None:
         """Until the head's raylet is alive in Ray (when reachable), failing fast if the head exits."""
-        meta = self._fresh_meta()
+        with self._lock:
+            meta = self._fresh_meta()
+            token = self._token()
         dashboard = f"http://{head.private_ip or '127.0.0.1'}:{meta['dashboard_port']}"
         reachable = getattr(self._backend, "nodes_reachable", False)
         deadline = time.monotonic() + self.config.build_timeout_s
-        while not (reachable and alive_ray_nodes(None, self._token(), base_url=dashboard)):
-            node = next((n for n in self._list_nodes() if n.node_id == head.node_id), None)
+        while not (reachable and alive_ray_nodes(None, token, base_url=dashboard)):
+            if self._up_guard.abandoned.is_set():
+                raise RayDogError(f"`ray up` of {self.cluster_name} was abandoned")
+            with self._lock:
+                node = next((n for n in self._list_nodes() if n.node_id == head.node_id), None)
             if node is None or node.status.is_final:
                 detail = node.detail if node else "it is gone"
                 raise NodeFailedError("head", head.node_id, detail)
@@ -240,6 +253,9 @@ class RayDogNodeProvider(NodeProvider):
             )
             self._cluster_id = handle.cluster_id
             self._looked_up = True
+            # From here until `ray up` reports the head up to date, an interrupt (Ctrl+C or SIGTERM)
+            # or an exit shuts the new cluster down (see unfinished_up.py).
+            self._up_guard.arm(self._abandon_unfinished_up)
             try:
                 password = secrets.token_urlsafe(32)
                 password_file = self._private_dir() / "tag-store.password"
@@ -266,6 +282,8 @@ class RayDogNodeProvider(NodeProvider):
                     }
                 )
                 self._meta = self._tag_store.get_meta()
+                # A second copy on the client, for when its tag store cannot be read (see _connect).
+                _write_private(self._private_dir() / CLUSTER_FACTS, json.dumps(self._meta))
                 self._tag_store.set_tags([node_id], tags)
                 self._nodes = {node_id: head}
                 self._tags = {node_id: dict(tags)}
@@ -276,8 +294,19 @@ class RayDogNodeProvider(NodeProvider):
                     "creating the head of %s %s: shutting down what was created", self.cluster_name, what
                 )
                 self._teardown()
+                self._up_guard.disarm()
                 raise
             log.info("head node %s of cluster %s is up", node_id, self.cluster_name)
+
+    def _abandon_unfinished_up(self) -> None:
+        """At exit of a `ray up` that never finished (see unfinished_up.py)."""
+        self._commands.stop_all(close=True)
+        locked = self._lock.acquire(timeout=30)  # Ray's updater thread may still be running
+        try:
+            self._teardown()
+        finally:
+            if locked:
+                self._lock.release()
 
     def _create_workers(
         self, type_name: str, node_type: NodeTypeConfig, tags: Mapping[str, str], count: int
@@ -313,9 +342,13 @@ class RayDogNodeProvider(NodeProvider):
         )
         with self._launch_lock:
             pool_id = self._fresh_meta().get(f"pool:{type_name}")
+            node_ids = None
             if pool_id:
-                node_ids = self._backend.add_nodes(cluster_id, pool_id, launch, count)
-            else:
+                try:
+                    node_ids = self._backend.add_nodes(cluster_id, pool_id, launch, count)
+                except PoolGoneError as gone:  # it shut itself down while idle: a new pool takes over
+                    log.info("%s: a new pool takes the %s nodes", gone, type_name)
+            if node_ids is None:
                 pool_id, node_ids = self._backend.create_pool(cluster_id, launch, count)
                 self._require_tag_store().set_meta({f"pool:{type_name}": pool_id})
                 self._meta[f"pool:{type_name}"] = pool_id
@@ -369,6 +402,7 @@ class RayDogNodeProvider(NodeProvider):
     def _teardown(self) -> None:
         """Everything of the cluster: tags, nodes, pools, the cluster, its secrets. Idempotent."""
         cluster_id, self._cluster_id = self._cluster_id, None
+        self._commands.stop_all()
         if self._tag_store is not None:
             try:
                 self._tag_store.clear()
@@ -402,7 +436,7 @@ class RayDogNodeProvider(NodeProvider):
                 log_prefix, node_id, auth_config, cluster_name, process_runner, use_internal_ip, docker_config
             )
         return LocalCommandRunner(
-            node_id, self._home(node_id), self._runner_environment, self._stop_node_for_runner
+            node_id, self._home(node_id), self._runner_environment, self._stop_node_for_runner, self._commands
         )
 
     def _runner_environment(self) -> dict[str, str]:
@@ -472,6 +506,16 @@ class RayDogNodeProvider(NodeProvider):
                 error,
             )
             self._tag_store = None
+        if not self._meta.get("gcs_port"):
+            # The store is unreachable or lost its data (Redis restarted): the facts `ray up` kept here
+            # still point `ray exec` / `ray submit` at this cluster rather than at a guess of Ray's.
+            self._meta = {**self._saved_facts(), **self._meta}
+
+    def _saved_facts(self) -> Tags:
+        try:
+            return json.loads((self._private_dir() / CLUSTER_FACTS).read_text())
+        except (OSError, ValueError):
+            return {}
 
     def _find_cluster(self) -> Any:
         """The running cluster of exactly this name that this provider created (newest if several)."""

@@ -5,6 +5,9 @@ Ray's CLI reaches nodes only through a command runner (`ray exec`, `ray submit`,
 command runs in `bash` with `HOME` set to the node's home, so `~/script.py` means the same thing to
 `ray submit`'s copy and its `python ~/script.py`. A `ray stop`, even behind Ray's `export ...;`
 prefix, never runs: it would kill every Ray process on the machine. It becomes a stop of this node.
+
+Each command runs in a session of its own, like a command on a remote node, and is stopped with the
+cluster: a `ray up` interrupted in its setup commands leaves no orphaned command running here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ import click
 from ray.autoscaler._private.subprocess_output_util import ProcessRunnerError
 from ray.autoscaler.command_runner import CommandRunnerInterface
 
+from raydog_core import processes
 from raydog_core.node_env import clean_environment
 
 log = logging.getLogger("raydog")
@@ -35,6 +40,48 @@ def is_ray_stop(command: str) -> bool:
     return bool(RAY_STOP.search(command.strip()))
 
 
+class RunningCommands:
+    """The commands of one cluster's runners still running, so tearing the cluster down stops them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._refs: set[processes.ProcessRef] = set()
+        self._closed = False
+
+    def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, with_output: bool) -> tuple[int, bytes]:
+        """Run to completion; an interrupt (Ctrl+C in `ray exec`) stops the command's whole session."""
+        with self._lock:
+            if self._closed:  # Ray's updater thread goes on with its next command after a teardown
+                raise ProcessRunnerError("the cluster was shut down", "cluster_shut_down", command=argv[-1])
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=dict(env),
+                stdout=subprocess.PIPE if with_output else None,
+                start_new_session=True,
+            )
+            ref = processes.ProcessRef(proc.pid, processes.process_create_time(proc.pid))
+            self._refs.add(ref)
+        try:
+            output, _ = proc.communicate()
+            return proc.returncode, output or b""
+        except BaseException:
+            processes.stop_sessions([ref])
+            proc.wait()
+            raise
+        finally:
+            with self._lock:
+                self._refs.discard(ref)
+
+    def stop_all(self, close: bool = False) -> None:
+        """Stop every running command; with `close`, refuse new ones (the process is exiting)."""
+        with self._lock:
+            self._closed = self._closed or close
+            refs, self._refs = list(self._refs), set()
+        if refs:
+            processes.stop_sessions(refs)
+
+
 class LocalCommandRunner(CommandRunnerInterface):
     """Runs Ray's commands for one node of a local cluster; see the module docstring."""
 
@@ -44,8 +91,10 @@ class LocalCommandRunner(CommandRunnerInterface):
         home: Path,
         environment: Callable[[], Mapping[str, str]],
         stop_node: Callable[[str], None],
+        commands: RunningCommands,
     ) -> None:
         self.node_id = node_id
+        self._commands = commands
         self.home = home
         self._environment = environment  # evaluated per command: ports are known once the head is up
         self._stop_node = stop_node
@@ -73,20 +122,13 @@ class LocalCommandRunner(CommandRunnerInterface):
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         # No timeout: Ray's `timeout` bounds an SSH connection, not the command (a `ray submit` script).
-        result = subprocess.run(
-            ["bash", "-c", command],
-            cwd=self.home,
-            env=env,
-            stdout=subprocess.PIPE if with_output else None,
-            stderr=None,
-            check=False,
-        )
-        if result.returncode != 0:
-            message = f"command on node {self.node_id} failed with code {result.returncode}: {cmd}"
+        returncode, output = self._commands.run(["bash", "-c", command], env, self.home, with_output)
+        if returncode != 0:
+            message = f"command on node {self.node_id} failed with code {returncode}: {cmd}"
             if exit_on_fail:
                 raise click.ClickException(message) from None
-            raise ProcessRunnerError(message, "command_failed", code=result.returncode, command=cmd)
-        return result.stdout.decode(errors="replace") if with_output else ""
+            raise ProcessRunnerError(message, "command_failed", code=returncode, command=cmd)
+        return output.decode(errors="replace") if with_output else ""
 
     def run_rsync_up(self, source: str, target: str, options: Mapping[str, Any] | None = None) -> None:
         _copy(Path(source).expanduser(), self._node_path(target), source.endswith("/"))

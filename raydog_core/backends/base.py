@@ -43,6 +43,16 @@ class HeadPorts:
 
 
 @dataclass(frozen=True)
+class ObservabilityPorts:
+    """Where the observability node's Prometheus and Grafana listen, chosen with the cluster so that the
+    observability node, the head (which pushes metrics there) and the workers all get the same values.
+    Fixed defaults on YellowDog (a machine of its own), free ports locally."""
+
+    prometheus: int = 9090
+    grafana: int = 3000
+
+
+@dataclass(frozen=True)
 class ClusterOptions:
     """What a backend needs to open a cluster."""
 
@@ -61,6 +71,7 @@ class ClusterHandle:
     cluster_id: str
     ports: HeadPorts
     log_dir: str | None = None
+    observability: ObservabilityPorts = field(default_factory=ObservabilityPorts)
 
 
 @dataclass(frozen=True)

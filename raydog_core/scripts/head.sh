@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # RayDog default head node script.
 # Runs Ray's head in the foreground for exactly as long as this node's task runs. On exit (the task is
-# cancelled, the node is stopped, Ray dies) the trap stops only this node's Ray and tag store, never
-# anyone else's: no `ray stop`, which would kill every Ray process on the machine.
+# cancelled, the node is stopped, Ray dies) the trap stops only this node's Ray, tag store and metrics
+# agent, never anyone else's: no `ray stop`, which would kill every Ray process on the machine.
 set -euo pipefail
 if [ -n "${RAYDOG_VENV:-}" ]; then source "$RAYDOG_VENV/bin/activate"; fi
 
@@ -39,6 +39,59 @@ if [ -n "${RAYDOG_AUTOSCALING_CONFIG:-}" ]; then
   done
   if [ ! -s "$config" ]; then echo "raydog: autoscaling config $config never arrived" >&2; exit 1; fi
   autoscaling_args="--autoscaling-config=$config"
+fi
+
+# With an observability node, Ray's dashboard reads metrics from its Prometheus and embeds its Grafana.
+# That node started first and cannot know this head, so metrics are pushed: a Prometheus agent here
+# scrapes every Ray node listed in Ray's own service-discovery file and remote-writes to it.
+ray_temp_dir() {  # --temp-dir= from our arguments (local nodes), else Ray's default
+  local arg
+  # shellcheck disable=SC2086
+  for arg in ${RAYDOG_RAY_START_ARGS:-}; do
+    case "$arg" in --temp-dir=*) echo "${arg#--temp-dir=}"; return ;; esac
+  done
+  echo "${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray"
+}
+
+start_metrics_agent() {
+  local work_dir="$HOME/.raydog-prometheus-agent"
+  local discovery
+  discovery="$(ray_temp_dir)/session_latest/prom_metrics_service_discovery.json"
+  rm -rf "$work_dir" && mkdir -p "$work_dir"
+  cat > "$work_dir/prometheus.yml" <<YAML
+global:
+  scrape_interval: ${RAYDOG_METRICS_SCRAPE_INTERVAL:-10s}
+scrape_configs:
+  - job_name: ray
+    file_sd_configs:
+      - files: ["$discovery"]
+        refresh_interval: 5s
+remote_write:
+  - url: "$RAY_PROMETHEUS_HOST/api/v1/write"
+YAML
+  (
+    # Ray's dashboard writes the file every 5 s once it runs; a head without a dashboard never does.
+    for _ in $(seq "${RAYDOG_METRICS_DISCOVERY_WAIT_S:-600}"); do [ -e "$discovery" ] && break; sleep 1; done
+    if [ ! -e "$discovery" ]; then
+      echo "raydog: Ray wrote no $discovery (dashboard off?): metrics are not forwarded" >&2
+      exit 0
+    fi
+    exec prometheus --enable-feature=agent --config.file="$work_dir/prometheus.yml" \
+      --storage.agent.path="$work_dir/wal" --log.level=warn \
+      --web.listen-address="127.0.0.1:${RAYDOG_PROMETHEUS_AGENT_PORT:-0}"
+  ) &
+  children+=($!)
+}
+
+if [ -n "${OBSERVABILITY_HOST:-}" ]; then
+  export RAY_PROMETHEUS_HOST="http://$OBSERVABILITY_HOST:${RAYDOG_PROMETHEUS_PORT:-9090}"
+  export RAY_GRAFANA_HOST="http://$OBSERVABILITY_HOST:${RAYDOG_GRAFANA_PORT:-3000}"
+  export RAY_GRAFANA_IFRAME_HOST="${RAY_GRAFANA_IFRAME_HOST:-$RAY_GRAFANA_HOST}"
+  if command -v prometheus >/dev/null; then
+    start_metrics_agent
+  else
+    echo "raydog: warning: prometheus is not installed on the head node, so Ray's metrics do not reach the observability node (apt-get install prometheus)" >&2
+  fi
 fi
 
 # shellcheck disable=SC2086  # RAYDOG_RAY_START_ARGS is a list of arguments without spaces

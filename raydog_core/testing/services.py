@@ -66,7 +66,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path, what: s
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop the server we started, by its session (it is the leader), and reap it."""
-    ref = processes.ProcessRef(proc.pid, processes._create_time(proc.pid))
+    ref = processes.ProcessRef(proc.pid, processes.process_create_time(proc.pid))
     processes.stop_sessions([ref])
     proc.wait(timeout=10)
 

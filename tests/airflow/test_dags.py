@@ -77,7 +77,10 @@ def test_failing_job_teardown_runs(airflow_db: Path, raydog_home: Path) -> None:
     assert live(raydog_home) == []
 
 
-def test_failing_build_partial_state_cleaned_up(airflow_db: Path, raydog_home: Path) -> None:
+@pytest.mark.fault_case("airflow", "local", "worker_script_fails")
+def test_failing_build_partial_state_cleaned_up(airflow_db: Path, raydog_home: Path, fault_leaks) -> None:
+    """A worker's script exits after the real Ray head is up: the build fails and cleans up; the
+    teardown runs on the partial state pushed before the slow part and finds nothing left."""
     dag_run = load_dag("raydog_test_failing_build").test()
     states = task_states(dag_run)
     assert str(dag_run.state) == "failed"
@@ -87,6 +90,7 @@ def test_failing_build_partial_state_cleaned_up(airflow_db: Path, raydog_home: P
     assert xcom_value(dag_run, "build_cluster") is None
     assert xcom_value(dag_run, "shut_down") == [partial["cluster_id"]]
     assert live(raydog_home) == []
+    fault_leaks.assert_none()
 
 
 def test_deferrable_build_and_job(
@@ -103,9 +107,12 @@ def test_deferrable_build_and_job(
     assert live(raydog_home) == []
 
 
+@pytest.mark.fault_case("airflow", "local", "client_sigterm")
 def test_killed_task_failure_callback_leaves_nothing(
-    airflow_db: Path, raydog_home: Path, caplog: pytest.LogCaptureFixture
+    airflow_db: Path, raydog_home: Path, caplog: pytest.LogCaptureFixture, fault_leaks
 ) -> None:
+    """SIGTERM of the Airflow task process while its job runs: the task fails, its failure callback
+    shuts the cluster down; the DAG-level callback, second, has nothing to do."""
     caplog.set_level(logging.INFO)
     dag = load_dag("raydog_test_killed")
     dag_run = dag.test(run_conf={"airflow_pid": os.getpid()})
@@ -119,6 +126,7 @@ def test_killed_task_failure_callback_leaves_nothing(
     dag.on_failure_callback = load_dag("raydog_failure_callback").on_failure_callback
     dag.on_failure_callback({"dag": dag, "run_id": dag_run.run_id, "reason": "task_failure"})
     assert "nothing to shut down" in caplog.text
+    fault_leaks.assert_none()
 
 
 def test_dag_level_callback_finds_cluster_by_labels(

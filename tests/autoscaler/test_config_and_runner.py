@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
+from ray.autoscaler._private.subprocess_output_util import ProcessRunnerError
 
 from raydog_core.autoscaler import RayDogNodeProvider
 from raydog_core.autoscaler.config import parse_provider_config
-from raydog_core.autoscaler.runner import LocalCommandRunner, is_ray_stop
+from raydog_core.autoscaler.runner import LocalCommandRunner, RunningCommands, is_ray_stop
 from raydog_core.errors import SpecError
+from raydog_core.processes import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "autoscaler"
 
@@ -115,7 +120,7 @@ def test_other_commands_are_not_ray_stop(command: str) -> None:
 def test_runner_stops_only_its_node_and_runs_commands_in_the_node_home(tmp_path: Path) -> None:
     stopped: list[str] = []
     runner = LocalCommandRunner(
-        "n7", tmp_path / "home", lambda: {"RAY_ADDRESS": "127.0.0.1:1"}, stopped.append
+        "n7", tmp_path / "home", lambda: {"RAY_ADDRESS": "127.0.0.1:1"}, stopped.append, RunningCommands()
     )
     assert runner.run("export RAY_HEAD_IP=x; ray stop") == "" and stopped == ["n7"]
     runner.run_rsync_up(str(EXAMPLES / "scale_up.py"), "~/jobs/scale_up.py")
@@ -138,3 +143,36 @@ def test_yellowdog_example_bootstraps(monkeypatch: pytest.MonkeyPatch) -> None:
     worker = provider.node_types["ray_worker_small"]
     assert worker.yellowdog.compute_requirement_template_id.startswith("yd-demo/")
     assert "redis-server" in worker.yellowdog.userdata  # file:node-setup.sh, inlined
+
+
+def test_running_commands_stop_with_their_cluster(tmp_path: Path) -> None:
+    """A setup command still running when `ray up` is interrupted is stopped with the cluster."""
+    commands = RunningCommands()
+    runner = LocalCommandRunner("n1", tmp_path / "home", dict, lambda node_id: None, commands)
+    pid_file = tmp_path / "home" / "pid"
+
+    def run() -> None:
+        with contextlib.suppress(ProcessRunnerError):
+            runner.run(f"echo $$ > {pid_file}; sleep 60; true")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
+    pid = int(pid_file.read_text())
+    assert wait_until(lambda: bool(psutil.Process(pid).children()), 10)
+    sleeper = psutil.Process(pid).children()[0]
+    commands.stop_all(close=True)
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the command was not stopped"
+    # bash may outlive SIGTERM and finish its script: the next command must not start at all.
+    with pytest.raises(ProcessRunnerError, match="shut down"):
+        runner.run("sleep 60")
+    assert wait_until(lambda: _gone(sleeper), 10), "the command's child was left running"
+
+
+def _gone(process: psutil.Process) -> bool:
+    """Stopped; a zombie counts as stopped (whoever inherited it reaps it in its own time)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from autoscaler_cli import RAY, cluster_name, ray_cli, write_config
 
 from raydog_core.backends.local.backend import LocalBackend
@@ -61,3 +63,40 @@ def test_ctrl_c_during_ray_up_shuts_down_what_was_created(raydog_home: Path, tmp
     assert proc.returncode != 0
     assert _running(backend, name) == []
     assert backend.live_resources() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupting_ray_up_after_the_head_exists_shuts_it_down(
+    signum: int, raydog_home: Path, tmp_path: Path
+) -> None:
+    """The head is created and Ray's updater runs the setup commands when `ray up` is interrupted."""
+    name = cluster_name("late")
+    marker = tmp_path / "setup-started"
+    config = write_config(tmp_path, name, head_setup_commands=[f"touch {marker} && sleep 120"])
+    env = dict(os.environ, RAY_UP_enable_autoscaler_v2="1", RAY_USAGE_STATS_ENABLED="0")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    proc = subprocess.Popen(
+        [RAY, "up", "-y", "--no-config-cache", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    backend = LocalBackend(raydog_home / "local")
+    try:
+        assert wait_until(marker.exists, 120, 0.2), "the setup commands never ran"
+        assert _running(backend, name), "the head is not running while its setup commands run"
+        started = time.monotonic()
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "did not finish: shutting down what it created" in output
+    assert time.monotonic() - started < 60, "teardown waited for the setup command to finish"
+    assert _running(backend, name) == []
+    assert wait_until(lambda: backend.live_resources() == [], 30, 0.2), backend.live_resources()

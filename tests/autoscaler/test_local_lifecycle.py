@@ -16,11 +16,23 @@ from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.ports import is_listening
 from raydog_core.processes import ProcessRef, stop_sessions, wait_until
+from raydog_core.scripts import default_script
 from raydog_core.tagstore import TagStore
 
 pytestmark = pytest.mark.slow
 
 MAX_WORKERS = 2
+# Fault-matrix cells proved on this module's cluster; the final `ray down` test counts the leaks of all.
+NODE_DIES = pytest.mark.fault_case("ray_up", "local", "node_dies_mid_run")
+WORKER_FAILS = pytest.mark.fault_case("ray_up", "local", "worker_script_fails")
+CORRUPT_STATE = pytest.mark.fault_case("ray_up", "local", "corrupt_state")
+BROKEN_MESSAGE = "worker: broken on purpose"
+
+
+def worker_script(marker: Path) -> str:
+    """RayDog's default worker script, except that it fails at once while `marker` exists."""
+    check = f'if [ -e "{marker}" ]; then echo "{BROKEN_MESSAGE}" >&2; exit 5; fi\n'
+    return default_script("worker").replace("\n", "\n" + check, 1)
 
 
 @dataclass
@@ -29,8 +41,11 @@ class Cluster:
     config: Path
     home: Path
     backend: LocalBackend
+    broken_marker: Path  # while it exists, new workers' scripts fail
     cluster_id: str = ""
     tag_store_port: int = 0
+    tag_store_password: str = ""  # read at start: a test corrupts the client's copy
+    tag_store_meta: dict[str, str] | None = None  # read at start: a test deletes it
 
     def nodes(self, role: NodeRole | None = None) -> list[NodeInfo]:
         return [
@@ -43,9 +58,10 @@ class Cluster:
         return self.nodes(NodeRole.WORKER)
 
     def tag_store(self) -> TagStore:
-        return TagStore.on_head(
-            self.name, self.tag_store_port, self.home / "autoscaler" / self.cluster_id / "tag-store.password"
-        )
+        return TagStore(self.name, self.tag_store_port, self.tag_store_password)
+
+    def password_file(self) -> Path:
+        return self.home / "autoscaler" / self.cluster_id / "tag-store.password"
 
     def exec(self, command: str) -> str:
         return ray_cli("exec", str(self.config), command).stdout
@@ -54,25 +70,32 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(raydog_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     name = cluster_name("as")
+    directory = tmp_path_factory.mktemp("autoscaler")
+    marker = directory / "workers-broken"
     config = write_config(
-        tmp_path_factory.mktemp("autoscaler"),
+        directory,
         name,
         idle_timeout_minutes=0.25,
         max_workers=MAX_WORKERS,
         **{
             "provider.autoscaler_update_interval_s": 1,
             "provider.files_to_upload": ["scale_up.py"],
+            "provider.ray_worker_node_task_script": worker_script(marker),
             "available_node_types.ray_worker_small.min_workers": 1,
             "available_node_types.ray_worker_small.max_workers": MAX_WORKERS,
         },
     )
-    state = Cluster(name, config, raydog_home, LocalBackend(raydog_home / "local"))
+    state = Cluster(name, config, raydog_home, LocalBackend(raydog_home / "local"), marker)
     try:
         ray_cli("up", "-y", "--no-config-cache", str(config))
         (record,) = [r for r in state.backend.list_clusters() if r.name == name and r.state == "running"]
         assert record.labels[AUTOSCALER_LABEL] == "true"
         state.cluster_id = record.cluster_id
         state.tag_store_port = int(record.labels[TAG_STORE_PORT_LABEL])
+        state.tag_store_password = state.password_file().read_text().strip()
+        store = state.tag_store()
+        state.tag_store_meta = store.get_meta()
+        store.close()
         yield state
     finally:
         ray_cli("down", "-y", str(config), check=False)
@@ -130,6 +153,7 @@ def test_idle_workers_are_removed_down_to_min_workers_and_their_tags_go(cluster:
         store.close()
 
 
+@NODE_DIES
 def test_a_worker_that_dies_is_noticed_and_replaced(cluster: Cluster) -> None:
     (worker,) = cluster.workers()
     manifest = cluster.backend._read(cluster.backend.root / cluster.cluster_id)
@@ -157,8 +181,66 @@ def test_request_resources_scales_up(cluster: Cluster, tmp_path: Path) -> None:
     assert len(cluster.workers()) == 2
 
 
-def test_down_leaves_nothing_behind(cluster: Cluster) -> None:
+@CORRUPT_STATE
+def test_the_monitor_survives_a_tag_store_that_lost_its_data(cluster: Cluster) -> None:
+    """Every key of the tag store is gone (Redis keeps no data across a restart): the monitor goes on
+    from the backend's view and replaces a worker that goes."""
+    store = cluster.tag_store()
+    try:
+        store.clear()
+        worker = cluster.workers()[0]
+        cluster.backend.terminate_nodes(cluster.cluster_id, [worker.node_id])
+        assert wait_until(lambda: any(n.node_id != worker.node_id for n in cluster.workers()), 120, 1.0), (
+            "no replacement worker after the tag store lost its data"
+        )
+    finally:
+        store.set_meta(cluster.tag_store_meta)  # the cluster facts, for the next tests' `ray exec`
+        store.close()
+
+
+@CORRUPT_STATE
+def test_ray_exec_still_targets_the_cluster_when_the_client_cannot_read_the_tag_store(
+    cluster: Cluster,
+) -> None:
+    """The client's copy of the tag store password is wrong: `ray exec` must still point Ray at this
+    cluster (`RAY_ADDRESS`), not let Ray guess among the clusters on the machine."""
+    cluster.password_file().write_text("not-the-password")
+    try:
+        output = cluster.exec("echo RAY_ADDRESS=$RAY_ADDRESS")
+    finally:
+        cluster.password_file().write_text(cluster.tag_store_password)
+    assert f"RAY_ADDRESS=127.0.0.1:{cluster.tag_store_meta['gcs_port']}" in output, output[-2000:]
+
+
+@WORKER_FAILS
+def test_a_failing_worker_script_is_reported_and_the_head_stays_usable(cluster: Cluster) -> None:
+    """Workers whose script fails: the failure is in the node's log, the head keeps working. (Ray's
+    instance manager never sees a node that is gone before its next round, so it waits for it until
+    its request timeout, 10 minutes, before it asks again: see docs/fault-matrix.md.)"""
+    before = {n.node_id for n in cluster.backend.list_nodes(cluster.cluster_id)}
+    cluster.broken_marker.touch()
+    for worker in cluster.workers():
+        cluster.backend.terminate_nodes(cluster.cluster_id, [worker.node_id])  # replacements will fail
+
+    def failed_new_workers() -> list[NodeInfo]:
+        return [
+            n
+            for n in cluster.backend.list_nodes(cluster.cluster_id)
+            if n.node_id not in before and n.role == NodeRole.WORKER and n.status == NodeStatus.FAILED
+        ]
+
+    assert wait_until(lambda: len(failed_new_workers()) >= 1, 120, 1.0), "no replacement was tried"
+    assert BROKEN_MESSAGE in failed_new_workers()[0].detail
+    assert "ray_head_default" in cluster.exec("ray status")
+
+
+@NODE_DIES
+@WORKER_FAILS
+@CORRUPT_STATE
+def test_down_leaves_nothing_behind(cluster: Cluster, fault_leaks) -> None:
+    store = cluster.tag_store()
     ray_cli("down", "-y", str(cluster.config))
+    fault_leaks.assert_none(tag_stores=[store])
     assert cluster.backend.live_resources() == []
     assert not any(r.state == "running" for r in cluster.backend.list_clusters() if r.name == cluster.name)
     assert not is_listening("127.0.0.1", cluster.tag_store_port), "the tag store is still up"

@@ -131,7 +131,8 @@ def test_two_clusters_side_by_side_without_gpus(local_backend) -> None:
     assert local_backend.live_resources() == []
 
 
-def test_failing_head_script_is_reported_with_its_log(local_backend) -> None:
+@pytest.mark.fault_case("builder", "local", "head_script_fails")
+def test_failing_head_script_is_reported_with_its_log(local_backend, fault_leaks) -> None:
     cluster = RayDogCluster(
         cluster_name="badhead", head_node_ray_start_script="#!/bin/bash\necho broken-head >&2\nexit 3\n"
     )
@@ -142,10 +143,12 @@ def test_failing_head_script_is_reported_with_its_log(local_backend) -> None:
         and "code 3" in str(caught.value)
         and "broken-head" in str(caught.value)
     )
+    fault_leaks.assert_none()
     assert local_backend.live_resources() == []
 
 
-def test_failing_worker_script_is_reported_and_cleaned_up(local_backend) -> None:
+@pytest.mark.fault_case("builder", "local", "worker_script_fails")
+def test_failing_worker_script_is_reported_and_cleaned_up(local_backend, fault_leaks) -> None:
     cluster = RayDogCluster(cluster_name="badworker")
     cluster.add_worker_pool(
         worker_pool_node_count=1, worker_node_task_script="#!/bin/bash\necho no-ray-here\nexit 7\n"
@@ -153,15 +156,18 @@ def test_failing_worker_script_is_reported_and_cleaned_up(local_backend) -> None
     with pytest.raises(Exception) as caught:
         cluster.build(90)
     assert "worker node" in str(caught.value) and "no-ray-here" in str(caught.value)
+    fault_leaks.assert_none()
     assert local_backend.live_resources() == []
 
 
-def test_build_timeout_cleans_up(local_backend) -> None:
+@pytest.mark.fault_case("builder", "local", "build_timeout")
+def test_build_timeout_cleans_up(local_backend, fault_leaks) -> None:
     cluster = RayDogCluster(cluster_name="slow", head_node_ray_start_script="#!/bin/bash\nsleep 600\n")
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="not up in time"):
         cluster.build(2)
     assert time.monotonic() - started < 15
+    fault_leaks.assert_none()
     assert local_backend.live_resources() == []
 
 

@@ -1,32 +1,56 @@
-"""The observability node starts before the head, and head and workers get its IP as OBSERVABILITY_HOST
-(seed 002), on both backends. A stand-in observability script keeps the test independent of
-Prometheus being installed; the default script is checked for its clear error when it is not."""
+"""The observability node: it starts before the head; head and workers get its IP as OBSERVABILITY_HOST
+and its ports (seed 002), on both backends; with the default scripts Ray's metrics from every node reach
+its Prometheus (pushed by the head's Prometheus agent) and Ray's dashboard uses that Prometheus.
+
+Grafana is not installable here: its provisioning (Ray's dashboards, the datasource) is tested as files;
+running grafana-server on them is not.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
+import time
+import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import ray
+import yaml
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from raydog_core import RayDogCluster
+from raydog_core import RayDogCluster, auth
 from raydog_core.backends import NodeRole
+from raydog_core.errors import SpecError
+from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.scripts import default_script
+from raydog_core.state import ClusterState, ObservabilityState
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES
+from raydog_core.tunnels import RayTunnels, SSHTunnelSpec
 
 pytestmark = pytest.mark.slow
 OBSERVABILITY = "#!/usr/bin/env bash\necho observability node up\nexec sleep 600\n"
+NODE_VARIABLES = (
+    "OBSERVABILITY_HOST",
+    "RAYDOG_PROMETHEUS_PORT",
+    "RAYDOG_GRAFANA_PORT",
+    "RAY_PROMETHEUS_HOST",
+)
+METRICS_WAIT_S = 120.0
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None, reason="needs Prometheus (scripts/bootstrap.sh installs it)"
+)
 
 
 @ray.remote(num_cpus=0)
-def observability_host() -> str | None:
-    return os.environ.get("OBSERVABILITY_HOST")
+def node_view() -> tuple[str, dict[str, str | None]]:
+    """(Ray node id, the observability variables this node's Ray runs with)."""
+    return ray.get_runtime_context().get_node_id(), {name: os.environ.get(name) for name in NODE_VARIABLES}
 
 
 def backend_kwargs(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -42,7 +66,7 @@ def backend_kwargs(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["local", "yellowdog"])
-def test_observability_node_first_and_its_ip_everywhere(kind: str, request, raydog_home) -> None:
+def test_observability_node_first_and_its_address_everywhere(kind: str, request, raydog_home) -> None:
     worker_template = (
         {"worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0]} if kind != "local" else {}
     )
@@ -54,24 +78,88 @@ def test_observability_node_first_and_its_ip_everywhere(kind: str, request, rayd
     ) as cluster:
         cluster.add_worker_pool(worker_pool_node_count=1, **worker_template)
         cluster.build()
-        roles = [pool.role for pool in cluster.state.pools]
+        state = cluster.state
+        roles = [pool.role for pool in state.pools]
         assert roles[0] == "head" and "observability" in roles
         observability = next(n for n in cluster.nodes() if n.role == NodeRole.OBSERVABILITY)
-        assert cluster.state.observability_host == observability.private_ip
+        assert state.observability_host == observability.private_ip
+        # Nodes share this host on both backends: free ports, never Prometheus' and Grafana's usual ones.
+        assert state.observability is not None
+        assert {state.observability.prometheus_port, state.observability.grafana_port}.isdisjoint(
+            {9090, 3000}
+        )
         ray.init(address=cluster.ray_address)
         try:
+            head_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and _is_head(n))
             nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-            seen = ray.get(
-                [
-                    observability_host.options(
-                        scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
-                    ).remote()
-                    for n in nodes
-                ]
+            views = dict(
+                ray.get(
+                    [
+                        node_view.options(
+                            scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
+                        ).remote()
+                        for n in nodes
+                    ]
+                )
             )
         finally:
             ray.shutdown()
-        assert len(nodes) == 2 and seen == [observability.private_ip] * 2
+    assert len(views) == 2
+    for node_id, seen in views.items():
+        assert seen["OBSERVABILITY_HOST"] == observability.private_ip
+        assert seen["RAYDOG_PROMETHEUS_PORT"] == str(state.observability.prometheus_port)
+        assert seen["RAYDOG_GRAFANA_PORT"] == str(state.observability.grafana_port)
+        # The head's dashboard (and everything Ray starts there) is pointed at the observability node.
+        assert seen["RAY_PROMETHEUS_HOST"] == (state.prometheus_url if node_id == head_id else None)
+
+
+def _is_head(node: dict[str, Any]) -> bool:
+    return "node:__internal_head__" in node.get("Resources", {})
+
+
+@needs_prometheus
+def test_ray_metrics_reach_observability_prometheus(local_backend) -> None:
+    """Default scripts, head + 1 worker: both nodes' metrics arrive; Ray's dashboard finds Prometheus."""
+    with RayDogCluster(cluster_name="obs-metrics", enable_observability=True) as cluster:
+        cluster.add_worker_pool(worker_pool_node_count=1)
+        cluster.build()
+        state = cluster.state
+        assert state.observability is not None and state.observability.prometheus_port not in (9090, 3000)
+        token = auth.load_token(state.cluster_id)
+        exporters = {
+            f"{n['raylet']['nodeManagerAddress']}:{n['raylet']['metricsExportPort']}"
+            for n in alive_ray_nodes(state, token)
+        }
+        assert len(exporters) == 2
+        instances = _wait_for_node_metrics(state, exporters)
+        assert instances == exporters
+        health = _dashboard_get(state, token, "/api/prometheus_health")
+        assert health["result"] is True, health
+    assert local_backend.live_resources() == []
+
+
+def _wait_for_node_metrics(state: ClusterState, exporters: set[str]) -> set[str]:
+    """The `instance` labels of the ray_node_* series in the observability node's Prometheus, once they
+    cover every Ray node (or what there is after METRICS_WAIT_S)."""
+    query = urllib.parse.quote('count by (instance) ({__name__=~"ray_node_.+"})')
+    deadline = time.monotonic() + METRICS_WAIT_S
+    instances: set[str] = set()
+    while time.monotonic() < deadline and not exporters <= instances:
+        with urllib.request.urlopen(
+            f"{state.prometheus_url}/api/v1/query?query={query}", timeout=10
+        ) as reply:
+            result = json.loads(reply.read())["data"]["result"]
+        instances = {series["metric"]["instance"] for series in result}
+        time.sleep(2)
+    return instances
+
+
+def _dashboard_get(state: ClusterState, token: str | None, path: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"{state.dashboard_url}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
 
 
 def test_default_observability_script_says_what_is_missing(tmp_path) -> None:
@@ -86,30 +174,54 @@ def test_default_observability_script_says_what_is_missing(tmp_path) -> None:
     assert result.returncode == 1 and "prometheus is not installed" in result.stderr
 
 
-@pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="needs Prometheus (scripts/bootstrap.sh installs it)"
-)
-def test_default_observability_script_runs_prometheus(local_backend) -> None:
-    with RayDogCluster(cluster_name="obs-default", enable_observability=True) as cluster:
-        cluster.build()
-        observability = next(n for n in cluster.nodes() if n.role == NodeRole.OBSERVABILITY)
-        assert cluster.state.observability_host == observability.private_ip
-        ports = prometheus_ports()
-        assert ports, "no Prometheus listening"
-        assert all(port not in (9090, 3000) for port in ports)  # free ports on a shared machine
-        with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/-/ready", timeout=10) as response:
-            assert b"Ready" in response.read()
-    assert local_backend.live_resources() == []
+def test_default_head_script_warns_once_without_prometheus(tmp_path) -> None:
+    """No Prometheus on the head: one clear warning, then Ray starts anyway (here `ray` is absent too,
+    so the script stops right after the warning, at `ray start`)."""
+    script = tmp_path / "head.sh"
+    script.write_text(default_script("head"))
+    result = subprocess.run(
+        ["/bin/bash", str(script)],
+        env={"PATH": "/nonexistent", "HOME": str(tmp_path), "OBSERVABILITY_HOST": "127.0.0.1"},
+        capture_output=True,
+        text=True,
+    )
+    warnings = [line for line in result.stderr.splitlines() if "prometheus is not installed" in line]
+    assert len(warnings) == 1 and "ray: command not found" in result.stderr
 
 
-def prometheus_ports() -> list[int]:
-    ports = []
-    for connection in psutil.net_connections("tcp"):
-        if connection.status != psutil.CONN_LISTEN or not connection.pid:
-            continue
-        try:
-            if psutil.Process(connection.pid).name() == "prometheus":
-                ports.append(connection.laddr.port)
-        except psutil.Error:
-            continue
-    return ports
+def test_grafana_provisioning_uses_rays_dashboards(tmp_path: Path) -> None:
+    prometheus = "http://127.0.0.1:19090"
+    subprocess.run(
+        [sys.executable, "-m", "raydog_core.observability.grafana", str(tmp_path), prometheus],
+        check=True,
+        capture_output=True,
+    )
+    datasources = yaml.safe_load((tmp_path / "provisioning/datasources/raydog.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert datasource["type"] == "prometheus" and datasource["url"] == prometheus
+    assert datasource["name"] == "Prometheus"  # the name Ray's dashboard passes to embedded panels
+    providers = yaml.safe_load((tmp_path / "provisioning/dashboards/raydog.yml").read_text())["providers"]
+    dashboards = Path(providers[0]["options"]["path"])
+    assert dashboards == tmp_path / "dashboards"
+    by_uid = {}
+    for path in dashboards.glob("*.json"):
+        dashboard = json.loads(path.read_text())
+        by_uid[dashboard["uid"]] = dashboard
+    assert "rayDefaultDashboard" in by_uid and len(by_uid) >= 2
+    assert by_uid["rayDefaultDashboard"]["panels"]
+    ini = (tmp_path / "grafana.ini").read_text()
+    assert f"provisioning = {tmp_path / 'provisioning'}" in ini and "allow_embedding = true" in ini
+
+
+def test_observability_tunnels_follow_the_state() -> None:
+    state = ClusterState(backend="local", cluster_id="c-1", cluster_name="c", cluster_namespace="raydog")
+    with pytest.raises(SpecError, match="no observability node"):
+        RayTunnels.observability_forwards(state)
+    state.observability_host = "10.0.0.7"
+    state.observability = ObservabilityState(prometheus_port=19090, grafana_port=13000)
+    assert state.prometheus_url == "http://10.0.0.7:19090" and state.grafana_url == "http://10.0.0.7:13000"
+    assert RayTunnels.observability_forwards(state, local_grafana_port=3000) == [
+        SSHTunnelSpec(0, 19090, "10.0.0.7"),
+        SSHTunnelSpec(3000, 13000, "10.0.0.7"),
+    ]
+    assert ClusterState.from_json(state.to_json()).observability == state.observability

@@ -81,26 +81,36 @@ def test_bad_names_fail_before_any_request(
     assert yellowdog_emulator.calls == calls
 
 
+@pytest.mark.fault_case("builder", "yellowdog", "head_script_fails")
 def test_failing_head_script_fails_the_build_with_its_exit_code(
-    yd_kwargs: dict, yellowdog_emulator: Emulator
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
 ) -> None:
     cluster = RayDogCluster(cluster_name="failhead", head_node_ray_start_script=FAILING_SCRIPT, **yd_kwargs)
     with pytest.raises(NodeFailedError, match="exit code 3"):
         cluster.build()
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
 
 
-def test_slow_boot_times_out_and_cleans_up(yd_kwargs: dict, yellowdog_emulator: Emulator) -> None:
+@pytest.mark.fault_case("builder", "yellowdog", "build_timeout")
+def test_slow_boot_times_out_and_cleans_up(
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
+) -> None:
     yellowdog_emulator.faults.boot_delay_s = 60
     cluster = RayDogCluster(cluster_name="slowboot", head_node_ray_start_script=SLEEP_SCRIPT, **yd_kwargs)
     started = time.monotonic()
     with pytest.raises(BuildTimeoutError, match="not up in time"):
         cluster.build(head_node_build_timeout=timedelta(seconds=2))
     assert time.monotonic() - started < 30
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
 
 
-def test_transient_errors_killed_node_and_failing_task(yd_kwargs: dict, yellowdog_emulator: Emulator) -> None:
+@pytest.mark.fault_case("builder", "yellowdog", "transient_api_errors")
+@pytest.mark.fault_case("builder", "yellowdog", "node_dies_mid_run")
+def test_transient_errors_killed_node_and_failing_task(
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
+) -> None:
     """20% of requests fail transiently; the build still completes, a dead node and a failing task show."""
     faults = yellowdog_emulator.faults
     faults.error_rate = 0.2
@@ -125,6 +135,7 @@ def test_transient_errors_killed_node_and_failing_task(yd_kwargs: dict, yellowdo
         cluster.shut_down()
     assert faults.injected_errors > 0
     faults.error_rate = 0.0
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
 
 

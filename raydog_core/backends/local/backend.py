@@ -33,6 +33,7 @@ from raydog_core.backends.base import (
     NodeLaunch,
     NodeRole,
     NodeStatus,
+    ObservabilityPorts,
 )
 from raydog_core.backends.local.gpus import assign_gpus, detect_gpu_ids
 from raydog_core.errors import RayDogError, StateError
@@ -64,7 +65,9 @@ class LocalBackend:
         # Ray's temp dir must stay short: its Unix sockets live below it (~107-character limit).
         temp_dir = Path("/tmp") / f"rd-{secrets.token_hex(4)}"
         temp_dir.mkdir(mode=0o700)
-        gcs, dashboard, client = free_ports(3)
+        # The observability ports too, though only a cluster with an observability node uses them:
+        # the builder hands the same values to that node, the head and the workers.
+        gcs, dashboard, client, prometheus, grafana = free_ports(5)
         gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
         manifest = {
             "cluster_id": cluster_id,
@@ -83,7 +86,12 @@ class LocalBackend:
             "state": "running",
         }
         self._write(directory, manifest)
-        return ClusterHandle(cluster_id, HeadPorts(gcs, dashboard, client), str(directory / "logs"))
+        return ClusterHandle(
+            cluster_id,
+            HeadPorts(gcs, dashboard, client),
+            str(directory / "logs"),
+            ObservabilityPorts(prometheus, grafana),
+        )
 
     def list_clusters(self) -> list[ClusterRecord]:
         records = []
@@ -251,11 +259,9 @@ class LocalBackend:
         )
         if launch.set_cloud_instance_id:
             env["RAY_CLOUD_INSTANCE_ID"] = node_id
-        if launch.role == NodeRole.OBSERVABILITY:
-            # On one machine the observability services need free ports too (9090/3000 on YellowDog).
-            prometheus, grafana = free_ports(2)
-            env.setdefault("RAYDOG_PROMETHEUS_PORT", str(prometheus))
-            env.setdefault("RAYDOG_GRAFANA_PORT", str(grafana))
+        if launch.role == NodeRole.HEAD and "OBSERVABILITY_HOST" in env:
+            # The head's metrics agent, on a port no other node of this machine was promised.
+            env.setdefault("RAYDOG_PROMETHEUS_AGENT_PORT", str(free_ports(1)[0]))
         argv = ["bash", str(script_path)]
         if manifest["lifetime_s"]:
             # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,

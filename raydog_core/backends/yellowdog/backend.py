@@ -35,6 +35,7 @@ from yellowdog_client.model import (
     Task,
     TaskGroup,
     TaskSearch,
+    WorkerPoolSearch,
     WorkerPoolStatus,
     WorkRequirement,
     WorkRequirementSearch,
@@ -52,13 +53,14 @@ from raydog_core.backends.base import (
     NodeLaunch,
     NodeRole,
     NodeStatus,
+    ObservabilityPorts,
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog.client import create_client, is_loopback_url
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.credentials import YellowDogCredentials
-from raydog_core.errors import RayDogError, SpecError
+from raydog_core.errors import PoolGoneError, RayDogError, SpecError
 from raydog_core.local_node_args import local_node_args
 from raydog_core.ports import free_ports
 
@@ -122,6 +124,7 @@ class YellowDogBackend:
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
         self._checked_templates: set[str] = set()
         self._head_ports: dict[str, HeadPorts] = {}
+        self._observability_ports: dict[str, ObservabilityPorts] = {}
 
     def __repr__(self) -> str:
         return f"YellowDogBackend(api_url={self.api_url!r}, key_id={self._credentials.key_id!r})"
@@ -144,13 +147,39 @@ class YellowDogBackend:
             )
         self._clusters[created.id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
         # One node per machine on YellowDog: Ray's usual ports. On the emulator all nodes share this host.
-        return ClusterHandle(created.id, self._ports(created.id), log_dir=None)
+        return ClusterHandle(
+            created.id, self._ports(created.id), log_dir=None, observability=self._obs_ports(created.id)
+        )
 
     def list_clusters(self) -> list[ClusterRecord]:
+        """Clusters with a live work requirement, and finished ones still holding a live pool.
+
+        A cluster whose head task failed has a finished work requirement while its pools live on until
+        their idle shutdown; listing it lets `ray down` and `raydog reap` release them now. Only the
+        finished requirements whose name starts a live pool's name are read, not every old one.
+        """
         records = []
-        for requirement in self._raydog_requirements(LIVE_REQUIREMENT):
+        live_pools = self._live_pool_names()
+        summaries = self._call(
+            lambda: self._client.work_client.get_work_requirements(WorkRequirementSearch()).list_all(),
+            "list clusters",
+        )
+        for summary in summaries:
+            live = summary.status in LIVE_REQUIREMENT
+            if not live and not any(
+                ns == summary.namespace and name.startswith(summary.name) for ns, name in live_pools
+            ):
+                continue
+            requirement = self._get_requirement(summary.id)
+            if self._labels_of(requirement) is None:
+                continue
+            if (
+                not live
+                and not {(requirement.namespace, n) for n in self._pool_names(requirement)} & live_pools
+            ):
+                continue
             labels = self._labels_of(requirement) or {}
-            live = sum(
+            nodes = sum(
                 count
                 for group in requirement.taskGroups or []
                 for status, count in ((group.taskSummary and group.taskSummary.statusCounts) or {}).items()
@@ -163,11 +192,18 @@ class YellowDogBackend:
                     backend=self.kind,
                     labels=labels,
                     created_at=requirement.createdTime or datetime.now(UTC),
-                    live_nodes=live,
-                    state="stopped" if requirement.status.finished else "running",
+                    live_nodes=nodes,
+                    state="running",
                 )
             )
         return records
+
+    def _live_pool_names(self) -> set[tuple[str, str]]:
+        search = WorkerPoolSearch(statuses=[s for s in WorkerPoolStatus if s not in GONE_POOL])
+        pools = self._call(
+            lambda: self._client.worker_pool_client.get_worker_pools(search).list_all(), "list pools"
+        )
+        return {(pool.namespace, pool.name) for pool in pools}
 
     def live_resources(self) -> list[str]:
         """Live work requirements, pools and compute requirements of every RayDog cluster the key sees."""
@@ -230,7 +266,10 @@ class YellowDogBackend:
         pool_name = naming.check_name("pool name", launch.pool_name)
         template = launch.yellowdog.compute_requirement_template_id
         self._check_template(template, launch.role)
-        group = self._append_group(cluster_id, cluster, pool_name, launch.role, generation=1)
+        # A pool of this name may have been here before (shut down idle): its groups keep their names.
+        groups = self._get_requirement(cluster_id).taskGroups or []
+        earlier = [g for g in groups if _worker_tag(g) == pool_name]
+        group = self._append_group(cluster_id, cluster, pool_name, launch.role, len(earlier) + 1)
         pool_id = self._provision_pool(cluster, launch, count)
         try:
             node_ids = self._add_tasks(cluster_id, group, launch, count)
@@ -245,7 +284,7 @@ class YellowDogBackend:
             lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
         )
         if pool.status in GONE_POOL:
-            raise RayDogError(f"worker pool {pool.name} is {pool.status.value}: create a new pool instead")
+            raise PoolGoneError(f"worker pool {pool.name} is {pool.status.value}: create a new pool instead")
         groups = [
             g for g in self._get_requirement(cluster_id).taskGroups or [] if _worker_tag(g) == pool.name
         ]
@@ -512,6 +551,7 @@ class YellowDogBackend:
         )
         if launch.set_cloud_instance_id:
             env["RAY_CLOUD_INSTANCE_ID"] = name
+        env.update(self._observability_env(launch, env))
         return Task(
             name=name,
             tag=launch.role.value,
@@ -543,6 +583,24 @@ class YellowDogBackend:
         if cluster_id not in self._head_ports:
             self._head_ports[cluster_id] = HeadPorts(*free_ports(3)) if self.local_platform else HeadPorts()
         return self._head_ports[cluster_id]
+
+    def _obs_ports(self, cluster_id: str) -> ObservabilityPorts:
+        """Prometheus' and Grafana's usual ports on a machine of their own; free ones on the emulator."""
+        if cluster_id not in self._observability_ports:
+            self._observability_ports[cluster_id] = (
+                ObservabilityPorts(*free_ports(2)) if self.local_platform else ObservabilityPorts()
+            )
+        return self._observability_ports[cluster_id]
+
+    def _observability_env(self, launch: NodeLaunch, env: dict[str, str]) -> dict[str, str]:
+        if launch.role == NodeRole.OBSERVABILITY and not self.local_platform:
+            # The head pushes metrics to this node and clients reach Grafana through the head: listen on
+            # the private network (the script's default is loopback, right for nodes sharing one host).
+            return {"RAYDOG_OBSERVABILITY_BIND": env.get("RAYDOG_OBSERVABILITY_BIND", "0.0.0.0")}
+        if launch.role == NodeRole.HEAD and self.local_platform and "OBSERVABILITY_HOST" in env:
+            # Emulated nodes share this host: the head's metrics agent gets a port nobody was promised.
+            return {"RAYDOG_PROMETHEUS_AGENT_PORT": str(free_ports(1)[0])}
+        return {}
 
     def _cancel_tasks(self, tasks: list[Task]) -> None:
         work = self._client.work_client

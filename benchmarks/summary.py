@@ -1,0 +1,109 @@
+"""The results table a reader wants: each figure beside its anchor from the same run, the ratio and the
+target. Built from results.json, so a benchmark that did not run simply leaves its rows out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Row = tuple[str, str, str, str, str]  # measurement, RayDog, anchor, ratio, target
+HEADER = "| measurement | RayDog | anchor (same run) | ratio | target |\n| --- | --- | --- | --- | --- |"
+
+
+def _s(value: Any) -> str:
+    return f"{value:.2f} s" if isinstance(value, (int, float)) else "—"
+
+
+def _ratio(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "—"
+
+
+def _cluster_up(data: dict[str, Any]) -> Iterator[Row]:
+    for shape, r in data.get("cluster_up", {}).items():
+        yield (
+            f"cluster up, {shape} workers",
+            _s(r["raydog_up_s"]),
+            f"{_s(r['plain_script_up_s'])} plain `ray start` script",
+            _ratio(r["up_ratio"]),
+            "≤ 1.0",
+        )
+        yield (f"shut-down, {shape}", _s(r["raydog_down_s"]), f"{_s(r['sigterm_wait_down_s'])} SIGTERM, wait, SIGKILL", _ratio(r["down_ratio"]), "≤ 3 s")  # fmt: skip
+
+
+def _prefect(data: dict[str, Any]) -> Iterator[Row]:
+    yield (
+        f"Prefect per-task overhead, {data['tasks']} tasks x {data['rounds']} rounds",
+        f"{data['raydog_task_runner_ms_per_task']:.1f} ms",
+        f"{data['ray_task_runner_ms_per_task']:.1f} ms `prefect_ray.RayTaskRunner`",
+        _ratio(data["ratio"]),
+        f"≤ {data['ratio_target']}",
+    )
+
+
+def _airflow(data: dict[str, Any]) -> Iterator[Row]:
+    yield (
+        "Airflow DAG wall time (build, job, shut-down), median",
+        _s(data["raydog_median_s"]),
+        f"{_s(data['plain_median_s'])} BashOperators: plain `ray start`, `ray job submit`, stop by PID",
+        _ratio(data["ratio"]),
+        "≤ 1.0",
+    )
+
+
+def _latency(data: dict[str, Any]) -> Iterator[Row]:
+    ours, fake, ratios = data["raydog_local"], data["ray_fake_multinode"], data["ratio_raydog_over_fake"]
+    names = {
+        "demand_to_worker_alive_s": "unmet demand → new worker alive",
+        "request_resources_to_worker_alive_s": "`request_resources` → new worker alive",
+        "idle_scale_down_s": "idle scale-down (idle_timeout 0.25 min)",
+    }
+    for key, label in names.items():
+        yield (label, _s(ours.get(key)), f"{_s(fake.get(key))} Ray's fake multi-node provider", _ratio(ratios.get(key)), "≤ 1.0")  # fmt: skip
+    if "plain_ray_start_join_s" in fake:
+        yield (
+            "a plain `ray start` worker joining (no autoscaler)",
+            "—",
+            _s(fake["plain_ray_start_join_s"]),
+            "—",
+            "—",
+        )
+
+
+def _update_cost(data: dict[str, Any]) -> Iterator[Row]:
+    for r in data.values():
+        if isinstance(r, dict) and "median_ms" in r:
+            calls = f"{r['backend_calls_per_update']:g} backend call, {r['tag_store_round_trips_per_update']:g} Redis round trip"  # fmt: skip
+            yield (f"autoscaler update, {r['nodes']} nodes", f"{r['median_ms']} ms median; {calls}", "—", "—", "O(1) calls, < 50 ms")  # fmt: skip
+
+
+def _yellowdog(data: list[dict[str, Any]]) -> Iterator[Row]:
+    for r in data:
+        yield (
+            f"YellowDog build / shut-down, {r['pools']} pool(s), {r['nodes']} nodes (emulator)",
+            f"{r['build_calls']} / {r['shutdown_calls']} API calls",
+            "—",
+            "—",
+            "grows with nodes / pools",
+        )
+
+
+SECTIONS: dict[str, Callable[[Any], Iterator[Row]]] = {
+    "cluster_up": lambda d: _cluster_up(d),
+    "prefect_overhead": _prefect,
+    "airflow_overhead": _airflow,
+    "autoscaler_latency": _latency,
+    "autoscaler_update_cost": _update_cost,
+    "yellowdog_scaling": lambda d: _yellowdog(d["yellowdog_scaling"]),
+}
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    rows: list[Row] = []
+    for name, section in SECTIONS.items():
+        data = results.get(name)
+        if isinstance(data, (dict, list)) and not (isinstance(data, dict) and "error" in data):
+            try:
+                rows.extend(section(data))
+            except (KeyError, TypeError) as error:
+                rows.append((name, f"unreadable result: {error}", "—", "—", "—"))
+    return "\n".join([HEADER, *("| " + " | ".join(row) + " |" for row in rows)])

@@ -1,0 +1,1 @@
+"""What the observability node runs besides Prometheus: Grafana provisioning (`grafana`)."""

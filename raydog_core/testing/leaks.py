@@ -1,0 +1,89 @@
+"""Leak accounting as a number: what a test (or a crashed client) left alive, counted per kind.
+
+A fault test does not only ask "is anything left?": the fault matrix reports how many resources each
+case leaked, so every check yields a count. Three kinds are counted:
+
+- local processes of every cluster under a RAYDOG_HOME (`LocalBackend.live_resources()`);
+- live resources on a YellowDog emulator (work requirements, pools, compute requirements, instances
+  and task processes: `Emulator.live_resources()`);
+- Redis keys of a cluster in its tag store (`TagStore.keys()`), for each tag store given. A store
+  nobody listens on any more holds no keys (it lived on the cluster's head), so it counts 0.
+
+```python
+from raydog_core.testing.leaks import count_leaks
+leaks = count_leaks(home, emulator=emulator, tag_stores=[store])
+assert leaks.total == 0, leaks.describe()
+```
+
+Counting waits (bounded) for terminations already under way, so a teardown that is merely still
+finishing is not reported as a leak, while one that never finishes is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from raydog_core.backends.local.backend import LocalBackend
+from raydog_core.home import raydog_home
+from raydog_core.ports import is_listening
+from raydog_core.tagstore import TagStore
+
+DEFAULT_WAIT_S = 15.0
+POLL_S = 0.2
+
+
+class _LiveResources(Protocol):
+    def live_resources(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class LeakCount:
+    """What is still alive, by kind; `total` is the number the fault matrix reports."""
+
+    processes: list[str] = field(default_factory=list)
+    emulator: list[str] = field(default_factory=list)
+    redis_keys: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.processes) + len(self.emulator) + len(self.redis_keys)
+
+    def describe(self) -> str:
+        if not self.total:
+            return "nothing left alive"
+        parts = [*self.processes, *self.emulator, *(f"redis key {key}" for key in self.redis_keys)]
+        return f"{self.total} resource(s) left alive: " + "; ".join(parts)
+
+
+def count_leaks(
+    home: str | Path | None = None,
+    *,
+    emulator: _LiveResources | None = None,
+    tag_stores: Iterable[TagStore] = (),
+    wait_s: float = DEFAULT_WAIT_S,
+) -> LeakCount:
+    """Count what is alive under `home` (default: $RAYDOG_HOME), on `emulator` and in `tag_stores`,
+    after waiting up to `wait_s` for it to reach zero."""
+    backend = LocalBackend(Path(home or raydog_home()) / "local")
+    stores = list(tag_stores)
+    deadline = time.monotonic() + wait_s
+    while True:
+        leaks = LeakCount(
+            processes=backend.live_resources(),
+            emulator=emulator.live_resources() if emulator is not None else [],
+            redis_keys=[key for store in stores for key in tag_store_keys(store)],
+        )
+        if leaks.total == 0 or time.monotonic() >= deadline:
+            return leaks
+        time.sleep(POLL_S)
+
+
+def tag_store_keys(store: TagStore) -> list[str]:
+    """Keys of the store's cluster; none if the store is gone (it lived on the cluster's head)."""
+    if not is_listening(store.host, store.port):
+        return []
+    return store.keys()
