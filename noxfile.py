@@ -60,7 +60,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def benchmarks(session: nox.Session) -> None:
-    _install(session, "prefect,test")
+    _install(session, "prefect,test,bench")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -28,6 +28,7 @@ MODULES = [
     "autoscaler_update_cost",
     "autoscaler_latency",
     "prefect_overhead",
+    "autoscaling_timeline",
 ]
 RESULTS = Path(__file__).parent / "results"
 SEPARATE_RESULTS = {"airflow_overhead": "airflow.json", "soak": "soak.json"}
@@ -66,7 +67,8 @@ def main(selected: list[str]) -> int:
     for name, file_name in SEPARATE_RESULTS.items():
         path = RESULTS / file_name
         if name not in results and path.exists():
-            results[name] = json.loads(path.read_text()).get(name)
+            data = json.loads(path.read_text())
+            results[name] = data.get(name, data)  # wrapped in its name (airflow.json) or not (soak.json)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     rows: list[tuple[str, str]] = []
     _flatten("", results, rows)

@@ -87,6 +87,31 @@ def _yellowdog(data: list[dict[str, Any]]) -> Iterator[Row]:
         )
 
 
+def _timeline(data: dict[str, Any]) -> Iterator[Row]:
+    yield (
+        "autoscaling timeline, real `ray up` (two waves + `request_resources`)",
+        f"demand → first worker {_s(data['wave_1_demand_to_first_worker_joined_s'])}; idle → all removed "
+        f"{_s(data['wave_1_done_to_all_workers_removed_s'])}; {data['workers_failed_to_start']} failed starts; "
+        f"leaks {len(data['leaks_after_down'])}",
+        "—",
+        "—",
+        f"plot: {data['image']}",
+    )
+
+
+def _soak(data: dict[str, Any]) -> Iterator[Row]:
+    rss, faults = data["memory"]["rss_mb"], data["faults"]
+    yield (
+        f"soak, {data['settings']['minutes']:g} min of autoscaler rounds on the emulator with faults",
+        f"{data['rounds']} rounds, {data['nodes_requested']} nodes started, {faults['api_errors_injected']} API "
+        f"errors, {faults['instance_deaths']} instance deaths: {data['violation_count']} invariant violations, "
+        f"{len(data['leaks'])} leaks; client RSS {rss['start']} → {rss['end']} MB ({rss['slope_per_10min']} MB / 10 min)",
+        "—",
+        "—",
+        "0 violations, 0 leaks, flat memory",
+    )
+
+
 SECTIONS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "cluster_up": lambda d: _cluster_up(d),
     "prefect_overhead": _prefect,
@@ -94,6 +119,8 @@ SECTIONS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "autoscaler_latency": _latency,
     "autoscaler_update_cost": _update_cost,
     "yellowdog_scaling": lambda d: _yellowdog(d["yellowdog_scaling"]),
+    "autoscaling_timeline": _timeline,
+    "soak": _soak,
 }
 
 

@@ -294,10 +294,14 @@ class YellowDogBackend:
             if live
             else self._append_group(cluster_id, cluster, pool.name, launch.role, len(groups) + 1)
         )
-        size = len(self._pool_nodes(pool_id)) + count
-        self._call(
-            lambda: self._client.worker_pool_client.resize_worker_pool_by_id(pool_id, size), "resize pool"
-        )
+        # Nodes whose task was cancelled idle until their idle shutdown and take new tasks meanwhile: size
+        # the pool for the tasks that need a node (unfinished ones plus the new), never below what runs.
+        current = len(self._pool_nodes(pool_id))
+        size = max(current, self._unfinished_tasks(cluster_id, live) + count)
+        if size != current:
+            self._call(
+                lambda: self._client.worker_pool_client.resize_worker_pool_by_id(pool_id, size), "resize pool"
+            )
         try:
             return self._add_tasks(cluster_id, group, launch, count)
         except InvalidRequestException:  # the group finished meanwhile: the next generation takes the tasks
@@ -611,6 +615,16 @@ class YellowDogBackend:
                 self._call(lambda t=task: work.cancel_task_by_id(t.id, True), "cancel task")
             except InvalidRequestException:
                 pass  # it finished meanwhile
+
+    def _unfinished_tasks(self, cluster_id: str, groups: Sequence[TaskGroup]) -> int:
+        count = 0
+        for group in groups:
+            search = TaskSearch(workRequirementId=cluster_id, taskGroupId=group.id)
+            tasks = self._call(
+                lambda s=search: self._client.work_client.get_tasks(s).list_all(), "list tasks"
+            )
+            count += sum(1 for task in tasks if task.status is None or not task.status.finished)
+        return count
 
     def _pool_tasks(self, cluster_id: str, pool_id: str) -> list[Task]:
         pool = self._call(
