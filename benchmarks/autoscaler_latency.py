@@ -16,7 +16,6 @@ Ray's head is started by hand for the fake provider (as in ray-autoscaler.md, Ex
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -28,13 +27,12 @@ from typing import Any
 
 import yaml
 
+from benchmarks.local_ray_up import RAY, base_env, local_ray_up
 from raydog_core import processes
 from raydog_core.local_node_args import local_node_args
 from raydog_core.ports import free_ports, is_listening
 from raydog_core.ray_nodes import alive_ray_nodes
 
-REPO = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).parent / "ray")
 IDLE_TIMEOUT_MINUTES = 0.25
 
 DRIVER = r"""
@@ -91,50 +89,9 @@ def _driver(address: str, env: dict[str, str]) -> dict[str, Any]:
     raise RuntimeError(f"driver failed: {out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", AUTOSCALER_UPDATE_INTERVAL_S="1")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
-
-
 def measure_raydog(directory: Path) -> dict[str, Any]:
-    config = yaml.safe_load((REPO / "examples" / "autoscaler" / "local.yaml").read_text())
-    config["cluster_name"] = f"lat-{secrets.token_hex(3)}"
-    config["idle_timeout_minutes"] = IDLE_TIMEOUT_MINUTES
-    config["max_workers"] = 2
-    config["provider"].update(ray_auth_mode="disabled", autoscaler_update_interval_s=1)
-    config["available_node_types"]["ray_worker_small"]["max_workers"] = 2
-    path = directory / "raydog.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = dict(_base_env(), RAY_UP_enable_autoscaler_v2="1")
-
-    def ray(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
-
-    up = ray("up", "-y", "--no-config-cache", str(path))
-    try:
-        if up.returncode != 0:
-            raise RuntimeError(f"ray up failed: {up.stdout[-2000:]}")
-        from raydog_core.backends.local.backend import LocalBackend
-        from raydog_core.tagstore import TagStore
-
-        backend = LocalBackend()
-        (record,) = [
-            r for r in backend.list_clusters() if r.name == config["cluster_name"] and r.state == "running"
-        ]
-        from raydog_core.home import raydog_home
-
-        store = TagStore.on_head(
-            record.name,
-            int(record.labels["raydog-tag-store-port"]),
-            raydog_home() / "autoscaler" / record.cluster_id / "tag-store.password",
-        )
-        gcs_port = store.get_meta()["gcs_port"]
-        store.close()
-        return _driver(f"127.0.0.1:{gcs_port}", env)
-    finally:
-        ray("down", "-y", str(path))
+    with local_ray_up(directory, "lat", IDLE_TIMEOUT_MINUTES, max_workers=2) as cluster:
+        return _driver(cluster.gcs_address, cluster.env)
 
 
 def _fake_config(gcs_address: str) -> dict[str, Any]:
@@ -191,7 +148,7 @@ def measure_fake_multinode(directory: Path) -> dict[str, Any]:
     path.write_text(yaml.safe_dump(_fake_config(f"127.0.0.1:{gcs}")))
     temp_dir = Path("/tmp") / f"rd-fake-{secrets.token_hex(3)}"
     env = dict(
-        _base_env(),
+        base_env(),
         RAY_FAKE_CLUSTER="1",
         RAY_enable_autoscaler_v2="1",
         RAY_CLOUD_INSTANCE_ID=FAKE_HEAD_NODE_ID,
@@ -208,7 +165,7 @@ def measure_fake_multinode(directory: Path) -> dict[str, Any]:
     try:
         if not processes.wait_until(lambda: proc.poll() is not None or is_listening("127.0.0.1", gcs), 120):
             raise RuntimeError("fake multinode head did not start")
-        result = _driver(f"127.0.0.1:{gcs}", _base_env())
+        result = _driver(f"127.0.0.1:{gcs}", base_env())
         result["plain_ray_start_join_s"] = _plain_join(directory, gcs, f"http://127.0.0.1:{dashboard}")
         return result
     finally:
@@ -224,7 +181,7 @@ def _plain_join(directory: Path, gcs: int, dashboard_url: str) -> float | None:
     temp_dir.mkdir()
     argv = [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", *local_node_args(temp_dir), "--block"]
     started = time.monotonic()
-    proc, ref = processes.start_session(argv, _base_env(), str(directory), str(directory / "join.log"))
+    proc, ref = processes.start_session(argv, base_env(), str(directory), str(directory / "join.log"))
     try:
         joined = processes.wait_until(
             lambda: len(alive_ray_nodes(None, None, base_url=dashboard_url)) > base, 120, 0.1

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,13 +33,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import yaml
-
-from benchmarks.autoscaler_latency import RAY, REPO, _base_env
+from benchmarks.local_ray_up import REPO, local_ray_up
 from raydog_core.backends.base import NodeRole
 from raydog_core.backends.local.backend import LocalBackend
-from raydog_core.home import raydog_home
-from raydog_core.tagstore import TagStore
 
 RESULTS = REPO / "benchmarks" / "results" / "autoscaling_timeline.json"
 IMAGE = REPO / "docs" / "images" / "autoscaling-timeline.png"
@@ -48,7 +43,6 @@ SAMPLE_S = 0.5
 IDLE_TIMEOUT_MINUTES = 0.25
 MAX_WORKERS = 3
 HEAD_TYPE = "ray_head_default"
-WORKER_TYPE = "ray_worker_small"
 
 DRIVER = r"""
 import json, sys, time
@@ -157,52 +151,16 @@ def _cpus(demands: list[Any]) -> float:
     return sum(b.bundle.get("CPU", 0.0) * b.count for d in demands for b in d.bundles_by_count)
 
 
-def _config(directory: Path) -> tuple[Path, str]:
-    config = yaml.safe_load((REPO / "examples" / "autoscaler" / "local.yaml").read_text())
-    name = f"timeline-{secrets.token_hex(3)}"
-    config["cluster_name"] = name
-    config["idle_timeout_minutes"] = IDLE_TIMEOUT_MINUTES
-    config["max_workers"] = MAX_WORKERS
-    config["provider"].update(ray_auth_mode="disabled", autoscaler_update_interval_s=1)
-    config["available_node_types"][WORKER_TYPE]["max_workers"] = MAX_WORKERS
-    path = directory / "timeline.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path, name
-
-
-def _gcs_address(name: str) -> tuple[str, str]:
-    (record,) = [r for r in LocalBackend().list_clusters() if r.name == name and r.state == "running"]
-    store = TagStore.on_head(
-        record.name,
-        int(record.labels["raydog-tag-store-port"]),
-        raydog_home() / "autoscaler" / record.cluster_id / "tag-store.password",
-    )
-    try:
-        return record.cluster_id, f"127.0.0.1:{store.get_meta()['gcs_port']}"
-    finally:
-        store.close()
-
-
 def record_run(directory: Path) -> dict[str, Any]:
     """`ray up`, the driver's waves with the sampler running, `ray down`; the raw timeline."""
-    path, name = _config(directory)
-    env = dict(_base_env(), RAY_UP_enable_autoscaler_v2="1")
-
-    def ray(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([RAY, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
-
-    up = ray("up", "-y", "--no-config-cache", str(path))
-    try:
-        if up.returncode != 0:
-            raise RuntimeError(f"ray up failed: {up.stdout[-2000:]}\n{up.stderr[-2000:]}")
-        cluster_id, gcs_address = _gcs_address(name)
-        sampler = Sampler(cluster_id, gcs_address)
+    with local_ray_up(directory, "timeline", IDLE_TIMEOUT_MINUTES, MAX_WORKERS) as cluster:
+        sampler = Sampler(cluster.cluster_id, cluster.gcs_address)
         with mock.patch.dict(os.environ, {"RAY_AUTH_MODE": "disabled"}):
             sampler.start()
             try:
                 driver = subprocess.run(
-                    [sys.executable, "-c", DRIVER, gcs_address],
-                    env=env,
+                    [sys.executable, "-c", DRIVER, cluster.gcs_address],
+                    env=cluster.env,
                     capture_output=True,
                     text=True,
                     timeout=900,
@@ -213,17 +171,15 @@ def record_run(directory: Path) -> dict[str, Any]:
         if driver.returncode != 0:
             raise RuntimeError(f"driver failed: {driver.stdout[-2000:]}\n{driver.stderr[-2000:]}")
         events = [json.loads(line[6:]) for line in driver.stdout.splitlines() if line.startswith("EVENT ")]
-    finally:
-        down = ray("down", "-y", str(path))
     leaks = LocalBackend().live_resources()
     start = events[0]["t"]
     return {
-        "cluster": name,
+        "cluster": cluster.name,
         "idle_timeout_minutes": IDLE_TIMEOUT_MINUTES,
         "autoscaler_update_interval_s": 1,
         "sample_s": SAMPLE_S,
         "missed_samples": sampler.errors,
-        "ray_down_ok": down.returncode == 0,
+        "ray_down_ok": cluster.down_ok,
         "leaks_after_down": leaks,
         "events": [{"t_s": round(e["t"] - start, 2), "label": e["label"]} for e in events],
         "samples": [{**s, "t": round(s["t"] - start, 2)} for s in sampler.samples if s["t"] >= start - 2],

@@ -67,6 +67,17 @@ _RESULTS = pytest.StashKey[dict[str, Any]]()
 _PHASES = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
+def fault_cells(
+    entry: str, fault: str, *, ray: bool = False, backends: tuple[str, ...] = BACKENDS
+) -> list[Any]:
+    """One pytest.param per backend, marked as the (entry, backend, fault) cell it proves; `ray`: slow."""
+    marks: list[Any] = [pytest.mark.slow] if ray else []
+    return [
+        pytest.param(backend, marks=[pytest.mark.fault_case(entry, backend, fault), *marks], id=backend)
+        for backend in backends
+    ]
+
+
 def matrix_dir(config_root: Path | None = None) -> Path:
     configured = os.environ.get(DIR_VARIABLE)
     if configured:

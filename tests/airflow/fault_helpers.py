@@ -4,47 +4,23 @@ sys.path)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import signal
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import DAGS_FOLDER
-
-from raydog_core import processes
 from raydog_core.backends import Backend, create_backend
-from raydog_core.backends.local.backend import MANIFEST, LocalBackend
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES, Emulator
+from raydog_core.testing.faults import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, kill_node  # noqa: F401 - re-exported
+from tests.fault_matrix import fault_cells
 
 BACKENDS = ("local", "yellowdog")
 TEMPLATE = DEFAULT_TEMPLATES[0]
 SMALL_NODE = {"num_cpus": 1, "memory_mb": 512, "object_store_mb": 80}
 
-# Stand-in node scripts for faults that happen before Ray would run (they start no Ray at all).
-FAILING_SCRIPT = "#!/usr/bin/env bash\necho 'node script: cannot start (on purpose)' >&2\nexit 3\n"
-SLEEP_SCRIPT = "#!/usr/bin/env bash\nexec sleep 600\n"
-# A head that only accepts connections on its GCS port: enough for the builder to start the workers.
-LISTEN_SCRIPT = '#!/usr/bin/env bash\nexec python -m http.server "$RAYDOG_GCS_PORT" --bind 127.0.0.1\n'
-
 
 def backend_cells(fault: str, *, ray: bool = False, backends: tuple[str, ...] = BACKENDS) -> list[Any]:
     """One pytest.param per backend, marked as the (airflow, backend, fault) cell it proves."""
-    marks: list[Any] = [pytest.mark.slow] if ray else []
-    return [
-        pytest.param(backend, marks=[pytest.mark.fault_case("airflow", backend, fault), *marks], id=backend)
-        for backend in backends
-    ]
-
-
-def load_backend_dag(file_stem: str, backend: str) -> Any:
-    """The DAG `dag_<backend>` of `<file_stem>.py` in the DAGs folder."""
-    spec = importlib.util.spec_from_file_location(f"dags_{file_stem}", DAGS_FOLDER / f"{file_stem}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, f"dag_{backend}")
+    return fault_cells("airflow", fault, ray=ray, backends=backends)
 
 
 @dataclass
@@ -93,24 +69,4 @@ class Target:
 
     def kill_node(self, backend: Backend, cluster_id: str, node_id: str) -> None:
         """Fault injection: the machine of this node dies at once (no script, no trap, no Ray drain)."""
-        if self.emulator is not None:
-            self.emulator.kill_instance_of_task(node_id)
-        else:
-            kill_local_node(backend, cluster_id, node_id)
-
-
-def kill_local_node(backend: LocalBackend, cluster_id: str, node_id: str) -> None:
-    """SIGKILL every process of one local node's session, the one the backend recorded starting
-    (checked by PID and start time, so nothing else is touched)."""
-    manifest = json.loads((Path(backend.root) / cluster_id / MANIFEST).read_text())
-    ref = processes.ProcessRef.from_dict(manifest["nodes"][node_id]["process"])
-    members = processes.session_members([ref])
-    assert members, f"node {node_id} has no live process to kill"
-    for proc in members:
-        proc.send_signal(signal.SIGKILL)  # psutil re-checks the PID's start time before signalling
-
-
-def running_cluster(backend: Backend, cluster_name: str) -> Any:
-    """The running cluster of that name, or None."""
-    records = [c for c in backend.list_clusters() if c.name == cluster_name and c.state == "running"]
-    return records[0] if records else None
+        kill_node(cluster_id, node_id, local=backend, emulator=self.emulator)

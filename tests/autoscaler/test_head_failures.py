@@ -20,6 +20,20 @@ def _running(backend: LocalBackend, name: str) -> list[str]:
     return [r.cluster_id for r in backend.list_clusters() if r.name == name and r.state == "running"]
 
 
+def start_ray_up(config: Path) -> subprocess.Popen[str]:
+    """`ray up` running in the background, its output collected, to be interrupted by the test."""
+    env = dict(os.environ, RAY_UP_enable_autoscaler_v2="1", RAY_USAGE_STATS_ENABLED="0")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    return subprocess.Popen(
+        [RAY, "up", "-y", "--no-config-cache", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def test_a_failing_head_script_fails_ray_up_with_its_log_and_cleans_up(
     raydog_home: Path, tmp_path: Path
 ) -> None:
@@ -42,15 +56,7 @@ def test_ctrl_c_during_ray_up_shuts_down_what_was_created(raydog_home: Path, tmp
     config = write_config(
         tmp_path, name, **{"provider.ray_head_node_task_script": "#!/bin/bash\nsleep 120\n"}
     )
-    env = dict(os.environ, RAY_UP_enable_autoscaler_v2="1")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    proc = subprocess.Popen(
-        [RAY, "up", "-y", "--no-config-cache", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = start_ray_up(config)
     backend = LocalBackend(raydog_home / "local")
     try:
         assert wait_until(lambda: bool(backend.live_resources()), 60, 0.2), "the head never started"
@@ -74,16 +80,7 @@ def test_interrupting_ray_up_after_the_head_exists_shuts_it_down(
     name = cluster_name("late")
     marker = tmp_path / "setup-started"
     config = write_config(tmp_path, name, head_setup_commands=[f"touch {marker} && sleep 120"])
-    env = dict(os.environ, RAY_UP_enable_autoscaler_v2="1", RAY_USAGE_STATS_ENABLED="0")
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
-    proc = subprocess.Popen(
-        [RAY, "up", "-y", "--no-config-cache", str(config)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start_ray_up(config)
     backend = LocalBackend(raydog_home / "local")
     try:
         assert wait_until(marker.exists, 120, 0.2), "the setup commands never ran"

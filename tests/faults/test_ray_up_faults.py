@@ -13,8 +13,9 @@ import pytest
 
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import NodeRole, NodeStatus
-from raydog_core.processes import ProcessRef, stop_sessions, wait_until
+from raydog_core.processes import wait_until
 from raydog_core.testing.emulator import Emulator
+from raydog_core.testing.faults import kill_node
 from raydog_core.testing.leaks import count_leaks
 from tests.autoscaler.autoscaler_cli import ray_cli
 from tests.faults.clients import SLEEPING_HEAD, ray_up_config, signal_and_wait, start_ray
@@ -148,7 +149,12 @@ def test_a_cluster_whose_head_died_is_removed_by_the_next_ray_command(
     name, config, _ = interrupted_up(tmp_path, backend, backend_api, signal.SIGKILL)
     cluster_id, head_id = running_head(backend_api, name)
     try:
-        _kill_node(backend, backend_api, emulator_or_none, cluster_id, head_id)
+        kill_node(
+            cluster_id,
+            head_id,
+            local=backend_api if emulator_or_none is None else None,
+            emulator=emulator_or_none,
+        )
         assert wait_until(lambda: running_head(backend_api, name) is None, 30), "the head did not die"
         down = ray_cli("down", "-y", str(config), check=False)
         assert down.returncode == 0, down.stderr[-2000:]
@@ -165,12 +171,3 @@ def shut_down_left(backend_api: Backend, name: str) -> None:
     for record in backend_api.list_clusters():
         if record.name == name:
             backend_api.shut_down(record.cluster_id)
-
-
-def _kill_node(backend: str, api: Backend, emulator: Emulator | None, cluster_id: str, node_id: str) -> None:
-    """The machine of a node dies: its process session locally, its instance on the emulator."""
-    if emulator is not None:
-        emulator.kill_instance_of_task(node_id)
-        return
-    manifest = api._read(api.root / cluster_id)
-    stop_sessions([ProcessRef.from_dict(manifest["nodes"][node_id]["process"])])

@@ -3,38 +3,25 @@ node-killing fault injection (imported by module name: the test directory is on 
 
 from __future__ import annotations
 
-import json
-import signal
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
-from raydog_core import processes
-from raydog_core.backends.local.backend import MANIFEST, LocalBackend
 from raydog_core.spec import NodeResources
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES, Emulator
+from raydog_core.testing.faults import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, kill_node  # noqa: F401 - re-exported
 from raydog_prefect import RayDogClusterConfig, YellowDogCredentials
+from tests.fault_matrix import fault_cells
 
 BACKENDS = ("local", "yellowdog")
 TEMPLATE = DEFAULT_TEMPLATES[0]
 SMALL_NODE = NodeResources(num_cpus=1, memory_mb=512, object_store_mb=80)
 
-# Stand-in node scripts for faults that happen before Ray would run (they start no Ray at all).
-FAILING_SCRIPT = "#!/usr/bin/env bash\necho 'node script: cannot start (on purpose)' >&2\nexit 3\n"
-SLEEP_SCRIPT = "#!/usr/bin/env bash\nexec sleep 600\n"
-# A head that only accepts connections on its GCS port: enough for the builder to start the workers.
-LISTEN_SCRIPT = '#!/usr/bin/env bash\nexec python -m http.server "$RAYDOG_GCS_PORT" --bind 127.0.0.1\n'
-
 
 def backend_cells(fault: str, *, ray: bool = False, backends: tuple[str, ...] = BACKENDS) -> list[Any]:
     """One pytest.param per backend, marked as the (prefect, backend, fault) cell it proves."""
-    marks: list[Any] = [pytest.mark.slow] if ray else []
-    return [
-        pytest.param(backend, marks=[pytest.mark.fault_case("prefect", backend, fault), *marks], id=backend)
-        for backend in backends
-    ]
+    return fault_cells("prefect", fault, ray=ray, backends=backends)
 
 
 @dataclass
@@ -84,18 +71,4 @@ class Target:
 
     def kill_node(self, backend: Any, cluster_id: str, node_id: str) -> None:
         """Fault injection: the machine of this node dies at once (no script, no trap, no Ray drain)."""
-        if self.emulator is not None:
-            self.emulator.kill_instance_of_task(node_id)
-        else:
-            kill_local_node(backend, cluster_id, node_id)
-
-
-def kill_local_node(backend: LocalBackend, cluster_id: str, node_id: str) -> None:
-    """SIGKILL every process of one local node's session, the one the backend recorded starting
-    (checked by PID and start time, so nothing else is touched)."""
-    manifest = json.loads((backend.root / cluster_id / MANIFEST).read_text())
-    ref = processes.ProcessRef.from_dict(manifest["nodes"][node_id]["process"])
-    members = processes.session_members([ref])
-    assert members, f"node {node_id} has no live process to kill"
-    for proc in members:
-        proc.send_signal(signal.SIGKILL)  # psutil re-checks the PID's start time before signalling
+        kill_node(cluster_id, node_id, local=backend, emulator=self.emulator)

@@ -13,7 +13,7 @@ from conftest import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
 from raydog_core import RayDogCluster
 from raydog_core.backends.base import ClusterOptions, NodeLaunch, NodeRole, NodeStatus
 from raydog_core.backends.yellowdog.backend import YellowDogBackend
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, SpecError
+from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, SpecError
 from raydog_core.testing.emulator import Emulator
 
 
@@ -167,3 +167,33 @@ def test_leftover_of_an_earlier_run_is_replaced(
     assert backend.shut_down(second.cluster_id) == []
     assert "emulator-secret" not in caplog.text and "emulator-secret" not in repr(backend)
     backend.close()
+
+
+def test_a_running_cluster_of_another_run_is_never_replaced(
+    yellowdog_emulator: Emulator, raydog_home: Any
+) -> None:
+    """Two flow runs (or DAG runs) with one cluster_name at once: the second must not tear down the first."""
+    backend = YellowDogBackend(yellowdog_emulator.credentials())
+    launch = NodeLaunch(role=NodeRole.HEAD, pool_name="shared-head", script=SLEEP_SCRIPT, env={})
+    launch = NodeLaunch(
+        **{
+            **launch.__dict__,
+            "yellowdog": launch.yellowdog.model_copy(update={"compute_requirement_template_id": TEMPLATE}),
+        }
+    )
+    first = backend.open_cluster(
+        ClusterOptions(name="shared", namespace="raydog-test", labels={"prefect-flow-run-id": "run-1"})
+    )
+    try:
+        backend.create_pool(first.cluster_id, launch, 1)
+        other_run = ClusterOptions(
+            name="shared", namespace="raydog-test", labels={"prefect-flow-run-id": "run-2"}
+        )
+        with pytest.raises(RayDogError, match=r"in use .* by a running cluster of another run"):
+            backend.open_cluster(other_run)
+        assert [r.cluster_id for r in backend.list_clusters() if r.name == "shared"] == [first.cluster_id]
+        assert all(n.status != NodeStatus.FAILED for n in backend.list_nodes(first.cluster_id))
+    finally:
+        assert backend.shut_down(first.cluster_id) == []
+        backend.close()
+    assert yellowdog_emulator.wait_until_clean() == []

@@ -210,6 +210,14 @@ class LocalBackend:
             node_ids = [nid for nid, n in manifest["nodes"].items() if n["pool_id"] == pool_id]
         self.terminate_nodes(cluster_id, node_ids)
 
+    def node_process(self, cluster_id: str, node_id: str) -> processes.ProcessRef:
+        """The process session a node runs in (for fault injection in tests: raydog_core.testing.faults)."""
+        manifest = self._read(self._directory(cluster_id)) or {"nodes": {}}
+        node = manifest["nodes"].get(node_id)
+        if node is None:
+            raise RayDogError(f"node {node_id} is not in cluster {cluster_id}")
+        return processes.ProcessRef.from_dict(node["process"])
+
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = LOG_TAIL_LINES) -> str:
         log = self._directory(cluster_id) / "logs" / f"{node_id}.log"
         try:

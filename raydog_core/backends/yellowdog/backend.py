@@ -17,7 +17,7 @@ import logging
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -137,7 +137,7 @@ class YellowDogBackend:
         requirement = WorkRequirement(
             namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
         )
-        created = self._add_requirement(requirement)
+        created = self._add_requirement(requirement, options.labels)
         lifetime = options.lifetime or DEFAULT_LIFETIME
         if options.lifetime is None:
             log.info(
@@ -357,22 +357,34 @@ class YellowDogBackend:
 
     # -- work requirement ---------------------------------------------------------------------------
 
-    def _add_requirement(self, requirement: WorkRequirement) -> WorkRequirement:
+    def _add_requirement(self, requirement: WorkRequirement, labels: Mapping[str, str]) -> WorkRequirement:
+        """Create the work requirement; one of the same name left by an earlier run is replaced.
+
+        A live one labelled for another run (another flow run or DAG run) is refused instead: replacing
+        it would tear down a cluster that run is still using.
+        """
         work = self._client.work_client
         try:
             return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
         except InvalidRequestException as error:
             if "already exists" not in str(error):
                 raise
+        earlier = self._call(
+            lambda: work.get_work_requirement_by_name(requirement.namespace, requirement.name),
+            "find work requirement",
+        )
+        theirs, ours = _run_identity(self._labels_of(earlier) or {}), _run_identity(labels)
+        if not earlier.status.finished and theirs != ours:
+            raise RayDogError(
+                f"cluster_name {requirement.name!r} is in use in namespace {requirement.namespace} by a running "
+                f"cluster of another run (labels {theirs or 'none'}): give concurrent runs their own "
+                f"cluster_name, or shut the other one down (raydog reap --name {requirement.name})"
+            )
         log.warning(
             "work requirement %s/%s already exists (an earlier run of this cluster?): shutting it down and "
             "creating it again",
             requirement.namespace,
             requirement.name,
-        )
-        earlier = self._call(
-            lambda: work.get_work_requirement_by_name(requirement.namespace, requirement.name),
-            "find work requirement",
         )
         for failure in self.shut_down(earlier.id):
             log.warning("shutting down the earlier %s: %s", requirement.name, failure)
@@ -777,6 +789,11 @@ def _node_search(pool_id: str):
 def _local_temp_root(cluster_id: str) -> Path:
     """Short, per-cluster and derivable from the id alone, so a shut-down in another process cleans it."""
     return Path("/tmp") / f"rdy-{hashlib.sha1(cluster_id.encode()).hexdigest()[:10]}"
+
+
+def _run_identity(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels that tell runs apart (the caller's), without RayDog's own bookkeeping labels."""
+    return {key: value for key, value in labels.items() if not key.startswith("raydog-")}
 
 
 def _describe(error: BaseException) -> str:
