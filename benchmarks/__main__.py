@@ -63,10 +63,16 @@ def main(selected: list[str]) -> int:
             results[name] = {"error": f"{type(error).__name__}: {error}"}
             failed += 1
         print(f"   {time.monotonic() - started:.0f} s", flush=True)
+    write(results)
+    return 1 if failed else 0
+
+
+def write(results: dict[str, object]) -> None:
+    """results.json and results.md, with the figures of the separately run benchmarks merged in."""
     RESULTS.mkdir(exist_ok=True)
     for name, file_name in SEPARATE_RESULTS.items():
         path = RESULTS / file_name
-        if name not in results and path.exists():
+        if path.exists():  # the latest result of a benchmark run on its own
             data = json.loads(path.read_text())
             results[name] = data.get(name, data)  # wrapped in its name (airflow.json) or not (soak.json)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -79,7 +85,6 @@ def main(selected: list[str]) -> int:
         "## Every figure\n\n" + "\n".join(raw) + "\n"
     )
     print(summary)
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":
