@@ -4,9 +4,12 @@ sys.path)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from conftest import DAGS_FOLDER
 
 from raydog_core.backends import Backend, create_backend
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES, Emulator
@@ -21,6 +24,14 @@ SMALL_NODE = {"num_cpus": 1, "memory_mb": 512, "object_store_mb": 80}
 def backend_cells(fault: str, *, ray: bool = False, backends: tuple[str, ...] = BACKENDS) -> list[Any]:
     """One pytest.param per backend, marked as the (airflow, backend, fault) cell it proves."""
     return fault_cells("airflow", fault, ray=ray, backends=backends)
+
+
+def load_backend_dag(file_stem: str, backend: str) -> Any:
+    """The DAG `dag_<backend>` of `<file_stem>.py` in the DAGs folder."""
+    spec = importlib.util.spec_from_file_location(f"dags_{file_stem}", DAGS_FOLDER / f"{file_stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, f"dag_{backend}")
 
 
 @dataclass
@@ -70,3 +81,9 @@ class Target:
     def kill_node(self, backend: Backend, cluster_id: str, node_id: str) -> None:
         """Fault injection: the machine of this node dies at once (no script, no trap, no Ray drain)."""
         kill_node(cluster_id, node_id, local=backend, emulator=self.emulator)
+
+
+def running_cluster(backend: Backend, cluster_name: str) -> Any:
+    """The running cluster of that name, or None."""
+    records = [c for c in backend.list_clusters() if c.name == cluster_name and c.state == "running"]
+    return records[0] if records else None

@@ -1,4 +1,4 @@
-"""The soak (benchmarks/soak.py) for about a minute: the real RayDogNodeProvider on the YellowDog
+"""The soak (benchmarks/soak.py) for 45 seconds: the real RayDogNodeProvider on the YellowDog
 backend against the emulator with faults on, a real redis-server tag store on the head. A correctness
 check, not a timing: the provider agrees with the platform every round, nothing leaks, and the client's
 memory does not run away (bounds far above what a minute can honestly add)."""
@@ -15,10 +15,10 @@ from raydog_core.processes import wait_until
 
 pytestmark = pytest.mark.slow
 
-# Busier than the 30-minute defaults, so a minute sees every path: launches into existing and
+# Busier than the 30-minute defaults, so 45 seconds see every path: launches into existing and
 # re-created pools (idle pools shut down after 15 s), terminations, dying instances, failing tasks.
 SHORT = soak.SoakSettings(
-    minutes=1.25,
+    minutes=0.75,
     interval_s=1.0,
     idle_shutdown_s=15.0,
     death_rate=0.1,
