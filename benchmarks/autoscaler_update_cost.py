@@ -29,7 +29,7 @@ from unittest import mock
 from ray.autoscaler.tags import TAG_RAY_NODE_KIND, TAG_RAY_NODE_STATUS, TAG_RAY_USER_NODE_TYPE
 
 from raydog_core.autoscaler import RayDogNodeProvider
-from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
+from raydog_core.backends.base import BackendCapabilities, NodeInfo, NodeRole, NodeStatus
 from raydog_core.tagstore import TagStore
 from raydog_core.testing.services import _stop, start_redis
 
@@ -43,7 +43,7 @@ class InMemoryBackend:
     """The Backend protocol's read side over a fixed node list, counting calls."""
 
     kind = "local"
-    nodes_reachable = True
+    capabilities = BackendCapabilities(nodes_reachable=True, nodes_on_client_host=True)
 
     def __init__(self, nodes: Sequence[NodeInfo]) -> None:
         self.nodes = list(nodes)

@@ -540,7 +540,7 @@ class RayDogCluster:
                 if node.status.is_final:
                     raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
                 ready = node.status == NodeStatus.RUNNING and bool(node.private_ip)
-                if ready and need_listening and getattr(backend, "nodes_reachable", True):
+                if ready and need_listening and backend.capabilities.nodes_reachable:
                     if gcs_listening_since is None and is_listening(node.private_ip, self._handle.ports.gcs):
                         gcs_listening_since = time.monotonic()
                     ready = gcs_listening_since is not None and self._head_settled(node, gcs_listening_since)
@@ -574,7 +574,7 @@ class RayDogCluster:
                 raise NodeFailedError(node.role.value, node.node_id, node.detail)
 
     def _alive_in_ray(self, backend: Backend) -> int:
-        if not getattr(backend, "nodes_reachable", True):
+        if not backend.capabilities.nodes_reachable:
             return sum(1 for n in backend.list_nodes(self._cluster_id()) if n.status == NodeStatus.RUNNING)
         return len(alive_ray_nodes(self.state, auth.load_token(self._cluster_id())))
 

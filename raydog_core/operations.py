@@ -51,7 +51,7 @@ def head_node_if_ready(state: StateLike, backend: Backend) -> NodeInfo | None:
         raise NodeFailedError("head", head.node_id, head.detail or f"status {head.status.value}")
     if head.status != NodeStatus.RUNNING or not head.private_ip:
         return None
-    if getattr(backend, "nodes_reachable", True) and not is_listening(head.private_ip, state.head.gcs_port):
+    if backend.capabilities.nodes_reachable and not is_listening(head.private_ip, state.head.gcs_port):
         return None
     return head
 

@@ -80,9 +80,7 @@ class RayDogNodeProvider(NodeProvider):
         self._backend: Backend = backend or create_backend(self.config.backend)
         # Nodes that are processes on this machine (local backend, YellowDog emulator): no SSH needed
         # to run commands on them, and their files are at absolute paths here.
-        self._nodes_local = self.config.backend == "local" or bool(
-            getattr(self._backend, "local_platform", False)
-        )
+        self._nodes_local = self._backend.capabilities.nodes_on_client_host
         self._lock = threading.RLock()  # the node cache and the connection
         self._launch_lock = threading.Lock()  # pool creation: one pool per node type
         self._cluster_id: str | None = None
@@ -184,7 +182,7 @@ class RayDogNodeProvider(NodeProvider):
             meta = self._fresh_meta()
             token = self._token()
         dashboard = f"http://{head.private_ip or '127.0.0.1'}:{meta['dashboard_port']}"
-        reachable = getattr(self._backend, "nodes_reachable", False)
+        reachable = self._backend.capabilities.nodes_reachable
         deadline = time.monotonic() + self.config.build_timeout_s
         while not (reachable and alive_ray_nodes(None, token, base_url=dashboard)):
             if self._up_guard.abandoned.is_set():
@@ -534,7 +532,7 @@ class RayDogNodeProvider(NodeProvider):
     def _open_tag_store(self, head: NodeInfo, port: int, password: str) -> TagStore:
         via_ssh = self.config.tag_store_via_ssh
         if via_ssh is None:
-            via_ssh = not getattr(self._backend, "nodes_reachable", False)
+            via_ssh = not self._backend.capabilities.nodes_reachable
         if not via_ssh:
             store = TagStore(self.cluster_name, port, password, host=head.private_ip or "127.0.0.1")
         else:

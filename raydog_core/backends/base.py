@@ -53,6 +53,22 @@ class ObservabilityPorts:
 
 
 @dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend's nodes are like, declared by the backend so callers never guess.
+
+    `nodes_reachable`: this client can open TCP connections to nodes' private addresses (probe the
+    head's GCS and dashboard directly); when False, clients go through an SSH tunnel to the head and
+    trust the backend's node status for readiness.
+    `nodes_on_client_host`: nodes are processes on the client's own machine (the local backend, or
+    YellowDog instances placed on this host), so commands run as local processes and node files are
+    at local paths.
+    """
+
+    nodes_reachable: bool
+    nodes_on_client_host: bool
+
+
+@dataclass(frozen=True)
 class ClusterOptions:
     """What a backend needs to open a cluster."""
 
@@ -114,6 +130,7 @@ class ClusterRecord:
 @runtime_checkable
 class Backend(Protocol):
     kind: str
+    capabilities: BackendCapabilities
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         """Create the cluster's container (YellowDog work requirement, local cluster directory)."""

@@ -25,6 +25,7 @@ from filelock import FileLock
 
 from raydog_core import node_env, processes
 from raydog_core.backends.base import (
+    BackendCapabilities,
     ClusterHandle,
     ClusterOptions,
     ClusterRecord,
@@ -49,7 +50,7 @@ class LocalBackend:
     """Nodes as local process sessions; see the module docstring."""
 
     kind = "local"
-    nodes_reachable = True  # the client can connect to every node directly
+    capabilities = BackendCapabilities(nodes_reachable=True, nodes_on_client_host=True)
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root else raydog_home() / "local"

@@ -45,6 +45,7 @@ from yellowdog_client.model.exceptions import InvalidRequestException, NotAuthor
 
 from raydog_core import naming, node_env
 from raydog_core.backends.base import (
+    BackendCapabilities,
     ClusterHandle,
     ClusterOptions,
     ClusterRecord,
@@ -115,7 +116,9 @@ class YellowDogBackend:
         self._client = create_client(credentials)
         self.api_url = credentials.api_url
         self.local_platform = is_loopback_url(credentials.api_url)
-        self.nodes_reachable = self.local_platform
+        self.capabilities = BackendCapabilities(
+            nodes_reachable=self.local_platform, nodes_on_client_host=self.local_platform
+        )
         self.idle_shutdown = idle_shutdown
         self._requirement_lock = threading.Lock()  # read-modify-write of a work requirement
         self._clusters: dict[str, _Cluster] = {}
