@@ -52,24 +52,3 @@ def client_environment(cluster_id: str, auth_mode: str) -> dict[str, str]:
     if auth_mode != "token":
         return {"RAY_AUTH_MODE": "disabled"}
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path(cluster_id))}
-
-
-def export_to_process(env: dict[str, str]) -> None:
-    """Make this process's Ray client use `env`'s auth settings, even if `ray` was imported earlier.
-
-    Ray reads RAY_AUTH_MODE into its config once, at import, and caches the token; both are refreshed
-    here so `ray.init(address=...)` works after a build in the same process.
-    """
-    import sys
-
-    os.environ.update(env)
-    if env.get("RAY_AUTH_MODE") == "disabled":
-        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    if "ray" not in sys.modules:
-        return
-    import ray
-    from ray._raylet import AuthenticationTokenLoader
-
-    if not ray.is_initialized():
-        ray._config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()

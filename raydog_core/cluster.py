@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from raydog_core import auth, naming
+from raydog_core import auth, client_auth, naming
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -34,6 +34,7 @@ from raydog_core.backends.base import (
     NodeStatus,
     ObservabilityPorts,
 )
+from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import (
     BuildTimeoutError,
@@ -115,6 +116,7 @@ class RayDogCluster:
         self._built = False
         self._shut_down = False
         self._sigterm: Any = None  # while in a with-block
+        self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -257,7 +259,7 @@ class RayDogCluster:
         self._built = True
         self._state.phase = "running"
         self._publish_state()
-        self._export_client_auth()
+        self._point_process_at_cluster()
         log.info(
             "cluster %s is up: head %s, dashboard %s",
             self.spec.cluster_name,
@@ -304,6 +306,7 @@ class RayDogCluster:
         self._shut_down = True
         if self._handle is None:
             return
+        self._release_process()
         failures = self._ensure_backend().shut_down(self._handle.cluster_id, self._backend_pool_ids())
         auth.delete_token(self._handle.cluster_id)
         if self._state is not None:
@@ -605,15 +608,21 @@ class RayDogCluster:
         if self._on_state is not None:
             self._on_state(self._state.model_copy(deep=True))
 
-    def _export_client_auth(self) -> None:
-        """Let `ray.init(address=cluster.ray_address)` just work in this process (same user, same machine).
+    def _point_process_at_cluster(self) -> None:
+        """Let `ray.init(address=cluster.ray_address)` just work in this process (same user, same machine)
+        until shut-down, which puts the process's Ray auth settings back as they were.
 
         Skipped when the process already uses another auth mode that RayDog did not set.
         """
         env = self.client_environment()
-        ours = os.environ.get("RAYDOG_EXPORTED_AUTH")
-        if ours or os.environ.get("RAY_AUTH_MODE") in (None, env["RAY_AUTH_MODE"]):
-            auth.export_to_process({**env, "RAYDOG_EXPORTED_AUTH": "1"})
+        current = os.environ.get("RAY_AUTH_MODE")
+        if current in (None, env["RAY_AUTH_MODE"]) or client_auth.any_open():
+            self._client_auth = ClientAuthScope(env).open()
+
+    def _release_process(self) -> None:
+        scope, self._client_auth = self._client_auth, None
+        if scope is not None:
+            scope.close()
 
     def _find_pool(self, worker_pool_id: str) -> _Pool:
         for pool in self._pools.values():

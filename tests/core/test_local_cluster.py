@@ -15,6 +15,7 @@ import ray
 
 from raydog_core import RayDogCluster, RayDogClusterProxy
 from raydog_core.backends.base import NodeStatus
+from raydog_core.client_auth import AUTH_VARIABLES
 
 pytestmark = pytest.mark.slow
 
@@ -121,14 +122,18 @@ def test_zz_shut_down_from_another_process_leaves_nothing(
 
 
 def test_two_clusters_side_by_side_without_gpus(local_backend) -> None:
+    before = {key: os.environ.get(key) for key in AUTH_VARIABLES}
     with RayDogCluster(cluster_name="left") as left, RayDogCluster(cluster_name="right") as right:
         left.build(wait_for_workers=False)
         right.build(wait_for_workers=False)
+        assert os.environ["RAY_AUTH_TOKEN_PATH"].endswith(right.cluster_id)  # the newest build wins
         assert left.ray_address != right.ray_address
         assert left.dashboard_url != right.dashboard_url
         assert left.wait_for_nodes(1, timeout=60) == 1
         assert right.wait_for_nodes(1, timeout=60) == 1
     assert local_backend.live_resources() == []
+    # The process's Ray client is exactly as before: no path to a deleted token stays behind.
+    assert {key: os.environ.get(key) for key in AUTH_VARIABLES} == before
 
 
 @pytest.mark.fault_case("builder", "local", "head_script_fails")

@@ -19,7 +19,8 @@ import ray
 from raydog_core import auth
 from raydog_core.backends.base import NodeRole, NodeStatus
 from raydog_core.backends.local.backend import LocalBackend
-from raydog_core.processes import ProcessRef, stop_sessions, wait_until
+from raydog_core.client_auth import ClientAuthScope
+from raydog_core.processes import stop_sessions, wait_until
 from raydog_core.state import ClusterState
 from tests.faults.clients import raydog, signal_and_wait, start
 
@@ -82,29 +83,29 @@ def slow_square(x: int) -> tuple[int, str]:
 
 
 @NODE_DIES
-def test_a_worker_dies_mid_run_the_work_finishes_and_status_names_the_node(
-    running: Running, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_worker_dies_mid_run_the_work_finishes_and_status_names_the_node(running: Running) -> None:
     state = running.state
-    client_env = auth.client_environment(state.cluster_id, state.auth_mode)
-    for key, value in client_env.items():
-        monkeypatch.setenv(key, value)  # undone after the test
-    auth.export_to_process(client_env)  # Ray caches its auth settings
-    ray.init(address=state.ray_address)
+    with ClientAuthScope(auth.client_environment(state.cluster_id, state.auth_mode)):
+        victim = _run_through_a_worker_death(running)
+    status = raydog("status", str(running.state_file))
+    assert status.returncode == 0, status.stderr
+    line = next(line for line in status.stdout.splitlines() if victim in line)
+    assert "failed" in line and "its script exited" in status.stdout, status.stdout
+
+
+def _run_through_a_worker_death(running: Running) -> str:
+    """Kills a worker while six two-round tasks run; returns the dead node's id."""
+    ray.init(address=running.state.ray_address)
     try:
         futures = [slow_square.remote(x) for x in range(6)]  # 3 CPUs: two rounds, on every node
         time.sleep(1.5)
         victim = running.nodes(NodeRole.WORKER)[0]
-        manifest = running.backend._read(running.backend.root / state.cluster_id)
-        stop_sessions([ProcessRef.from_dict(manifest["nodes"][victim.node_id]["process"])])
+        stop_sessions([running.backend.node_process(running.state.cluster_id, victim.node_id)])
         results = ray.get(futures, timeout=120)
     finally:
         ray.shutdown()
     assert sorted(r[0] for r in results) == [x * x for x in range(6)]
-    status = raydog("status", str(running.state_file))
-    assert status.returncode == 0, status.stderr
-    line = next(line for line in status.stdout.splitlines() if victim.node_id in line)
-    assert "failed" in line and "its script exited" in status.stdout, status.stdout
+    return victim.node_id
 
 
 @CLIENT_SIGKILL
