@@ -27,36 +27,27 @@ from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
     ClusterOptions,
-    HeadPorts,
     NodeInfo,
     NodeLaunch,
     NodeRole,
-    NodeStatus,
-    ObservabilityPorts,
 )
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import (
     BuildTimeoutError,
-    NodeFailedError,
     RayDogError,
     ShutdownError,
     SpecError,
     StateError,
 )
-from raydog_core.interrupts import Terminated, sigterm_unwinds
-from raydog_core.node_env import role_environment
-from raydog_core.ports import is_listening
-from raydog_core.ray_nodes import alive_ray_nodes
+from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.scripts import load_script
+from raydog_core.signals import sigterm_unwinds
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, check_pool_for_backend
 from raydog_core.state import ClusterState, HeadState, ObservabilityState, PoolState
 
 log = logging.getLogger("raydog")
 
-POLL_INTERVAL_S = 0.5
-HEAD_WITHOUT_DASHBOARD_S = 10.0
-HEAD_SETTLE_MAX_S = 60.0
 StateListener = Callable[[ClusterState], None]
 
 
@@ -110,9 +101,8 @@ class RayDogCluster:
         self._next_pool_index = 1
         for pool_spec in spec.worker_pools:
             self._plan_pool(pool_spec)
-        self._handle: ClusterHandle | None = None
+        self._session: ClusterSession | None = None
         self._state: ClusterState | None = None
-        self._token: str | None = None
         self._built = False
         self._shut_down = False
         self._sigterm: Any = None  # while in a with-block
@@ -163,16 +153,8 @@ class RayDogCluster:
             cluster._credentials = YellowDogCredentials.resolve(
                 yd_application_key_id, yd_application_key_secret, yd_platform_api_url or state.api_url
             )
-        head = state.head
-        observability = state.observability or ObservabilityState()
-        cluster._handle = ClusterHandle(
-            state.cluster_id,
-            HeadPorts(head.gcs_port, head.dashboard_port, head.client_port),
-            state.log_dir,
-            ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
-        )
+        cluster._session = ClusterSession.from_state(state, cluster._ensure_backend())
         cluster._state = state.model_copy(deep=True)
-        cluster._token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
         cluster._built = state.phase == "running"
         cluster._shut_down = state.phase == "shut_down"
         for pool_state in state.pools:
@@ -230,17 +212,14 @@ class RayDogCluster:
         (`raydog_core.operations.finish_build`, used by Airflow's deferrable build).
         """
         self._check_open()
-        if self._built or self._handle is not None:
+        if self._built or self._session is not None:
             raise RayDogError("build() was already called for this cluster")
         timeout = _seconds(head_node_build_timeout, self.spec.build_timeout)
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         try:
-            self._handle = backend.open_cluster(self._cluster_options())
-            self._token = auth.cluster_token() if self.spec.ray_auth_mode == "token" else None
-            if self._token:
-                auth.save_token(self._handle.cluster_id, self._token)
-            self._state = self._initial_state(self._handle)
+            self._session = ClusterSession.open(backend, self._cluster_options(), self.spec.ray_auth_mode)
+            self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
             head = self._start_head(deadline, observability_ip, wait=wait_for_head)
@@ -304,11 +283,10 @@ class RayDogCluster:
         if self._shut_down:
             return
         self._shut_down = True
-        if self._handle is None:
+        if self._session is None:
             return
         self._release_process()
-        failures = self._ensure_backend().shut_down(self._handle.cluster_id, self._backend_pool_ids())
-        auth.delete_token(self._handle.cluster_id)
+        failures = self._session.shut_down(self._backend_pool_ids())
         if self._state is not None:
             self._state.phase = "shut_down"
             self._publish_state()
@@ -354,7 +332,7 @@ class RayDogCluster:
 
     @property
     def cluster_id(self) -> str | None:
-        return self._handle.cluster_id if self._handle else None
+        return self._session.cluster_id if self._session else None
 
     @property
     def ray_address(self) -> str | None:
@@ -370,7 +348,7 @@ class RayDogCluster:
 
     @property
     def log_dir(self) -> str | None:
-        return self._handle.log_dir if self._handle else None
+        return self._session.handle.log_dir if self._session else None
 
     def client_environment(self) -> dict[str, str]:
         """Environment variables a Ray client needs for this cluster (auth mode and token file)."""
@@ -386,19 +364,23 @@ class RayDogCluster:
         Fails fast with the node's log tail when a node's script exits.
         """
         expected = count if count is not None else 1 + sum(len(p.node_ids) for p in self._pools.values())
-        deadline = time.monotonic() + timeout
-        backend = self._ensure_backend()
-        while True:
-            self._raise_for_failed_nodes(backend.list_nodes(self._cluster_id()))
-            alive = self._alive_in_ray(backend)
-            if alive >= expected:
-                return alive
-            if time.monotonic() >= deadline:
-                raise BuildTimeoutError(
-                    f"only {alive} of {expected} nodes of cluster {self.spec.cluster_name} joined Ray "
-                    f"within {timeout:.0f} s; node logs: {self.log_dir or 'see the backend'}"
-                )
-            time.sleep(POLL_INTERVAL_S)
+        session = self._require_session()
+        current = self._current_node_ids()
+        alive = 0
+
+        def look() -> int | None:
+            nonlocal alive
+            session.raise_for_failed(current)
+            alive = session.alive_in_ray(self.dashboard_url)
+            return alive if alive >= expected else None
+
+        def timed_out() -> BuildTimeoutError:
+            return BuildTimeoutError(
+                f"only {alive} of {expected} nodes of cluster {self.spec.cluster_name} joined Ray "
+                f"within {timeout:.0f} s; node logs: {self.log_dir or 'see the backend'}"
+            )
+
+        return poll_until(look, time.monotonic() + timeout, timed_out)
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -456,20 +438,14 @@ class RayDogCluster:
         )
 
     def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
-        env = role_environment(
-            self.spec.cluster_name,
+        session = self._require_session()
+        with_observability = self._state is not None and self._state.observability is not None
+        return session.node_environment(
             role,
-            self._handle.ports.gcs,
-            self.spec.ray_auth_mode,
             head_ip=head_ip,
             observability_host=self._state.observability_host if self._state else None,
-            observability_ports=self._handle.observability
-            if self._state and self._state.observability
-            else None,
+            observability_ports=session.handle.observability if with_observability else None,
         )
-        if self._token:
-            env["RAY_AUTH_TOKEN"] = self._token
-        return env
 
     def _start_observability(self, deadline: float) -> str | None:
         spec = self.spec
@@ -485,7 +461,9 @@ class RayDogCluster:
             PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids)
         )
         self._publish_state()
-        node = self._wait_for_node(node_ids[0], deadline, "observability", need_listening=False)
+        node = self._require_session().wait_until_running(
+            node_ids[0], "observability", deadline, self._not_up_in_time("observability")
+        )
         return node.private_ip
 
     def _start_head(
@@ -507,17 +485,13 @@ class RayDogCluster:
         self._publish_state()
         if not wait:
             return None
-        head = self._wait_for_node(node_ids[0], deadline, "head", need_listening=True)
+        head = self._require_session().wait_for_head(node_ids[0], deadline, self._not_up_in_time("head"))
         self._state.head.private_ip = head.private_ip
         self._state.head.public_ip = head.public_ip
         return head
 
     def _launch_pool(self, pool: _Pool) -> None:
-        if self.spec.ray_auth_mode == "token" and not self._token:
-            raise RayDogError(
-                f"cannot add nodes to cluster {self.spec.cluster_name}: its Ray token is not on this machine "
-                "(it is kept under $RAYDOG_HOME/tokens of the machine that built it)"
-            )
+        self._require_session().require_token()
         spec = pool.spec
         launch = NodeLaunch(
             role=NodeRole.WORKER,
@@ -527,62 +501,22 @@ class RayDogCluster:
             resources=spec.worker_node_resources,
             yellowdog=spec.yellowdog,
         )
-        backend_id, node_ids = self._ensure_backend().create_pool(
-            self._cluster_id(), launch, spec.worker_pool_node_count
-        )
+        backend_id, node_ids = self._require_session().launch_pool(launch, spec.worker_pool_node_count)
         pool.backend_id = backend_id
         pool.node_ids = node_ids
 
-    def _wait_for_node(self, node_id: str, deadline: float, role: str, need_listening: bool) -> NodeInfo:
-        """Wait until a node runs (and, for the head, Ray accepts connections), failing fast."""
-        backend = self._ensure_backend()
-        gcs_listening_since: float | None = None
-        while True:
-            node = next((n for n in backend.list_nodes(self._cluster_id()) if n.node_id == node_id), None)
-            if node is not None:
-                if node.status.is_final:
-                    raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
-                ready = node.status == NodeStatus.RUNNING and bool(node.private_ip)
-                if ready and need_listening and backend.capabilities.nodes_reachable:
-                    if gcs_listening_since is None and is_listening(node.private_ip, self._handle.ports.gcs):
-                        gcs_listening_since = time.monotonic()
-                    ready = gcs_listening_since is not None and self._head_settled(node, gcs_listening_since)
-                if ready:
-                    return node
-            if time.monotonic() >= deadline:
-                raise BuildTimeoutError(
-                    f"the {role} node of cluster {self.spec.cluster_name} was not up in time "
-                    f"(build timeout {self.spec.build_timeout}); everything created was shut down"
-                )
-            time.sleep(POLL_INTERVAL_S)
+    def _not_up_in_time(self, role: str) -> str:
+        return (
+            f"the {role} node of cluster {self.spec.cluster_name} was not up in time "
+            f"(build timeout {self.spec.build_timeout}); everything created was shut down"
+        )
 
-    def _head_settled(self, head: NodeInfo, gcs_listening_since: float) -> bool:
-        """The head's raylet is in Ray (its dashboard says so), so workers joining now do not compete
-        with the head's own start for CPU and GCS time: on small machines that made workers miss
-        Ray's fixed 30 s registration deadline. A head without a dashboard (a custom script) is
-        trusted once its GCS has been open for a while."""
-        dashboard_port = self._handle.ports.dashboard
-        if alive_ray_nodes(None, self._token, base_url=f"http://{head.private_ip}:{dashboard_port}"):
-            return True
-        waited = time.monotonic() - gcs_listening_since
-        if not is_listening(head.private_ip, dashboard_port):
-            return waited >= HEAD_WITHOUT_DASHBOARD_S
-        return waited >= HEAD_SETTLE_MAX_S
-
-    def _raise_for_failed_nodes(self, nodes: list[NodeInfo]) -> None:
+    def _current_node_ids(self) -> set[str]:
         current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}
-        current |= {n for p in self._state.pools if p.role == "observability" for n in p.node_ids}
-        for node in nodes:
-            if node.node_id in current and node.status == NodeStatus.FAILED:
-                raise NodeFailedError(node.role.value, node.node_id, node.detail)
-
-    def _alive_in_ray(self, backend: Backend) -> int:
-        if not backend.capabilities.nodes_reachable:
-            return sum(1 for n in backend.list_nodes(self._cluster_id()) if n.status == NodeStatus.RUNNING)
-        return len(alive_ray_nodes(self.state, auth.load_token(self._cluster_id())))
+        return current | {n for p in self._state.pools if p.role == "observability" for n in p.node_ids}
 
     def _abort_build(self, error: BaseException) -> None:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt | Terminated) else "failed"
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         log.error("build of cluster %s %s; shutting down what was created", self.spec.cluster_name, reason)
         try:
             self.shut_down()
@@ -634,9 +568,12 @@ class RayDogCluster:
         return [p.pool_id for p in self._state.pools] if self._state else []
 
     def _cluster_id(self) -> str:
-        if self._handle is None:
+        return self._require_session().cluster_id
+
+    def _require_session(self) -> ClusterSession:
+        if self._session is None:
             raise RayDogError("the cluster has not been built: call build() first")
-        return self._handle.cluster_id
+        return self._session
 
     def _check_open(self) -> None:
         if self._shut_down:

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from raydog_core import auth
-from raydog_core.backends import Backend, NodeInfo, NodeStatus
+from raydog_core.backends import Backend, NodeInfo
 from raydog_core.cluster import RayDogCluster
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError
-from raydog_core.ports import is_listening
+from raydog_core.errors import BuildTimeoutError, RayDogError
+from raydog_core.lifecycle import ClusterSession, HeadProbe
 from raydog_core.proxy import RayDogClusterProxy
 from raydog_core.spec import WorkerPoolSpec, build_model
 from raydog_core.state import ClusterState
@@ -36,24 +36,22 @@ def load_state(state: StateLike) -> ClusterState:
     return ClusterState.from_json(dict(state) if isinstance(state, Mapping) else state)
 
 
-def head_node_if_ready(state: StateLike, backend: Backend) -> NodeInfo | None:
-    """One look at the head of a cluster being built: the node once Ray accepts connections, else None.
-
-    Raises NodeFailedError when the head's script exited, so a waiter fails fast with the node's log.
-    """
+def head_probe(state: StateLike, backend: Backend) -> HeadProbe:
+    """Watches the head of a cluster being built, by the same rule as `build()`: keep one per wait, and
+    call `look()` until it returns the head (None meanwhile; NodeFailedError when its script exited)."""
     state = load_state(state)
     if state.head.node_id is None:
         raise RayDogError(f"cluster {state.cluster_name} has no head node yet: it was never launched")
-    head = next((n for n in backend.list_nodes(state.cluster_id) if n.node_id == state.head.node_id), None)
-    if head is None:
-        return None
-    if head.status.is_final:
-        raise NodeFailedError("head", head.node_id, head.detail or f"status {head.status.value}")
-    if head.status != NodeStatus.RUNNING or not head.private_ip:
-        return None
-    if backend.capabilities.nodes_reachable and not is_listening(head.private_ip, state.head.gcs_port):
-        return None
-    return head
+    return HeadProbe(ClusterSession.from_state(state, backend), state.head.node_id)
+
+
+def head_node_if_ready(state: StateLike, backend: Backend, probe: HeadProbe | None = None) -> NodeInfo | None:
+    """One look at the head of a cluster being built: the node once it is ready for workers, else None.
+
+    Pass the same `probe` (from `head_probe`) to every look of one wait: a head without a dashboard is
+    trusted only a while after its GCS opened, which a fresh probe cannot know.
+    """
+    return (probe or head_probe(state, backend)).look()
 
 
 def finish_build(

@@ -9,6 +9,7 @@ from raydog_core import auth
 from raydog_core.backends import Backend, NodeInfo, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import ShutdownError, StateError
+from raydog_core.lifecycle import ClusterSession
 from raydog_core.state import ClusterState
 
 log = logging.getLogger("raydog")
@@ -72,8 +73,7 @@ class RayDogClusterProxy:
         state = self._require_state()
         if self._shut_down:
             return
-        failures = self.backend.shut_down(state.cluster_id, state.worker_pool_ids)
-        auth.delete_token(state.cluster_id)
+        failures = ClusterSession.from_state(state, self.backend).shut_down(state.worker_pool_ids)
         self._shut_down = True
         state.phase = "shut_down"
         log.info("cluster %s shut down from saved state", state.cluster_name)

@@ -51,19 +51,25 @@ from raydog_core.autoscaler.config import (
 from raydog_core.autoscaler.runner import LocalCommandRunner, RunningCommands
 from raydog_core.autoscaler.unfinished_up import UnfinishedUpGuard
 from raydog_core.backends import Backend, create_backend
-from raydog_core.backends.base import ClusterOptions, NodeInfo, NodeLaunch, NodeRole, NodeStatus
+from raydog_core.backends.base import (
+    ClusterHandle,
+    ClusterOptions,
+    HeadPorts,
+    NodeInfo,
+    NodeLaunch,
+    NodeRole,
+    NodeStatus,
+)
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError, RayDogError, SpecError
 from raydog_core.home import raydog_home
-from raydog_core.node_env import role_environment
+from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.ports import free_ports
-from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.tagstore import DEFAULT_PORT, Tags, TagStore, TagStoreError, read_password
 
 log = logging.getLogger("raydog")
 
 AUTOSCALER_LABEL = "raydog-autoscaler"
 TAG_STORE_PORT_LABEL = "raydog-tag-store-port"
-POLL_INTERVAL_S = 0.5
 CLUSTER_FACTS = "cluster-facts.json"  # ports and pool ids, kept by the client that ran `ray up`
 RAY_NODE_ROLES = (NodeRole.HEAD, NodeRole.WORKER)
 
@@ -177,29 +183,17 @@ class RayDogNodeProvider(NodeProvider):
                 self._tags[node_id].update({k: str(v) for k, v in tags.items() if v is not None})
 
     def _wait_for_ray(self, head: NodeInfo) -> None:
-        """Until the head's raylet is alive in Ray (when reachable), failing fast if the head exits."""
+        """Until the head is ready for workers, by the builder's rule (see HeadProbe); fails fast if the
+        head exits, and gives up when an interrupted `ray up` tears the cluster down."""
         with self._lock:
-            meta = self._fresh_meta()
-            token = self._token()
-        dashboard = f"http://{head.private_ip or '127.0.0.1'}:{meta['dashboard_port']}"
-        reachable = self._backend.capabilities.nodes_reachable
-        deadline = time.monotonic() + self.config.build_timeout_s
-        while not (reachable and alive_ray_nodes(None, token, base_url=dashboard)):
-            if self._up_guard.abandoned.is_set():
-                raise RayDogError(f"`ray up` of {self.cluster_name} was abandoned")
-            with self._lock:
-                node = next((n for n in self._list_nodes() if n.node_id == head.node_id), None)
-            if node is None or node.status.is_final:
-                detail = node.detail if node else "it is gone"
-                raise NodeFailedError("head", head.node_id, detail)
-            if not reachable:
-                return  # the head's Ray is behind its firewall: the running node is all we can see
-            if time.monotonic() >= deadline:
-                raise BuildTimeoutError(
-                    f"Ray on the head of {self.cluster_name} did not answer within "
-                    f"{self.config.head_node_build_timeout_minutes} minutes"
-                )
-            time.sleep(POLL_INTERVAL_S)
+            session = self._session()
+        session.wait_for_head(
+            head.node_id,
+            time.monotonic() + self.config.build_timeout_s,
+            f"Ray on the head of {self.cluster_name} did not answer within "
+            f"{self.config.head_node_build_timeout_minutes} minutes",
+            abandoned=self._up_guard.abandoned,
+        )
 
     # -- creating nodes ---------------------------------------------------------------------------------
 
@@ -240,15 +234,18 @@ class RayDogNodeProvider(NodeProvider):
             port = self.config.head_node_tag_server_port or (
                 free_ports(1)[0] if self._nodes_local else DEFAULT_PORT
             )
-            handle = self._backend.open_cluster(
+            session = ClusterSession.open(
+                self._backend,
                 ClusterOptions(
                     name=self.cluster_name,
                     namespace=self.config.cluster_namespace,
                     tag=self.config.cluster_tag,
                     labels={AUTOSCALER_LABEL: "true", TAG_STORE_PORT_LABEL: str(port)},
                     lifetime=timedelta(seconds=self.config.lifetime_s),
-                )
+                ),
+                self.config.ray_auth_mode,
             )
+            handle = session.handle
             self._cluster_id = handle.cluster_id
             self._looked_up = True
             # From here until `ray up` reports the head up to date, an interrupt (Ctrl+C or SIGTERM)
@@ -258,7 +255,7 @@ class RayDogNodeProvider(NodeProvider):
                 password = secrets.token_urlsafe(32)
                 password_file = self._private_dir() / "tag-store.password"
                 _write_private(password_file, password)
-                env = self._head_env(type_name, handle.ports.gcs, port, password_file, password)
+                env = self._head_env(session, type_name, port, password_file, password)
                 launch = NodeLaunch(
                     role=NodeRole.HEAD,
                     pool_name=node_type.pool_name,
@@ -268,7 +265,7 @@ class RayDogNodeProvider(NodeProvider):
                     yellowdog=node_type.yellowdog,
                     set_cloud_instance_id=True,
                 )
-                pool_id, (node_id,) = self._backend.create_pool(handle.cluster_id, launch, 1)
+                pool_id, (node_id,) = session.launch_pool(launch, 1)
                 head = self._wait_for_head(node_id, port, password)
                 self._tag_store.set_meta(
                     {
@@ -317,18 +314,10 @@ class RayDogNodeProvider(NodeProvider):
             if head is None:
                 raise RayDogError(f"the head of cluster {self.cluster_name} is not running")
             cluster_id = self._cluster_id
-            meta = self._fresh_meta()
-        env = role_environment(
-            self.cluster_name,
-            NodeRole.WORKER,
-            int(meta["gcs_port"]),
-            self.config.ray_auth_mode,
-            head_ip=head.private_ip,
-        )
+            self._fresh_meta()
+            session = self._session()
+        env = session.node_environment(NodeRole.WORKER, head_ip=head.private_ip)
         env["RAY_NODE_TYPE_NAME"] = type_name
-        token = self._token()
-        if token:
-            env["RAY_AUTH_TOKEN"] = token
         launch = NodeLaunch(
             role=NodeRole.WORKER,
             pool_name=node_type.pool_name,
@@ -409,10 +398,9 @@ class RayDogNodeProvider(NodeProvider):
             self._tag_store.close()
             self._tag_store = None
         if cluster_id is not None:
-            failures = self._backend.shut_down(cluster_id)
+            failures = self._session(cluster_id).shut_down()
             for failure in failures:
                 log.warning("shut-down of %s: %s", cluster_id, failure)
-            auth.delete_token(cluster_id)
             shutil.rmtree(self._private_dir(cluster_id), ignore_errors=True)
         self._nodes, self._tags, self._meta = {}, {}, {}
         self._looked_up = False
@@ -552,24 +540,30 @@ class RayDogNodeProvider(NodeProvider):
         return store
 
     def _wait_for_head(self, node_id: str, port: int, password: str) -> NodeInfo:
-        deadline = time.monotonic() + self.config.build_timeout_s
+        """Until the head runs and its tag store answers (Redis starts first in the head's script)."""
         last_error: Exception | None = None
-        while True:
+
+        def look() -> NodeInfo | None:
+            nonlocal last_error
             node = next((n for n in self._list_nodes() if n.node_id == node_id), None)
             if node is not None and node.status.is_final:
                 raise NodeFailedError("head", node_id, node.detail or f"status {node.status.value}")
-            if node is not None and node.status == NodeStatus.RUNNING:
-                try:
-                    self._tag_store = self._open_tag_store(node, port, password)
-                    return node
-                except (TagStoreError, RayDogError) as error:
-                    last_error = error
-            if time.monotonic() >= deadline:
-                raise BuildTimeoutError(
-                    f"the head of cluster {self.cluster_name} was not up within "
-                    f"{self.config.head_node_build_timeout_minutes} minutes ({last_error or 'not running'})"
-                )
-            time.sleep(POLL_INTERVAL_S)
+            if node is None or node.status != NodeStatus.RUNNING:
+                return None
+            try:
+                self._tag_store = self._open_tag_store(node, port, password)
+            except (TagStoreError, RayDogError) as error:
+                last_error = error
+                return None
+            return node
+
+        def timed_out() -> BuildTimeoutError:
+            return BuildTimeoutError(
+                f"the head of cluster {self.cluster_name} was not up within "
+                f"{self.config.head_node_build_timeout_minutes} minutes ({last_error or 'not running'})"
+            )
+
+        return poll_until(look, time.monotonic() + self.config.build_timeout_s, timed_out)
 
     # -- the node cache ---------------------------------------------------------------------------------
 
@@ -642,22 +636,40 @@ class RayDogNodeProvider(NodeProvider):
         path = os.environ.get("RAYDOG_TAG_STORE_PASSWORD_FILE") if self._on_head else None
         return read_password(path or self._private_dir() / "tag-store.password")
 
-    def _token(self) -> str | None:
+    def _token(self, cluster_id: str | None = None) -> str | None:
         if self.config.ray_auth_mode != "token":
             return None
         if self._on_head and os.environ.get("RAY_AUTH_TOKEN"):
             return os.environ["RAY_AUTH_TOKEN"]
-        assert self._cluster_id is not None
-        return auth.load_token(self._cluster_id)
+        cluster_id = cluster_id or self._cluster_id
+        assert cluster_id is not None
+        return auth.load_token(cluster_id)
+
+    def _session(self, cluster_id: str | None = None) -> ClusterSession:
+        """This cluster through the life-cycle layer the builder uses too (ports from the cluster facts)."""
+        cluster_id = cluster_id or self._cluster_id
+        assert cluster_id is not None
+        meta = self._meta
+        ports = (
+            HeadPorts(int(meta["gcs_port"]), int(meta["dashboard_port"]), int(meta["client_port"]))
+            if meta.get("gcs_port")
+            else HeadPorts()
+        )
+        return ClusterSession.attach(
+            self._backend,
+            ClusterHandle(cluster_id, ports),
+            self.cluster_name,
+            self.config.ray_auth_mode,
+            self._token(cluster_id),
+        )
 
     def _head_env(
-        self, type_name: str, gcs_port: int, port: int, password_file: Path, password: str
+        self, session: ClusterSession, type_name: str, port: int, password_file: Path, password: str
     ) -> dict[str, str]:
-        assert self._cluster_id is not None
-        env = role_environment(self.cluster_name, NodeRole.HEAD, gcs_port, self.config.ray_auth_mode)
+        env = session.node_environment(NodeRole.HEAD)
         env.update(
             {
-                "RAYDOG_CLUSTER_ID": self._cluster_id,
+                "RAYDOG_CLUSTER_ID": session.cluster_id,
                 "RAYDOG_TAG_STORE_PORT": str(port),
                 "RAY_enable_autoscaler_v2": "1",
                 "RAY_NODE_TYPE_NAME": type_name,
@@ -672,10 +684,6 @@ class RayDogNodeProvider(NodeProvider):
             env["RAYDOG_AUTOSCALING_CONFIG"] = f"~/{BOOTSTRAP_CONFIG}"
         if self.config.autoscaler_update_interval_s:
             env["AUTOSCALER_UPDATE_INTERVAL_S"] = str(self.config.autoscaler_update_interval_s)
-        if self.config.ray_auth_mode == "token":
-            token = auth.new_token()
-            auth.save_token(self._cluster_id, token)
-            env["RAY_AUTH_TOKEN"] = token
         return env
 
     def _upload_files(self, head_id: str) -> None:

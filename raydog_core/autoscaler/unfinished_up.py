@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import atexit
 import logging
-import signal
 import threading
 from collections.abc import Callable
-from types import FrameType
-from typing import Any
+
+from raydog_core.signals import unwind_on_sigterm
 
 log = logging.getLogger("raydog")
 
@@ -28,7 +27,7 @@ class UnfinishedUpGuard:
     def __init__(self, describe: str) -> None:
         self._describe = describe
         self._teardown: Callable[[], None] | None = None
-        self._previous_sigterm: Any = None
+        self._undo_sigterm: Callable[[], None] | None = None
         self.abandoned = threading.Event()  # set once teardown starts: waiters give up
 
     @property
@@ -39,15 +38,15 @@ class UnfinishedUpGuard:
         self._teardown = teardown
         self.abandoned.clear()
         atexit.register(self._at_exit)
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
+        if self._undo_sigterm is None:
+            self._undo_sigterm = unwind_on_sigterm()
 
     def disarm(self) -> None:
         self._teardown = None
         atexit.unregister(self._at_exit)
-        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
-            self._previous_sigterm = None
+        undo, self._undo_sigterm = self._undo_sigterm, None
+        if undo is not None:
+            undo()
 
     def _at_exit(self) -> None:
         teardown, self._teardown = self._teardown, None
@@ -59,7 +58,3 @@ class UnfinishedUpGuard:
         )
         self.abandoned.set()
         teardown()
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")

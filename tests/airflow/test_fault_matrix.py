@@ -35,7 +35,7 @@ from fault_helpers import (
 
 from raydog_airflow.cluster_xcom import STATE_XCOM_KEY
 from raydog_airflow.labels import dag_run_labels
-from raydog_core import cluster as cluster_module
+from raydog_core import lifecycle
 from raydog_core.backends.base import NodeRole
 from raydog_core.cluster import RayDogCluster
 from raydog_core.processes import wait_until
@@ -61,7 +61,7 @@ def target(
 @pytest.fixture
 def quick_stand_in_head(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in head (no Ray, so no dashboard) is trusted after 1 s of listening instead of 10 s."""
-    monkeypatch.setattr(cluster_module, "HEAD_WITHOUT_DASHBOARD_S", 1.0)
+    monkeypatch.setattr(lifecycle, "HEAD_WITHOUT_DASHBOARD_S", 1.0)
 
 
 def run_fault_dag(target: Target, spec: dict[str, Any], entrypoint: str = "echo ok") -> Any:

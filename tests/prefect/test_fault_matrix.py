@@ -37,7 +37,7 @@ from prefect.client.schemas.objects import State
 from prefect.settings import PREFECT_API_URL
 from prefect_helpers import flow_output, start_flow_process, wait_until
 
-from raydog_core import cluster as cluster_module
+from raydog_core import lifecycle
 from raydog_core.backends import create_backend
 from raydog_core.backends.base import NodeRole
 from raydog_core.cluster import RayDogCluster
@@ -59,7 +59,7 @@ def target(request: pytest.FixtureRequest, raydog_home: Path) -> Target:
 @pytest.fixture
 def quick_stand_in_head(monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in head (no Ray, so no dashboard) is trusted after 1 s of listening instead of 10 s."""
-    monkeypatch.setattr(cluster_module, "HEAD_WITHOUT_DASHBOARD_S", 1.0)
+    monkeypatch.setattr(lifecycle, "HEAD_WITHOUT_DASHBOARD_S", 1.0)
 
 
 @task

@@ -1,0 +1,241 @@
+"""One cluster's life on a backend: open it, start nodes with the right environment and token, know
+when the head is ready, shut everything down.
+
+The builder (`RayDogCluster`), the autoscaler provider (`ray up`) and the step-by-step operations
+(Airflow's deferrable build) all go through this one layer, so a head counts as ready by the same rule
+and a node gets the same environment whichever door built the cluster.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from raydog_core import auth
+from raydog_core.backends.base import (
+    Backend,
+    ClusterHandle,
+    ClusterOptions,
+    HeadPorts,
+    NodeInfo,
+    NodeLaunch,
+    NodeRole,
+    NodeStatus,
+    ObservabilityPorts,
+)
+from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError
+from raydog_core.node_env import role_environment
+from raydog_core.ports import is_listening
+from raydog_core.ray_nodes import alive_ray_nodes
+from raydog_core.state import ClusterState, ObservabilityState
+
+T = TypeVar("T")
+
+POLL_INTERVAL_S = 0.5
+HEAD_WITHOUT_DASHBOARD_S = 10.0  # a custom head script with no dashboard: trusted this long after its GCS
+HEAD_SETTLE_MAX_S = 60.0  # a dashboard that never lists the head: trusted after this
+
+
+class Abandoned(RayDogError):
+    """Someone else gave up on this wait (an interrupted `ray up` is tearing the cluster down)."""
+
+
+def poll_until(
+    look: Callable[[], T | None],
+    deadline: float,
+    timeout_error: Callable[[], BaseException],
+    *,
+    abandoned: threading.Event | None = None,
+    interval: float = POLL_INTERVAL_S,
+) -> T:
+    """`look()` until it returns something; its own exceptions (a node that failed) end the wait at once.
+
+    `deadline` is a `time.monotonic()` value; `timeout_error` builds the exception raised after it.
+    """
+    while True:
+        result = look()
+        if result is not None:
+            return result
+        if abandoned is not None and abandoned.is_set():
+            raise Abandoned("the wait was abandoned")
+        if time.monotonic() >= deadline:
+            raise timeout_error()
+        time.sleep(interval)
+
+
+@dataclass
+class ClusterSession:
+    """A cluster opened on a backend, with the Ray token its nodes share (never logged or saved)."""
+
+    backend: Backend
+    handle: ClusterHandle
+    cluster_name: str
+    auth_mode: str
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, backend: Backend, options: ClusterOptions, auth_mode: str) -> ClusterSession:
+        """Create the cluster's container and its token (kept in a 0600 file for this user's clients)."""
+        handle = backend.open_cluster(options)
+        token = auth.cluster_token() if auth_mode == "token" else None
+        if token:
+            auth.save_token(handle.cluster_id, token)
+        return cls(backend, handle, options.name, auth_mode, token)
+
+    @classmethod
+    def attach(
+        cls, backend: Backend, handle: ClusterHandle, cluster_name: str, auth_mode: str, token: str | None
+    ) -> ClusterSession:
+        """An existing cluster; `token` is None where this machine does not hold it."""
+        return cls(backend, handle, cluster_name, auth_mode, token if auth_mode == "token" else None)
+
+    @classmethod
+    def from_state(cls, state: ClusterState, backend: Backend) -> ClusterSession:
+        """The session of a built cluster, from its saved state, with the token if this machine has it."""
+        head = state.head
+        observability = state.observability or ObservabilityState()
+        handle = ClusterHandle(
+            state.cluster_id,
+            HeadPorts(head.gcs_port, head.dashboard_port, head.client_port),
+            state.log_dir,
+            ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
+        )
+        token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
+        return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token)
+
+    @property
+    def cluster_id(self) -> str:
+        return self.handle.cluster_id
+
+    # -- nodes ------------------------------------------------------------------------------------------
+
+    def node_environment(
+        self,
+        role: NodeRole,
+        *,
+        head_ip: str | None = None,
+        observability_host: str | None = None,
+        observability_ports: ObservabilityPorts | None = None,
+    ) -> dict[str, str]:
+        """What every node of this role gets, the token included: the same through every door."""
+        env = role_environment(
+            self.cluster_name,
+            role,
+            self.handle.ports.gcs,
+            self.auth_mode,
+            head_ip=head_ip,
+            observability_host=observability_host,
+            observability_ports=observability_ports,
+        )
+        if self.token:
+            env["RAY_AUTH_TOKEN"] = self.token
+        return env
+
+    def require_token(self) -> None:
+        """New nodes of a token-protected cluster need its token; say where it is when it is missing."""
+        if self.auth_mode == "token" and not self.token:
+            raise RayDogError(
+                f"cannot add nodes to cluster {self.cluster_name}: its Ray token is not on this machine "
+                "(it is kept under $RAYDOG_HOME/tokens of the machine that built it)"
+            )
+
+    def launch_pool(self, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
+        return self.backend.create_pool(self.cluster_id, launch, count)
+
+    def nodes(self) -> list[NodeInfo]:
+        return self.backend.list_nodes(self.cluster_id)
+
+    def node(self, node_id: str) -> NodeInfo | None:
+        return next((n for n in self.nodes() if n.node_id == node_id), None)
+
+    def raise_for_failed(self, node_ids: Collection[str], nodes: list[NodeInfo] | None = None) -> None:
+        """A node of `node_ids` whose script exited ends any wait, with the node's log tail."""
+        for node in self.nodes() if nodes is None else nodes:
+            if node.node_id in node_ids and node.status == NodeStatus.FAILED:
+                raise NodeFailedError(node.role.value, node.node_id, node.detail)
+
+    def wait_until_running(self, node_id: str, role: str, deadline: float, timeout_message: str) -> NodeInfo:
+        """Until the node's script runs and it has an address; fails fast if it exits."""
+
+        def look() -> NodeInfo | None:
+            node = self.node(node_id)
+            if node is None:
+                return None
+            if node.status.is_final:
+                raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
+            return node if node.status == NodeStatus.RUNNING and node.private_ip else None
+
+        return poll_until(look, deadline, lambda: BuildTimeoutError(timeout_message))
+
+    def wait_for_head(
+        self,
+        node_id: str,
+        deadline: float,
+        timeout_message: str,
+        *,
+        abandoned: threading.Event | None = None,
+    ) -> NodeInfo:
+        """Until the head is ready for workers (see HeadProbe); fails fast if its script exits."""
+        probe = HeadProbe(self, node_id)
+        return poll_until(
+            probe.look, deadline, lambda: BuildTimeoutError(timeout_message), abandoned=abandoned
+        )
+
+    def alive_in_ray(self, dashboard_url: str | None) -> int:
+        """Nodes alive in Ray; where nodes are unreachable, running nodes as the backend reports them."""
+        if not self.backend.capabilities.nodes_reachable:
+            return sum(1 for n in self.nodes() if n.status == NodeStatus.RUNNING)
+        return len(alive_ray_nodes(None, self.token, base_url=dashboard_url))
+
+    # -- the end ----------------------------------------------------------------------------------------
+
+    def shut_down(self, pool_ids: Collection[str] = ()) -> list[str]:
+        """Everything of the cluster, then its token; returns what failed (the backend keeps going)."""
+        failures = self.backend.shut_down(self.cluster_id, list(pool_ids))
+        auth.delete_token(self.cluster_id)
+        return failures
+
+
+class HeadProbe:
+    """Is the head ready for workers to join? One look at a time, remembering when its GCS first opened.
+
+    Ready means: the head's script runs and, where this client can reach nodes, Ray's GCS accepts
+    connections and the head's raylet is alive in Ray (its dashboard says so). Workers that join
+    earlier compete with the head's own start for CPU and GCS time, and on small machines miss Ray's
+    fixed 30 s registration deadline. A head without a dashboard (a custom script) is trusted a while
+    after its GCS opens. Where nodes are unreachable, a running head is all anyone can see.
+    """
+
+    def __init__(self, session: ClusterSession, node_id: str) -> None:
+        self._session = session
+        self._node_id = node_id
+        self._gcs_open_since: float | None = None
+
+    def look(self) -> NodeInfo | None:
+        node = self._session.node(self._node_id)
+        if node is None:
+            return None
+        if node.status.is_final:
+            raise NodeFailedError("head", node.node_id, node.detail or f"status {node.status.value}")
+        if node.status != NodeStatus.RUNNING or not node.private_ip:
+            return None
+        if not self._session.backend.capabilities.nodes_reachable:
+            return node
+        ports = self._session.handle.ports
+        if self._gcs_open_since is None and is_listening(node.private_ip, ports.gcs):
+            self._gcs_open_since = time.monotonic()
+        if self._gcs_open_since is None:
+            return None
+        return node if self._settled(node.private_ip, self._gcs_open_since) else None
+
+    def _settled(self, head_ip: str, gcs_open_since: float) -> bool:
+        dashboard = self._session.handle.ports.dashboard
+        if alive_ray_nodes(None, self._session.token, base_url=f"http://{head_ip}:{dashboard}"):
+            return True
+        waited = time.monotonic() - gcs_open_since
+        if not is_listening(head_ip, dashboard):
+            return waited >= HEAD_WITHOUT_DASHBOARD_S
+        return waited >= HEAD_SETTLE_MAX_S
