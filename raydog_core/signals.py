@@ -45,6 +45,9 @@ def unwind_on_sigterm() -> Callable[[], None] | None:
     signal.signal(signal.SIGTERM, _raise_terminated)
 
     def undo() -> None:
+        """Back to the default action; only the main thread may (from another, the handler stays)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
         if signal.getsignal(signal.SIGTERM) in (_raise_terminated, signal.SIG_IGN):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # unless someone (ray.init) has set their own
 
