@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from importlib.metadata import version
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +26,23 @@ def test_provider_is_registered() -> None:
     assert manager.providers["raydog"].data["connection-types"][0]["connection-type"] == "raydog"
     assert manager.field_behaviours["raydog"]["hidden_fields"] == ["schema", "port"]
     assert "extra__raydog__ssh_private_key" in manager.connection_form_widgets
+
+
+def test_provider_info_imports_neither_the_core_nor_ray() -> None:
+    """Airflow reads it in every process that discovers providers: it must stay a cheap literal."""
+    probe = (
+        "import sys; from raydog_airflow.get_provider_info import get_provider_info; get_provider_info(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('raydog_core', 'ray', 'airflow')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_provider_info_version_is_the_package_version() -> None:
+    from raydog_airflow.get_provider_info import get_provider_info
+    from raydog_core import __version__
+
+    assert get_provider_info()["versions"] == [version("raydog")] == [__version__]
 
 
 def test_settings_default_to_local_and_switch_to_yellowdog_with_a_key() -> None:
