@@ -62,7 +62,8 @@ def test_settings_default_to_local_and_switch_to_yellowdog_with_a_key() -> None:
     [
         ({"extra": {"backend": "kubernetes"}}, "backend"),
         ({"extra": {"backend": "yellowdog"}}, "login/password"),
-        ({"extra": {"ssh_port": "twenty-two"}}, "ssh_port"),
+        ({"extra": {"ssh_user": "me", "ssh_private_key": "k", "ssh_port": "twenty-two"}}, "ssh_port"),
+        ({"extra": {"ssh_user": "me"}}, "ssh_private_key_file"),  # no way to log in
     ],
 )
 def test_bad_connection_names_the_field(fields: dict[str, Any], field: str) -> None:
