@@ -1,10 +1,14 @@
-"""Provider metadata Airflow reads through the `apache_airflow_provider` entry point (no Airflow import)."""
+"""Provider metadata Airflow reads through the `apache_airflow_provider` entry point.
+
+A literal, importing nothing: Airflow calls it in every process that discovers providers, so it must
+not pull in the core (or Ray). tests/airflow/test_provider.py checks the version against the package's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from raydog_core import __version__
+VERSION = "0.1.0"  # the `raydog` distribution's version (pyproject.toml)
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -12,7 +16,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "raydog",
         "name": "RayDog",
         "description": "Ray clusters on YellowDog (or on one machine) for exactly as long as a DAG run needs one.",
-        "versions": [__version__],
+        "versions": [VERSION],
         "integrations": [{"integration-name": "RayDog", "tags": ["software"]}],
         "hooks": [{"integration-name": "RayDog", "python-modules": ["raydog_airflow.hooks.raydog"]}],
         "operators": [

@@ -1,6 +1,6 @@
 """Has the Airflow DAG run that owns a cluster finished? Asked of Airflow's metadata database.
 
-Used by `raydog reap --run-finished airflow` on a machine with Airflow configured (AIRFLOW_HOME or
+Plugged into `raydog reap --run-finished airflow` (through the `raydog.run_status` entry point) on a machine with Airflow configured (AIRFLOW_HOME or
 AIRFLOW__DATABASE__SQL_ALCHEMY_CONN): a cluster whose DAG run succeeded or failed has outlived its
 purpose. Cluster labels carry the DAG id and a digest of the run id (run ids hold characters cloud
 tags refuse), so the DAG's runs are listed and matched by digest. A run that cannot be found is
@@ -16,8 +16,10 @@ from raydog_core.reaper import RunFinished
 FINAL_STATES = frozenset({"success", "failed"})
 
 
-def airflow_run_finished() -> RunFinished:
+def airflow_run_finished(api_url: str | None = None) -> RunFinished:
     """A check that looks up a cluster's DAG run (by its labels) in Airflow's metadata database."""
+    if api_url:
+        raise ValueError("--run-finished airflow reads Airflow's metadata database: drop --api-url")
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 

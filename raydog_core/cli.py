@@ -1,4 +1,9 @@
-"""The `raydog` command: build, inspect, grow, shrink and tear down clusters; list and reap them."""
+"""The `raydog` command: build, inspect, grow, shrink and tear down clusters; list and reap them.
+
+Commands that live outside the core (the YellowDog emulator in `raydog_core.testing`, an integration's
+tools) plug in through the `raydog.commands` entry-point group and are imported only when run, so the
+core never imports them and `raydog up` does not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import logging
 import re
 import sys
 from datetime import timedelta
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -15,11 +21,11 @@ from raydog_core.backends.base import Backend
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import RayDogError
 from raydog_core.proxy import RayDogClusterProxy
-from raydog_core.reaper import Selector, reap, select_clusters
-from raydog_core.run_status import prefect_run_finished
+from raydog_core.reaper import Selector, reap, run_finished_check, run_status_sources, select_clusters
 from raydog_core.spec import load_spec_file
 from raydog_core.state import ClusterState
 
+COMMANDS_GROUP = "raydog.commands"
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -45,7 +51,25 @@ def _cluster(state_file: str) -> RayDogCluster:
     return RayDogCluster.from_state(ClusterState.from_file(state_file))
 
 
-@click.group()
+class PluginGroup(click.Group):
+    """The built-in commands plus those named in the `raydog.commands` entry points, loaded on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugins = {entry.name for entry in entry_points(group=COMMANDS_GROUP)}
+        return sorted(set(super().list_commands(ctx)) | plugins)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        for entry in entry_points(group=COMMANDS_GROUP, name=cmd_name):
+            loaded = entry.load()
+            if isinstance(loaded, click.Command):
+                return loaded
+        return None
+
+
+@click.group(cls=PluginGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Debug output.")
 def main(verbose: bool) -> None:
     """RayDog: a Ray cluster for exactly as long as your work needs one."""
@@ -214,11 +238,16 @@ def list_clusters(backend: str, include_stopped: bool) -> None:
 @click.option("--name", help="Only the cluster with exactly this name.")
 @click.option(
     "--run-finished",
-    type=click.Choice(["prefect", "airflow"]),
-    help="Only clusters whose orchestrator run has finished (asked of the Prefect API, or of the "
-    "Airflow metadata database configured on this machine).",
+    type=click.Choice(run_status_sources()),
+    help="Only clusters whose orchestrator run has finished (prefect: asked of the Prefect API; "
+    "airflow: of the Airflow metadata database configured on this machine).",
 )
-@click.option("--prefect-api-url", help="Prefect API URL (default: $PREFECT_API_URL).")
+@click.option(
+    "--api-url",
+    "--prefect-api-url",
+    "api_url",
+    help="The orchestrator's API URL (Prefect: $PREFECT_API_URL).",
+)
 @click.option("--dry-run", is_flag=True, help="Print what would be shut down; change nothing.")
 def reap_command(
     backend: str,
@@ -226,24 +255,16 @@ def reap_command(
     older_than: str | None,
     name: str | None,
     run_finished: str | None,
-    prefect_api_url: str | None,
+    api_url: str | None,
     dry_run: bool,
 ) -> None:
     """Shut down the running clusters that match every given selector (safe to run from cron)."""
     finished = None
-    if run_finished == "prefect":
+    if run_finished is not None:
         try:
-            finished = prefect_run_finished(prefect_api_url)
+            finished = run_finished_check(run_finished, api_url)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    elif run_finished == "airflow":
-        try:
-            from raydog_airflow.run_status import airflow_run_finished
-        except ImportError:
-            raise click.UsageError(
-                "--run-finished airflow needs Airflow: pip install 'raydog[airflow]'"
-            ) from None
-        finished = airflow_run_finished()
     selector = Selector(
         labels=_parse_labels(labels), older_than=_parse_duration(older_than), name=name, run_finished=finished
     )
@@ -260,14 +281,6 @@ def reap_command(
         )
         click.echo(f"{result.cluster.name} ({result.cluster.cluster_id}): {outcome}")
 
-
-def _register_emulator() -> None:
-    from raydog_core.testing.emulator.cli import emulator_command
-
-    main.add_command(emulator_command)
-
-
-_register_emulator()
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,10 @@
 Used by `raydog list` / `raydog reap`, by the Prefect crash hooks and the Airflow failure callbacks.
 It only ever selects clusters RayDog created (the backend lists only those) and only those matching
 every part of the selector.
+
+Whether a cluster's orchestrator run is over is asked of the orchestrator, by a check the integration
+plugs in through the `raydog.run_status` entry-point group (`prefect`, `airflow`): the core never
+imports an integration, and a new orchestrator adds its check without touching the core.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import entry_points
+from typing import Protocol
 
 from raydog_core import auth
 from raydog_core.backends import Backend
@@ -19,6 +25,37 @@ from raydog_core.backends.base import ClusterRecord
 log = logging.getLogger("raydog")
 
 RunFinished = Callable[[ClusterRecord], bool]
+RUN_STATUS_GROUP = "raydog.run_status"
+
+
+class RunFinishedFactory(Protocol):
+    """What a `raydog.run_status` entry point names: makes the check; ValueError if it cannot."""
+
+    def __call__(self, api_url: str | None = None) -> RunFinished: ...
+
+
+def run_status_sources() -> list[str]:
+    """The orchestrators whose run-status checks are installed (entry-point names)."""
+    return sorted({entry.name for entry in entry_points(group=RUN_STATUS_GROUP)})
+
+
+def run_finished_check(source: str, api_url: str | None = None) -> RunFinished:
+    """The check of one orchestrator, loaded only now (it may import that orchestrator).
+
+    Raises ValueError, naming the fix, when no such check is installed or it cannot be loaded.
+    """
+    found = entry_points(group=RUN_STATUS_GROUP, name=source)
+    if not found:
+        raise ValueError(f"no run-status check for {source!r}; installed: {', '.join(run_status_sources())}")
+    entry = next(iter(found))
+    try:
+        factory: RunFinishedFactory = entry.load()
+        return factory(api_url=api_url)
+    except ImportError as error:  # the orchestrator is imported on load or when the check is made
+        raise ValueError(
+            f"--run-finished {source} cannot load its check ({error}): "
+            f"install the integration, e.g. pip install 'raydog[{source}]'"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,16 @@
 `start_tunnels`, `stop_tunnels`) and fixes its defects: local ends bind to 127.0.0.1 only, the SSH
 port is configurable, the host key can be verified (known_hosts file or pinned fingerprint), one SSH
 connection carries every tunnel, errors are raised (and name what failed), and it is a context manager.
+How to log in is one `SshAccess` (raydog_core.ssh_access); the keyword arguments map onto it.
+`tunnel_to_head` is what the integrations use: tunnels to ports of a built cluster's head.
 
 ```python
 with RayTunnels(head_public_ip, "yd-agent", private_key_file="~/.ssh/raydog",
                 known_hosts_file="~/.ssh/known_hosts") as tunnels:
     ray.init(f"ray://127.0.0.1:{tunnels.local_port(10001)}")
+
+with tunnel_to_head(state, access, [state.head.dashboard_port]) as tunnels:
+    dashboard = f"http://127.0.0.1:{tunnels.local_port(state.head.dashboard_port)}"
 ```
 """
 
@@ -27,7 +32,9 @@ import paramiko
 import sshtunnel
 
 from raydog_core.backends.base import ObservabilityPorts
-from raydog_core.errors import RayDogError, SpecError
+from raydog_core.errors import RayDogError, SpecError, StateError
+from raydog_core.spec import build_model
+from raydog_core.ssh_access import SshAccess
 
 if TYPE_CHECKING:
     from raydog_core.state import ClusterState
@@ -75,7 +82,7 @@ class RayTunnels:
     def __init__(
         self,
         ray_head_ip_address: str,
-        ssh_user: str,
+        ssh_user: str = "",
         password: str | None = None,
         private_key_file: str | Path | None = None,
         private_key_password: str | None = None,
@@ -85,29 +92,29 @@ class RayTunnels:
         known_hosts_file: str | Path | None = None,
         host_key_fingerprint: str | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        access: SshAccess | None = None,
     ) -> None:
+        """Give `access`, or the upstream-style SSH arguments (mapped onto an SshAccess), not both."""
         if not ray_head_ip_address:
             raise SpecError("ray_head_ip_address", "is empty", "give the head node's public IP address")
-        if not ssh_user:
-            raise SpecError("ssh_user", "is empty", "give the user to log in as on the head node")
-        if password is None and private_key_file is None:
-            raise SpecError("private_key_file", "neither a password nor a private key was given", "give one")
-        if private_key_file is not None and not Path(private_key_file).expanduser().is_file():
-            raise SpecError(
-                "private_key_file", f"{str(private_key_file)!r} does not exist", "give a key file"
-            )
-        if known_hosts_file is not None and not Path(known_hosts_file).expanduser().is_file():
-            raise SpecError(
-                "known_hosts_file", f"{str(known_hosts_file)!r} does not exist", "give a known_hosts file"
-            )
+        if access is None:
+            if not ssh_user:
+                raise SpecError("ssh_user", "is empty", "give the user to log in as on the head node")
+            given = {
+                "user": ssh_user,
+                "password": password,
+                "private_key_file": str(private_key_file) if private_key_file is not None else None,
+                "private_key_password": private_key_password,
+                "port": ssh_port,
+                "known_hosts_file": str(known_hosts_file) if known_hosts_file is not None else None,
+                "host_key_fingerprint": host_key_fingerprint,
+            }
+            access = build_model(SshAccess, {k: v for k, v in given.items() if v is not None})
+        elif ssh_user or password or private_key_file or known_hosts_file or host_key_fingerprint:
+            raise SpecError("access", "given with other SSH arguments", "put them all in the SshAccess")
+        access.check_files()
         self.host = ray_head_ip_address
-        self.ssh_user = ssh_user
-        self.ssh_port = ssh_port
-        self._password = password
-        self._key_file = str(Path(private_key_file).expanduser()) if private_key_file else None
-        self._key_password = private_key_password
-        self._known_hosts = Path(known_hosts_file).expanduser() if known_hosts_file else None
-        self._fingerprint = host_key_fingerprint
+        self.access = access
         self._timeout = connect_timeout_s
         self.specs: list[SSHTunnelSpec] = list(
             ray_tunnel_specs
@@ -122,6 +129,14 @@ class RayTunnels:
 
     def __repr__(self) -> str:
         return f"RayTunnels({self.ssh_user}@{self.host}:{self.ssh_port}, {len(self.specs)} tunnels)"
+
+    @property
+    def ssh_user(self) -> str:
+        return self.access.user
+
+    @property
+    def ssh_port(self) -> int:
+        return self.access.port
 
     @staticmethod
     def basic_port_forward(port: int) -> SSHTunnelSpec:
@@ -161,12 +176,12 @@ class RayTunnels:
         if self._forwarder is not None:
             return
         host_key = self._expected_host_key()
+        password = self.access.password.get_secret_value() if self.access.password else None
         forwarder = sshtunnel.SSHTunnelForwarder(
             (self.host, self.ssh_port),
             ssh_username=self.ssh_user,
-            ssh_password=self._password,
-            ssh_pkey=self._key_file,
-            ssh_private_key_password=self._key_password,
+            ssh_password=password,
+            ssh_pkey=self.access.load_private_key(),  # in memory: a key given as text never hits disk
             ssh_host_key=host_key,
             ssh_config_file=None,
             allow_agent=False,
@@ -238,15 +253,17 @@ class RayTunnels:
 
     def _expected_host_key(self) -> paramiko.PKey | None:
         """The head's host key to insist on: from known_hosts, or fetched and checked against the pin."""
-        if self._known_hosts is not None:
+        policy = self.access.host_key_policy
+        if policy == "known_hosts":
             return self._key_from_known_hosts()
-        if self._fingerprint is not None:
+        if policy == "fingerprint":
+            expected = self.access.host_key_fingerprint
             key = fetch_host_key(self.host, self.ssh_port, self._timeout)
             actual = host_key_fingerprint(key)
-            if actual != self._fingerprint:
+            if actual != expected:
                 raise TunnelError(
                     f"host key of {self.host}:{self.ssh_port} has fingerprint {actual}, expected "
-                    f"{self._fingerprint}: refusing to connect (the head was replaced, or someone is in between)"
+                    f"{expected}: refusing to connect (the head was replaced, or someone is in between)"
                 )
             return key
         log.warning(
@@ -255,17 +272,40 @@ class RayTunnels:
         return None
 
     def _key_from_known_hosts(self) -> paramiko.PKey:
-        assert self._known_hosts is not None
-        hosts = paramiko.HostKeys(str(self._known_hosts))
+        known_hosts = Path(self.access.known_hosts_file or "").expanduser()
+        hosts = paramiko.HostKeys(str(known_hosts))
         names = [self.host] if self.ssh_port == 22 else [f"[{self.host}]:{self.ssh_port}"]
         for name in names:
             entry = hosts.lookup(name)
             if entry:
                 return next(iter(entry.values()))
         raise TunnelError(
-            f"{self.host}:{self.ssh_port} is not in {self._known_hosts}: add its host key "
+            f"{self.host}:{self.ssh_port} is not in {known_hosts}: add its host key "
             f"(ssh-keyscan -p {self.ssh_port} {self.host}) after checking it, or pin host_key_fingerprint"
         )
+
+
+def tunnel_to_head(
+    state: ClusterState,
+    access: SshAccess,
+    ports: Sequence[int],
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> RayTunnels:
+    """Tunnels (not yet open) to these ports of a built cluster's head, through its public address.
+
+    Use it as a context manager (`with tunnel_to_head(...) as tunnels`), or call `start_tunnels()` and
+    later `stop_tunnels()` when the tunnels outlive one block (the Prefect runner's Ray Client).
+    Local ends are free ports on 127.0.0.1: read them back with `tunnels.local_port(port)`.
+    """
+    host = state.head.public_ip or state.head.private_ip
+    if not host:
+        raise StateError(f"cluster {state.cluster_name} has no head address yet: it was not built")
+    return RayTunnels(
+        host,
+        ray_tunnel_specs=[SSHTunnelSpec(0, port) for port in ports],
+        connect_timeout_s=connect_timeout_s,
+        access=access,
+    )
 
 
 def fetch_host_key(host: str, port: int, timeout_s: float = CONNECT_TIMEOUT_S) -> paramiko.PKey:
@@ -291,13 +331,19 @@ def host_key_fingerprint(key: paramiko.PKey) -> str:
 
 
 def _discard(forwarder: sshtunnel.SSHTunnelForwarder) -> None:
-    """Release a forwarder whose start failed. Its stop() would wait for ever on servers that never
-    started serving (sshtunnel 0.5.1), so close their sockets and the transport directly."""
-    for server in getattr(forwarder, "_server_list", []):
-        server.server_close()
-    transport = getattr(forwarder, "_transport", None)
-    if transport is not None:
-        transport.close()
+    """Release a forwarder whose start failed.
+
+    With an SSH session (a tunnel check failed) its servers serve, and the public stop() releases all.
+    Without one (the login failed), sshtunnel 0.5.1 (pinned) has already closed the transport but has
+    bound the local ports and never served them, and stop() would wait for ever on them
+    (socketserver's shutdown() of a server that never served). No public call reaches those sockets, so
+    they are closed here through `_server_list`, the one private attribute used.
+    """
+    if not forwarder.is_active:
+        unserved, forwarder._server_list = forwarder._server_list, []
+        for server in unserved:
+            server.server_close()
+    forwarder.stop(force=True)
 
 
 def _describe(error: BaseException) -> str:

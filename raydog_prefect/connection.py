@@ -2,17 +2,18 @@
 
 Locally the driver joins the cluster directly (GCS address on loopback). A YellowDog head is usually
 reachable only by SSH, so Ray Client (`ray://`) goes through a tunnel opened with
-`raydog_core.tunnels.RayTunnels`; the tunnel lives as long as the connection.
+`raydog_core.tunnels.tunnel_to_head`; the tunnel lives as long as the connection. The Block's `ssh_*`
+fields map onto `raydog_core.ssh_access.SshAccess`, which holds the rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import SpecError
+from raydog_core.ssh_access import SshAccess
 
 if TYPE_CHECKING:
     from raydog_core.tunnels import RayTunnels
@@ -42,24 +43,23 @@ def resolve_mode(config: RayDogClusterConfig) -> ConnectionMode:
     return "ssh-tunnel" if config.ssh_user else "ray-client"
 
 
+SSH_FIELDS = tuple(f"ssh_{name}" for name in SshAccess.model_fields)  # those the Block has are read
+
+
+def ssh_access(config: RayDogClusterConfig) -> SshAccess:
+    """The Block's `ssh_*` fields as the core's SSH model; a SpecError names the Block's field."""
+    fields = {name: getattr(config, name, None) for name in SSH_FIELDS}
+    try:
+        return SshAccess.from_fields(fields)
+    except SpecError as error:
+        problem = f"{error.problem} (ray_connection 'ssh-tunnel' needs it)"
+        raise SpecError(error.field, problem, error.fix) from None
+
+
 def check_connection(config: RayDogClusterConfig) -> None:
     """Reject SSH settings that cannot work before a cluster is built only to be shut down again."""
-    if resolve_mode(config) != "ssh-tunnel":
-        return
-    if not config.ssh_user:
-        raise SpecError(
-            "ssh_user", "required for ray_connection 'ssh-tunnel'", "give the head node's SSH user"
-        )
-    if not config.ssh_private_key_file:
-        raise SpecError(
-            "ssh_private_key_file",
-            "required for ray_connection 'ssh-tunnel'",
-            "give the private key that logs in to the head",
-        )
-    for name in ("ssh_private_key_file", "ssh_known_hosts_file"):
-        path = getattr(config, name)
-        if path and not Path(path).expanduser().is_file():
-            raise SpecError(name, f"{path!r} does not exist", "give a file on the machine running the flow")
+    if resolve_mode(config) == "ssh-tunnel":
+        ssh_access(config).check_files(prefix="ssh_")
 
 
 def open_connection(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConnection:
@@ -73,19 +73,11 @@ def open_connection(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayC
 
 
 def _through_ssh(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConnection:
-    from raydog_core.tunnels import LOOPBACK, RayTunnels, SSHTunnelSpec
+    from raydog_core.tunnels import LOOPBACK, tunnel_to_head
 
     check_connection(config)
     head = cluster.state.head
-    tunnels = RayTunnels(
-        head.public_ip or head.private_ip or "",
-        config.ssh_user or "",
-        private_key_file=config.ssh_private_key_file,
-        ray_tunnel_specs=[SSHTunnelSpec(0, head.client_port), SSHTunnelSpec(0, head.dashboard_port)],
-        ssh_port=config.ssh_port,
-        known_hosts_file=config.ssh_known_hosts_file,
-        host_key_fingerprint=config.ssh_host_key_fingerprint,
-    )
+    tunnels = tunnel_to_head(cluster.state, ssh_access(config), [head.client_port, head.dashboard_port])
     tunnels.start_tunnels()
     return RayConnection(
         address=f"ray://{LOOPBACK}:{tunnels.local_port(head.client_port)}",

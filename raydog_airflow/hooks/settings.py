@@ -9,27 +9,34 @@ share one reading of it.
 | extra `namespace` | YellowDog namespace for clusters whose spec does not name one |
 | extra `ssh_user`, `ssh_private_key` or `ssh_private_key_file`, `ssh_port` | SSH to the head, to reach its dashboard through a tunnel |
 | extra `ssh_host_key_fingerprint` or `ssh_known_hosts_file` | how to check the head's SSH host key |
+
+The `ssh_*` fields map onto the core's `SshAccess` (which holds the rules); the key text is loaded in
+memory when a tunnel opens, never written to a file.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from pydantic import SecretStr
 
 from raydog_core import auth
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import SpecError, StateError
+from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
 
 BACKENDS = ("local", "yellowdog")
+SSH_FIELDS = (  # the connection form's SSH fields (get_provider_info), as SshAccess reads them
+    "ssh_user",
+    "ssh_private_key",
+    "ssh_private_key_file",
+    "ssh_port",
+    "ssh_host_key_fingerprint",
+    "ssh_known_hosts_file",
+)
 
 
 @dataclass(frozen=True)
@@ -39,12 +46,7 @@ class RayDogConnectionSettings:
     backend: str = "local"
     credentials: YellowDogCredentials | None = None
     namespace: str | None = None
-    ssh_user: str | None = None
-    ssh_private_key: SecretStr | None = None
-    ssh_private_key_file: str | None = None
-    ssh_port: int = 22
-    ssh_host_key_fingerprint: str | None = None
-    ssh_known_hosts_file: str | None = None
+    ssh: SshAccess | None = None  # set when the connection names an SSH user
 
     @classmethod
     def from_fields(
@@ -79,23 +81,13 @@ class RayDogConnectionSettings:
                     "set the YellowDog application key id as login and its secret as password",
                 )
             credentials = YellowDogCredentials.resolve(login, password, host or None)
-        port = field("ssh_port")
-        try:
-            ssh_port = int(port) if port is not None else 22
-        except (TypeError, ValueError):
-            raise SpecError(f"connection {conn_id}: ssh_port", f"{port!r} is not a port", "e.g. 22") from None
-        key = field("ssh_private_key")
-        return cls(
-            backend=backend,
-            credentials=credentials,
-            namespace=field("namespace"),
-            ssh_user=field("ssh_user"),
-            ssh_private_key=SecretStr(key) if key else None,
-            ssh_private_key_file=field("ssh_private_key_file"),
-            ssh_port=ssh_port,
-            ssh_host_key_fingerprint=field("ssh_host_key_fingerprint"),
-            ssh_known_hosts_file=field("ssh_known_hosts_file"),
-        )
+        ssh = None
+        if field("ssh_user"):
+            try:
+                ssh = SshAccess.from_fields({name: field(name) for name in SSH_FIELDS})
+            except SpecError as error:
+                raise SpecError(f"connection {conn_id}: {error.field}", error.problem, error.fix) from None
+        return cls(backend=backend, credentials=credentials, namespace=field("namespace"), ssh=ssh)
 
     def create_backend(self) -> Backend:
         return create_backend(self.backend, self.credentials)
@@ -122,41 +114,17 @@ class RayDogConnectionSettings:
         The tunnel is used when the connection names an SSH user and the backend's nodes are not
         directly reachable (YellowDog); it goes to the head's public address.
         """
-        if not self.ssh_user or self.backend == "local":
+        if self.ssh is None or self.backend == "local":
             if not state.dashboard_url:
                 raise StateError(f"cluster {state.cluster_name} has no head address yet: it was not built")
             yield state.dashboard_url
             return
-        from raydog_core.tunnels import RayTunnels, SSHTunnelSpec
+        from raydog_core.tunnels import tunnel_to_head
 
-        host = state.head.public_ip or state.head.private_ip
-        if not host:
-            raise StateError(f"cluster {state.cluster_name} has no head address yet: it was not built")
-        with self._private_key_file() as key_file:
-            tunnels = RayTunnels(
-                host,
-                self.ssh_user,
-                private_key_file=key_file,
-                ray_tunnel_specs=[SSHTunnelSpec(0, state.head.dashboard_port)],
-                ssh_port=self.ssh_port,
-                known_hosts_file=self.ssh_known_hosts_file,
-                host_key_fingerprint=self.ssh_host_key_fingerprint,
-            )
-            with tunnels:
-                yield f"http://127.0.0.1:{tunnels.local_port(state.head.dashboard_port)}"
-
-    @contextmanager
-    def _private_key_file(self) -> Iterator[str | None]:
-        """The SSH key as a file: the configured path, or the key text in a private temporary file."""
-        if self.ssh_private_key is None:
-            yield self.ssh_private_key_file
-            return
-        with tempfile.TemporaryDirectory(prefix="raydog-ssh-") as directory:
-            path = Path(directory) / "key"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(self.ssh_private_key.get_secret_value().strip() + "\n")
-            yield str(path)
+        self.ssh.check_files(prefix="ssh_")
+        port = state.head.dashboard_port
+        with tunnel_to_head(state, self.ssh, [port]) as tunnels:
+            yield f"http://127.0.0.1:{tunnels.local_port(port)}"
 
 
 def ray_token(state: ClusterState) -> str | None:

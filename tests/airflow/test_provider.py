@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from importlib.metadata import version
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +28,23 @@ def test_provider_is_registered() -> None:
     assert "extra__raydog__ssh_private_key" in manager.connection_form_widgets
 
 
+def test_provider_info_imports_neither_the_core_nor_ray() -> None:
+    """Airflow reads it in every process that discovers providers: it must stay a cheap literal."""
+    probe = (
+        "import sys; from raydog_airflow.get_provider_info import get_provider_info; get_provider_info(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('raydog_core', 'ray', 'airflow')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_provider_info_version_is_the_package_version() -> None:
+    from raydog_airflow.get_provider_info import get_provider_info
+    from raydog_core import __version__
+
+    assert get_provider_info()["versions"] == [version("raydog")] == [__version__]
+
+
 def test_settings_default_to_local_and_switch_to_yellowdog_with_a_key() -> None:
     assert RayDogConnectionSettings.from_fields().backend == "local"
     settings = RayDogConnectionSettings.from_fields(
@@ -42,7 +62,8 @@ def test_settings_default_to_local_and_switch_to_yellowdog_with_a_key() -> None:
     [
         ({"extra": {"backend": "kubernetes"}}, "backend"),
         ({"extra": {"backend": "yellowdog"}}, "login/password"),
-        ({"extra": {"ssh_port": "twenty-two"}}, "ssh_port"),
+        ({"extra": {"ssh_user": "me", "ssh_private_key": "k", "ssh_port": "twenty-two"}}, "ssh_port"),
+        ({"extra": {"ssh_user": "me"}}, "ssh_private_key_file"),  # no way to log in
     ],
 )
 def test_bad_connection_names_the_field(fields: dict[str, Any], field: str) -> None:

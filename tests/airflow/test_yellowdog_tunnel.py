@@ -55,7 +55,7 @@ def test_yellowdog_dag_reaches_the_jobs_api_through_a_real_ssh_tunnel(
         },
     }
     monkeypatch.setenv("AIRFLOW_CONN_RAYDOG_YD", json.dumps(connection))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the key file lives while in use
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where a key file would show up
 
     dag_run = load_dag("raydog_test_yellowdog").test()
 
@@ -69,7 +69,7 @@ def test_yellowdog_dag_reaches_the_jobs_api_through_a_real_ssh_tunnel(
     assert tunnel_ports, "the job operator did not log the Ray Jobs API URL it used"
     assert head.dashboard_port not in tunnel_ports, "the job went to the head's dashboard directly"
     assert not any(is_listening("127.0.0.1", port) for port in tunnel_ports), "a tunnel is still open"
-    assert not list(tmp_path.glob("raydog-ssh-*")), "the temporary SSH key file was left behind"
+    assert not list(tmp_path.glob("raydog-ssh-*")), "the SSH key was written to a file"
 
     xcoms = json.dumps([row[2] for row in xcom_rows(dag_run)])
     for leaked in (secret, private_key.strip().splitlines()[1]):

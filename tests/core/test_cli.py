@@ -77,3 +77,33 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     missing = raydog("down", str(tmp_path / "none.json"), check=False)
     assert "cannot read saved cluster state" in missing.stderr and "Traceback" not in missing.stderr
     assert "give at least one" in raydog("reap", check=False).stderr
+
+
+def test_plugged_in_commands_load_only_when_run() -> None:
+    """The emulator command comes through the `raydog.commands` entry point, imported on use only."""
+    probe = (
+        "import sys, raydog_core.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('raydog_core.testing', 'raydog_prefect', "
+        "'raydog_airflow'))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+    assert "emulator" in raydog("--help").stdout
+    assert "--error-rate" in raydog("emulator", "--help").stdout
+
+
+def test_run_finished_checks_plug_in_by_name() -> None:
+    """`--run-finished` lists the installed checks; a missing integration is one line with the fix."""
+    help_text = raydog("reap", "--help").stdout
+    assert "[airflow|prefect]" in help_text
+    env_without_url = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    for source in ("prefect", "airflow"):
+        result = subprocess.run(
+            [sys.executable, "-m", "raydog_core.cli", "reap", "--run-finished", source, "--dry-run"],
+            capture_output=True,
+            text=True,
+            env=env_without_url,
+            timeout=120,
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert f"raydog[{source}]" in result.stderr or "PREFECT_API_URL" in result.stderr

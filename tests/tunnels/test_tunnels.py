@@ -9,10 +9,12 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from raydog_core.errors import SpecError
+from raydog_core.errors import SpecError, StateError
 from raydog_core.ports import free_ports
+from raydog_core.ssh_access import SshAccess
+from raydog_core.state import ClusterState, HeadState
 from raydog_core.testing.services import SSHServer
-from raydog_core.tunnels import RayTunnels, SSHTunnelSpec, TunnelError
+from raydog_core.tunnels import RayTunnels, SSHTunnelSpec, TunnelError, tunnel_to_head
 
 
 @pytest.fixture
@@ -138,3 +140,93 @@ def test_bad_input_names_the_field(ssh_server) -> None:
         SSHTunnelSpec(0, 0)
     with pytest.raises(TunnelError, match="not open"):
         RayTunnels("127.0.0.1", "me", password="x").local_ports()
+
+
+def _state(public_ip: str | None, dashboard_port: int) -> ClusterState:
+    return ClusterState(
+        backend="yellowdog",
+        cluster_id="c-1",
+        cluster_name="c",
+        cluster_namespace="ns",
+        head=HeadState(public_ip=public_ip, dashboard_port=dashboard_port),
+    )
+
+
+def test_tunnel_to_head_with_the_key_as_text(ssh_server, redis_server) -> None:
+    """The Airflow connection's form: key text, port and known_hosts under `ssh_*` names."""
+    import redis
+
+    key_text = ssh_server.client_key.read_text()
+    access = SshAccess.from_fields(
+        {
+            "ssh_user": ssh_server.user,
+            "ssh_private_key": key_text,
+            "ssh_port": str(ssh_server.port),
+            "ssh_known_hosts_file": str(ssh_server.known_hosts),
+            "ssh_host_key_fingerprint": "",  # empty form fields count as not given
+        }
+    )
+    assert access.host_key_policy == "known_hosts"
+    assert key_text.splitlines()[1] not in repr(access) + str(access)
+    state = _state("127.0.0.1", redis_server.port)
+    with tunnel_to_head(state, access, [redis_server.port]) as tunnels:
+        local = tunnels.local_port(redis_server.port)
+        client = redis.Redis(host="127.0.0.1", port=local, password=redis_server.password)
+        assert client.ping()
+        client.close()
+    assert not tunnels.is_active
+
+
+def test_tunnel_to_head_needs_a_built_head(ssh_server) -> None:
+    access = SshAccess(user="me", private_key_file=str(ssh_server.client_key))
+    with pytest.raises(StateError, match="not built"):
+        tunnel_to_head(_state(None, 8265), access, [8265])
+
+
+def test_failed_login_releases_its_local_port(ssh_server, tmp_path) -> None:
+    """sshtunnel binds the local port before the login fails: it must be free again, promptly."""
+    import subprocess
+
+    key = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (local,) = free_ports(1)
+    tunnels = RayTunnels(
+        ssh_server.host,
+        ssh_server.user,
+        private_key_file=key,
+        ray_tunnel_specs=[SSHTunnelSpec(local, 22)],
+        ssh_port=ssh_server.port,
+        known_hosts_file=ssh_server.known_hosts,
+    )
+    with pytest.raises(TunnelError, match="could not open"):
+        tunnels.start_tunnels()
+    with socket.create_server(("127.0.0.1", local)):
+        pass  # the port can be bound again: nothing of the failed attempt listens on it
+
+
+@pytest.mark.parametrize(
+    ("fields", "where", "field"),
+    [
+        ({"ssh_user": "me"}, "", "ssh_private_key_file"),
+        ({"ssh_user": "me", "ssh_private_key": "k", "ssh_private_key_file": "f"}, "", "ssh_private_key"),
+        ({"ssh_user": "me", "ssh_password": "pw", "ssh_port": "twenty-two"}, "conn", "conn.ssh_port"),
+        ({"ssh_user": "me", "ssh_password": "pw", "ssh_host_key_fingerprint": "MD5:x"}, "", "ssh_host_key"),
+        ({"ssh_private_key": "k"}, "block", "block.ssh_user"),
+    ],
+)
+def test_ssh_access_errors_name_the_callers_field(fields: dict, where: str, field: str) -> None:
+    with pytest.raises(SpecError, match=field):
+        SshAccess.from_fields(fields, where=where)
+
+
+def test_ssh_access_keeps_secrets_out_of_reprs_and_checks_files(tmp_path) -> None:
+    access = SshAccess(user="me", password="pw-s3cret", known_hosts_file=str(tmp_path / "none"))
+    assert "pw-s3cret" not in repr(access) and access.load_private_key() is None
+    with pytest.raises(SpecError, match="ssh_known_hosts_file"):
+        access.check_files(prefix="ssh_")
+    garbage = tmp_path / "key"
+    garbage.write_text("not a key")
+    with pytest.raises(SpecError, match="private_key_file: is not"):
+        SshAccess(user="me", private_key_file=str(garbage)).load_private_key()
+    with pytest.raises(SpecError, match="access"):
+        RayTunnels("127.0.0.1", "me", access=access)

@@ -1,8 +1,9 @@
-"""Has the orchestrator run that owns a cluster finished? Asked of the orchestrator's own API.
+"""Has the Prefect flow run that owns a cluster finished? Asked of the Prefect API.
 
-Used by `raydog reap --run-finished prefect`: a cluster whose flow run is over (completed, failed,
-crashed or cancelled) has outlived its purpose. A cluster whose run cannot be looked up is never
-selected: the reaper only acts on certainty.
+Plugged into `raydog reap --run-finished prefect` through the `raydog.run_status` entry point: a
+cluster whose flow run is over (completed, failed, crashed or cancelled) has outlived its purpose. A
+cluster whose run cannot be looked up is never selected: the reaper only acts on certainty. Plain HTTP,
+so a reaper in cron needs no Prefect client settings beyond the API URL (and key, on Prefect Cloud).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import urllib.request
 
 from raydog_core.backends.base import ClusterRecord
 from raydog_core.reaper import RunFinished
+from raydog_prefect.labels import FLOW_RUN_LABEL
 
 log = logging.getLogger("raydog")
 
-PREFECT_RUN_LABEL = "prefect-flow-run-id"
+PREFECT_RUN_LABEL = FLOW_RUN_LABEL
 PREFECT_FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 TIMEOUT_S = 10.0
 
@@ -27,7 +29,7 @@ def prefect_run_finished(api_url: str | None = None, api_key: str | None = None)
     """A check that asks the Prefect API (default: $PREFECT_API_URL) for the state of a cluster's flow run."""
     base = (api_url or os.environ.get("PREFECT_API_URL") or "").rstrip("/")
     if not base:
-        raise ValueError("--prefect-api-url or PREFECT_API_URL is needed to ask Prefect about flow runs")
+        raise ValueError("--api-url or PREFECT_API_URL is needed to ask Prefect about flow runs")
     key = api_key or os.environ.get("PREFECT_API_KEY")
 
     def finished(record: ClusterRecord) -> bool:
