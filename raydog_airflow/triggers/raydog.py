@@ -46,6 +46,7 @@ class RayDogClusterTrigger(BaseTrigger):
         self.wait_for = wait_for
         self.deadline = deadline  # epoch seconds: survives a triggerer restart unchanged
         self.poll_interval = poll_interval
+        self._head_probe: operations.HeadProbe | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -83,7 +84,9 @@ class RayDogClusterTrigger(BaseTrigger):
 
     def _check(self, backend: Any) -> dict[str, Any] | None:
         if self.wait_for == "head":
-            head = operations.head_node_if_ready(self.cluster_state, backend)
+            if self._head_probe is None:  # one per wait: it remembers when the head's GCS opened
+                self._head_probe = operations.head_probe(self.cluster_state, backend)
+            head = operations.head_node_if_ready(self.cluster_state, backend, self._head_probe)
             if head is None:
                 return None
             return {"head_private_ip": head.private_ip, "head_public_ip": head.public_ip}
