@@ -176,16 +176,14 @@ def measure_fake_multinode(directory: Path) -> dict[str, Any]:
 
 def _plain_join(directory: Path, gcs: int, dashboard_url: str) -> float | None:
     """Seconds from launching a plain `ray start` worker process to its raylet alive in Ray."""
-    base = len(alive_ray_nodes(None, None, base_url=dashboard_url))
+    base = len(alive_ray_nodes(dashboard_url, None))
     temp_dir = Path("/tmp") / f"rd-join-{secrets.token_hex(3)}"
     temp_dir.mkdir()
     argv = [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", *local_node_args(temp_dir), "--block"]
     started = time.monotonic()
     proc, ref = processes.start_session(argv, base_env(), str(directory), str(directory / "join.log"))
     try:
-        joined = processes.wait_until(
-            lambda: len(alive_ray_nodes(None, None, base_url=dashboard_url)) > base, 120, 0.1
-        )
+        joined = processes.wait_until(lambda: len(alive_ray_nodes(dashboard_url, None)) > base, 120, 0.1)
         return round(time.monotonic() - started, 2) if joined else None
     finally:
         processes.stop_sessions([ref], grace_s=2.0)

@@ -77,7 +77,9 @@ def plain_script_up_and_down(workers: int) -> tuple[float, float]:
         started = time.monotonic()
         proc, ref = processes.start_session(["bash", str(script)], env, work, str(Path(work) / "log"))
         proc.wait(300)
-        processes.wait_until(lambda: len(alive_ray_nodes(state, None)) == workers + 1, 300, 0.1)
+        processes.wait_until(
+            lambda: len(alive_ray_nodes(state.dashboard_url or "", None)) == workers + 1, 300, 0.1
+        )
         up = time.monotonic() - started
         members = processes.session_members([ref])
         stop_started = time.monotonic()

@@ -5,12 +5,15 @@ in state. The client keeps a copy in a 0600 file under $RAYDOG_HOME so another p
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
+from raydog_core.errors import StateError
 from raydog_core.home import raydog_home
 
 TOKEN_ENV_VAR = "RAYDOG_RAY_AUTH_TOKEN"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def new_token() -> str:
@@ -24,7 +27,11 @@ def cluster_token() -> str:
 
 
 def token_path(cluster_id: str) -> Path:
-    return raydog_home() / "tokens" / cluster_id.replace("/", "_").replace(":", "_")
+    """The token file of a cluster: always directly under $RAYDOG_HOME/tokens, whatever the id says."""
+    name = cluster_id.replace(":", "_")
+    if not _PLAIN_ID.fullmatch(name):
+        raise StateError(f"cluster id {cluster_id!r} is not a plain identifier")
+    return raydog_home() / "tokens" / name
 
 
 def save_token(cluster_id: str, token: str) -> Path:

@@ -147,12 +147,10 @@ class RayDogCluster:
             backend=backend,
             yd_application_key_id=yd_application_key_id,
             yd_application_key_secret=yd_application_key_secret,
-            yd_platform_api_url=yd_platform_api_url or state.api_url,
+            yd_platform_api_url=yd_platform_api_url,
         )
-        if state.backend == "yellowdog" and backend is None:
-            cluster._credentials = YellowDogCredentials.resolve(
-                yd_application_key_id, yd_application_key_secret, yd_platform_api_url or state.api_url
-            )
+        if cluster._credentials is not None:
+            state.check_platform(cluster._credentials.api_url)  # credentials go only where configured
         cluster._session = ClusterSession.from_state(state, cluster._ensure_backend())
         cluster._state = state.model_copy(deep=True)
         cluster._built = state.phase == "running"
@@ -350,6 +348,10 @@ class RayDogCluster:
     def log_dir(self) -> str | None:
         return self._session.handle.log_dir if self._session else None
 
+    def head_node(self) -> NodeInfo:
+        """The running head as the backend reports it: the address to send the cluster's token to."""
+        return self._require_session().vouched_head(self.state)
+
     def client_environment(self) -> dict[str, str]:
         """Environment variables a Ray client needs for this cluster (auth mode and token file)."""
         return auth.client_environment(self._cluster_id(), self.spec.ray_auth_mode)
@@ -371,7 +373,7 @@ class RayDogCluster:
         def look() -> int | None:
             nonlocal alive
             session.raise_for_failed(current)
-            alive = session.alive_in_ray(self.dashboard_url)
+            alive = session.alive_in_ray(self._state.head.node_id if self._state else None)
             return alive if alive >= expected else None
 
         def timed_out() -> BuildTimeoutError:

@@ -26,7 +26,7 @@ from raydog_core.backends.base import (
     NodeStatus,
     ObservabilityPorts,
 )
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError
+from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, StateError
 from raydog_core.node_env import role_environment
 from raydog_core.ports import is_listening
 from raydog_core.ray_nodes import alive_ray_nodes
@@ -184,11 +184,36 @@ class ClusterSession:
             probe.look, deadline, lambda: BuildTimeoutError(timeout_message), abandoned=abandoned
         )
 
-    def alive_in_ray(self, dashboard_url: str | None) -> int:
-        """Nodes alive in Ray; where nodes are unreachable, running nodes as the backend reports them."""
+    def vouched_head(self, state: ClusterState) -> NodeInfo:
+        """The head as the backend reports it: the only address the cluster's token (or anything else
+        secret) is sent to. A state whose head the backend does not know, or that names other
+        addresses for it, is refused: saved state alone never decides where a token goes."""
+        head_id = state.head.node_id
+        node = self.node(head_id) if head_id else None
+        if node is None or node.role != NodeRole.HEAD or node.status != NodeStatus.RUNNING:
+            raise StateError(
+                f"cluster {self.cluster_name} ({self.cluster_id}) has no running head {head_id!r} on its "
+                "backend: it was shut down, or the state does not belong to it"
+            )
+        named = {state.head.private_ip, state.head.public_ip} - {None}
+        if not named <= {node.private_ip, node.public_ip}:
+            raise StateError(
+                f"saved state names head address(es) {sorted(named)} for cluster {self.cluster_name}, "
+                f"but its backend reports {node.private_ip} / {node.public_ip}: refusing to use the state"
+            )
+        return node
+
+    def alive_in_ray(self, head_node_id: str | None) -> int:
+        """Nodes alive in Ray, asked of the head's dashboard at the address the backend reports; where
+        nodes are unreachable, running nodes as the backend reports them."""
+        nodes = self.nodes()
         if not self.backend.capabilities.nodes_reachable:
-            return sum(1 for n in self.nodes() if n.status == NodeStatus.RUNNING)
-        return len(alive_ray_nodes(None, self.token, base_url=dashboard_url))
+            return sum(1 for n in nodes if n.status == NodeStatus.RUNNING)
+        head = next((n for n in nodes if n.node_id == head_node_id and n.role == NodeRole.HEAD), None)
+        if head is None or head.status != NodeStatus.RUNNING or not head.private_ip:
+            return 0
+        dashboard = f"http://{head.private_ip}:{self.handle.ports.dashboard}"
+        return len(alive_ray_nodes(dashboard, self.token))
 
     # -- the end ----------------------------------------------------------------------------------------
 
@@ -233,9 +258,15 @@ class HeadProbe:
 
     def _settled(self, head_ip: str, gcs_open_since: float) -> bool:
         dashboard = self._session.handle.ports.dashboard
-        if alive_ray_nodes(None, self._session.token, base_url=f"http://{head_ip}:{dashboard}"):
+        if alive_ray_nodes(f"http://{head_ip}:{dashboard}", self._session.token):
             return True
         waited = time.monotonic() - gcs_open_since
         if not is_listening(head_ip, dashboard):
             return waited >= HEAD_WITHOUT_DASHBOARD_S
         return waited >= HEAD_SETTLE_MAX_S
+
+
+def vouched_head(state: ClusterState, backend: Backend) -> NodeInfo:
+    """The running head of the cluster `state` names, with the addresses its backend reports (see
+    `ClusterSession.vouched_head`): what a client connects to with the cluster's token."""
+    return ClusterSession.from_state(state, backend).vouched_head(state)

@@ -37,7 +37,7 @@ def check_name(field: str, value: str, max_length: int = MAX_NAME_LENGTH) -> str
             f"{value!r} is {len(value)} characters long, at most {max_length} are allowed",
             "RayDog appends suffixes such as '-w12' and YellowDog limits names to 60 characters",
         )
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):  # `$` alone would let a trailing newline through
         raise SpecError(
             field,
             f"{value!r} is not a valid name",

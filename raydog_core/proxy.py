@@ -64,7 +64,8 @@ class RayDogClusterProxy:
             credentials = None
             if state.backend == "yellowdog":
                 key_id, secret, url = self._credential_args
-                credentials = YellowDogCredentials.resolve(key_id, secret, url or state.api_url)
+                credentials = YellowDogCredentials.resolve(key_id, secret, url)
+                state.check_platform(credentials.api_url)  # credentials go only where configured
             self._backend = create_backend(state.backend, credentials)
         return self._backend
 

@@ -12,18 +12,16 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from raydog_core.state import ClusterState
-
 TIMEOUT_S = 5.0
 
 
-def alive_ray_nodes(
-    state: ClusterState | None, token: str | None, base_url: str | None = None
-) -> list[dict[str, Any]]:
-    """The alive nodes Ray knows (empty while the dashboard is not answering yet)."""
-    url = (base_url or (state.dashboard_url if state else None) or "").rstrip("/")
-    if not url:
-        return []
+def alive_ray_nodes(base_url: str, token: str | None) -> list[dict[str, Any]]:
+    """The alive nodes Ray knows (empty while the dashboard is not answering yet).
+
+    `base_url` must be an address the backend vouches for (never one saved state alone names): the
+    token goes there.
+    """
+    url = base_url.rstrip("/")
     request = urllib.request.Request(f"{url}/nodes?view=summary")
     if token:
         request.add_header("Authorization", f"Bearer {token}")

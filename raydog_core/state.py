@@ -2,21 +2,50 @@
 
 It is what Airflow passes in XCom, what a crashed flow leaves behind for the reaper and what
 `raydog down` reads. It holds ids, addresses and ports; never a key, token or password.
+
+Saved state is input from outside (XCom, a file, a colleague), so it is validated as strictly as a
+spec: ids are plain identifiers (a local cluster id becomes a directory name), addresses are IP
+addresses, ports are ports, names follow the spec's rules. Nothing in it chooses where a credential or
+token is sent: see `raydog_core.lifecycle.ClusterSession.vouched_head`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from raydog_core.errors import StateError
+from raydog_core import naming
+from raydog_core.errors import SpecError, StateError
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 1 << 20  # a state of a thousand pools is ~200 KiB
 Phase = Literal["building", "running", "shut_down"]
+
+# Backend ids: a local cluster id is a directory name, YellowDog ids look like "ydid:wrkreq:000000:...".
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,199}$")]
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+def _ip_address(value: str) -> str:
+    ipaddress.ip_address(value)  # ValueError names the bad value
+    return value
+
+
+def _name(value: str) -> str:
+    try:
+        return naming.check_name("name", value)
+    except SpecError as error:
+        raise ValueError(error.problem) from None
+
+
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class _Record(BaseModel):
@@ -24,50 +53,62 @@ class _Record(BaseModel):
 
 
 class HeadState(_Record):
-    node_id: str | None = None
-    private_ip: str | None = None
-    public_ip: str | None = None
-    gcs_port: int = 6379
-    dashboard_port: int = 8265
-    client_port: int = 10001
+    node_id: Identifier | None = None
+    private_ip: IpAddress | None = None
+    public_ip: IpAddress | None = None
+    gcs_port: Port = 6379
+    dashboard_port: Port = 8265
+    client_port: Port = 10001
 
 
 class ObservabilityState(_Record):
     """Ports of the observability node's services; the node's address is `ClusterState.observability_host`."""
 
-    prometheus_port: int = 9090
-    grafana_port: int = 3000
+    prometheus_port: Port = 9090
+    grafana_port: Port = 3000
 
 
 class PoolState(_Record):
-    pool_id: str  # the backend's id
-    raydog_id: str | None = None  # the id add_worker_pool returned ("<cluster>-w<n>")
+    pool_id: Identifier  # the backend's id
+    raydog_id: Identifier | None = None  # the id add_worker_pool returned ("<cluster>-w<n>")
     role: Literal["head", "worker", "observability"]
-    internal_name: str | None = None
-    node_count: int = 0
-    node_ids: list[str] = Field(default_factory=list)
+    internal_name: Label | None = None
+    node_count: int = Field(0, ge=0, strict=True)
+    node_ids: list[Identifier] = Field(default_factory=list)
 
 
 class ClusterState(_Record):
     """Everything needed to reconnect to a cluster and to clean it up, and nothing secret."""
 
-    version: int = STATE_VERSION
+    version: Literal[1] = STATE_VERSION
     backend: Literal["local", "yellowdog"]
-    cluster_id: str
-    cluster_name: str
-    cluster_namespace: str
-    cluster_tag: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    cluster_id: Identifier
+    cluster_name: Name
+    cluster_namespace: Name
+    cluster_tag: Label | None = None
+    labels: dict[Label, Label] = Field(default_factory=dict)
     phase: Phase = "building"
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    api_url: str | None = None  # YellowDog platform URL (not a secret)
-    log_dir: str | None = None  # local backend: where node logs are
+    # The platform this cluster was built on, for information: credentials only ever go to the URL the
+    # caller configured, and a state naming another one is refused (see `check_platform`).
+    api_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
+    log_dir: Annotated[str, StringConstraints(max_length=4096)] | None = None  # shown to users, never opened
     auth_mode: Literal["token", "disabled"] = "disabled"
     head: HeadState = Field(default_factory=HeadState)
-    observability_host: str | None = None
+    observability_host: IpAddress | None = None
     observability: ObservabilityState | None = None  # set when the cluster has an observability node
-    next_pool_index: int = 1  # pool ids are never reused, even after the newest pool was removed
-    pools: list[PoolState] = Field(default_factory=list)
+    # pool ids are never reused, even after the newest pool was removed
+    next_pool_index: int = Field(1, ge=1, le=naming.MAX_WORKER_POOLS + 1, strict=True)
+    pools: list[PoolState] = Field(default_factory=list, max_length=naming.MAX_WORKER_POOLS + 2)
+
+    def check_platform(self, api_url: str) -> None:
+        """Refuse to use this state with credentials for another platform than the one it names."""
+        if self.api_url is not None and self.api_url.rstrip("/") != api_url.rstrip("/"):
+            raise StateError(
+                f"saved cluster state names the YellowDog platform {self.api_url!r}, but the credentials "
+                f"are for {api_url!r}; credentials only go to the platform you configured: set "
+                "yd_platform_api_url / YD_API_URL to the state's platform if you trust it"
+            )
 
     # Upstream RayDog's saved-state keys, kept so its users' tooling keeps reading our state.
     @property
@@ -129,8 +170,12 @@ class ClusterState(_Record):
         if isinstance(text, dict):
             data = dict(text)
         else:
+            if len(text) > MAX_STATE_BYTES:
+                raise StateError(f"saved cluster state is {len(text)} bytes long, at most {MAX_STATE_BYTES}")
             try:
                 data = json.loads(text)
+            except RecursionError:
+                raise StateError("saved cluster state is nested too deeply to be a cluster state") from None
             except (TypeError, ValueError) as error:
                 raise StateError(f"saved cluster state is not valid JSON: {error}") from None
         if not isinstance(data, dict):
@@ -141,7 +186,7 @@ class ClusterState(_Record):
                 "this is upstream RayDog's state format; shut it down with upstream's "
                 "RayDogClusterProxy or build the cluster again with raydog"
             )
-        if version != STATE_VERSION:
+        if type(version) is not int or version != STATE_VERSION:
             raise StateError(
                 f"saved cluster state has version {version!r}; this raydog reads {STATE_VERSION}"
             )
@@ -149,10 +194,13 @@ class ClusterState(_Record):
         data.pop("worker_pool_ids", None)
         try:
             return cls.model_validate(data)
+        except RecursionError:
+            raise StateError("saved cluster state is nested too deeply to be a cluster state") from None
         except ValidationError as error:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"])
-            raise StateError(f"saved cluster state is corrupt: {field}: {first['msg']}") from None
+            problem = str(first["msg"]).removeprefix("Value error, ")
+            raise StateError(f"saved cluster state is corrupt: {field}: {problem}") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> ClusterState:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import paramiko
 import sshtunnel
 
-from raydog_core.backends.base import ObservabilityPorts
+from raydog_core.backends.base import NodeInfo, ObservabilityPorts
 from raydog_core.errors import RayDogError, SpecError, StateError
 from raydog_core.spec import build_model
 from raydog_core.ssh_access import SshAccess
@@ -286,20 +286,22 @@ class RayTunnels:
 
 
 def tunnel_to_head(
-    state: ClusterState,
+    head: NodeInfo,
     access: SshAccess,
     ports: Sequence[int],
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> RayTunnels:
-    """Tunnels (not yet open) to these ports of a built cluster's head, through its public address.
+    """Tunnels (not yet open) to these ports of a cluster's head, through its public address.
 
+    `head` is the head as its backend reports it (`raydog_core.lifecycle.vouched_head`), never an
+    address saved state alone names: the cluster's token travels through these tunnels.
     Use it as a context manager (`with tunnel_to_head(...) as tunnels`), or call `start_tunnels()` and
     later `stop_tunnels()` when the tunnels outlive one block (the Prefect runner's Ray Client).
     Local ends are free ports on 127.0.0.1: read them back with `tunnels.local_port(port)`.
     """
-    host = state.head.public_ip or state.head.private_ip
+    host = head.public_ip or head.private_ip
     if not host:
-        raise StateError(f"cluster {state.cluster_name} has no head address yet: it was not built")
+        raise StateError(f"head {head.node_id} has no address yet")
     return RayTunnels(
         host,
         ray_tunnel_specs=[SSHTunnelSpec(0, port) for port in ports],

@@ -77,7 +77,7 @@ def _through_ssh(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConn
 
     check_connection(config)
     head = cluster.state.head
-    tunnels = tunnel_to_head(cluster.state, ssh_access(config), [head.client_port, head.dashboard_port])
+    tunnels = tunnel_to_head(cluster.head_node(), ssh_access(config), [head.client_port, head.dashboard_port])
     tunnels.start_tunnels()
     return RayConnection(
         address=f"ray://{LOOPBACK}:{tunnels.local_port(head.client_port)}",

@@ -25,6 +25,7 @@ from raydog_core import auth
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import SpecError, StateError
+from raydog_core.lifecycle import vouched_head
 from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
 
@@ -106,24 +107,31 @@ class RayDogConnectionSettings:
                 f"the cluster runs on backend {state.backend!r} but the connection is for {self.backend!r}",
                 "use the connection the cluster was built with",
             )
+        if self.credentials is not None:
+            state.check_platform(self.credentials.api_url)
 
     @contextmanager
     def dashboard_url(self, state: ClusterState) -> Iterator[str]:
         """The head's dashboard (Ray Jobs API) as this machine reaches it: directly, or by SSH tunnel.
 
-        The tunnel is used when the connection names an SSH user and the backend's nodes are not
-        directly reachable (YellowDog); it goes to the head's public address.
+        The head's address comes from the backend, never from the state alone (the cluster's token is
+        sent there). The tunnel is used when the connection names an SSH user and the backend's nodes
+        are not directly reachable (YellowDog); it goes to the head's public address.
         """
+        self.check_state(state)
+        backend = self.create_backend()
+        try:
+            head = vouched_head(state, backend)
+        finally:
+            backend.close()
+        port = state.head.dashboard_port
         if self.ssh is None or self.backend == "local":
-            if not state.dashboard_url:
-                raise StateError(f"cluster {state.cluster_name} has no head address yet: it was not built")
-            yield state.dashboard_url
+            yield f"http://{head.public_ip or head.private_ip}:{port}"
             return
         from raydog_core.tunnels import tunnel_to_head
 
         self.ssh.check_files(prefix="ssh_")
-        port = state.head.dashboard_port
-        with tunnel_to_head(state, self.ssh, [port]) as tunnels:
+        with tunnel_to_head(head, self.ssh, [port]) as tunnels:
             yield f"http://127.0.0.1:{tunnels.local_port(port)}"
 
 

@@ -128,7 +128,7 @@ def test_ray_metrics_reach_observability_prometheus(local_backend) -> None:
         token = auth.load_token(state.cluster_id)
         exporters = {
             f"{n['raylet']['nodeManagerAddress']}:{n['raylet']['metricsExportPort']}"
-            for n in alive_ray_nodes(state, token)
+            for n in alive_ray_nodes(state.dashboard_url or "", token)
         }
         assert len(exporters) == 2
         instances = _wait_for_node_metrics(state, exporters)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -66,3 +67,67 @@ def test_missing_state_file(tmp_path) -> None:
 def test_proxy_without_state() -> None:
     with pytest.raises(StateError, match="no saved state loaded"):
         RayDogClusterProxy().shut_down()
+
+
+def _with(**changes) -> dict:
+    data = json.loads(_state().to_json())
+    for dotted, value in changes.items():
+        target = data
+        *path, last = dotted.split("__")
+        for part in path:
+            target = target[part]
+        target[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"version": True}, "version True"),
+        ({"version": 1.0}, "version 1.0"),
+        ({"version": "1"}, "version '1'"),
+        ({"head__gcs_port": 0}, "head.gcs_port"),
+        ({"head__dashboard_port": 70000}, "head.dashboard_port"),
+        ({"head__client_port": "10001"}, "head.client_port"),
+        ({"head__private_ip": "evil.example.com"}, "head.private_ip"),
+        ({"cluster_id": "../../etc"}, "cluster_id"),
+        ({"cluster_id": "/tmp/x"}, "cluster_id"),
+        ({"cluster_id": "a" * 300}, "cluster_id"),
+        ({"cluster_name": "Bad Name"}, "cluster_name"),
+        ({"cluster_name": "demo\n"}, "cluster_name"),
+        ({"cluster_namespace": ""}, "cluster_namespace"),
+        ({"labels": {"k": "v\x07"}}, "labels"),
+        ({"api_url": "ftp://x"}, "api_url"),
+        ({"pools": [{"pool_id": "p", "role": "worker", "node_count": -1}]}, "pools.0.node_count"),
+        ({"pools": [{"pool_id": "p", "role": "worker", "node_ids": ["../x"]}]}, "pools.0.node_ids"),
+        ({"next_pool_index": 0}, "next_pool_index"),
+    ],
+)
+def test_state_is_validated_like_a_spec(changes: dict, words: str) -> None:
+    with pytest.raises(StateError, match=re.escape(words)):
+        ClusterState.from_json(json.dumps(_with(**changes)))
+    with pytest.raises(StateError, match=re.escape(words)):
+        ClusterState.from_json(_with(**changes))  # an XCom dict, too
+
+
+def test_deep_nesting_and_huge_state_are_refused_quickly() -> None:
+    with pytest.raises(StateError, match="nested too deeply"):
+        ClusterState.from_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(StateError, match="bytes long"):
+        ClusterState.from_json('{"x": "' + "a" * (2 << 20) + '"}')
+
+
+def test_state_naming_another_platform_is_refused_before_any_request(monkeypatch) -> None:
+    """Credentials only ever go to the URL the caller configured, whatever the state says."""
+    state = _state().model_copy(update={"backend": "yellowdog", "api_url": "http://127.0.0.1:9/evil"})
+    monkeypatch.setenv("YD_API_KEY_ID", "key")
+    monkeypatch.setenv("YD_API_KEY_SECRET", "secret")
+    monkeypatch.setenv("YD_API_URL", "http://127.0.0.1:8/configured")
+    proxy = RayDogClusterProxy()
+    proxy.load_saved_state_from_json(state.to_json())
+    with pytest.raises(StateError, match="credentials only go to the platform you configured"):
+        proxy.shut_down()
+    from raydog_core import RayDogCluster
+
+    with pytest.raises(StateError, match=re.escape("names the YellowDog platform 'http://127.0.0.1:9/evil'")):
+        RayDogCluster.from_state(state.to_json())
