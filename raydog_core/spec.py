@@ -20,6 +20,7 @@ BackendKind = Literal["local", "yellowdog"]
 AuthMode = Literal["token", "disabled"]
 
 MIN_OBJECT_STORE_MB = 80  # Ray refuses less than 75 MiB
+MAX_SPEC_FILE_BYTES = 1 << 20
 
 
 class _Strict(BaseModel):
@@ -231,6 +232,8 @@ def load_spec_file(path: str | Path) -> ClusterSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError("spec", f"file {str(path)!r} does not exist", "pass the path of a YAML or TOML spec")
+    if path.stat().st_size > MAX_SPEC_FILE_BYTES:
+        raise SpecError("spec", f"{path} is larger than {MAX_SPEC_FILE_BYTES} bytes", "is it a spec?")
     text = path.read_text()
     try:
         if path.suffix == ".toml":
@@ -238,7 +241,12 @@ def load_spec_file(path: str | Path) -> ClusterSpec:
         elif path.suffix == ".json":
             data = json.loads(text)
         else:
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+                # Aliases can expand a few lines into billions of values (a "YAML bomb"): a spec needs none.
+                raise SpecError("spec", f"{path} uses YAML aliases (*name)", "write the values out in full")
             data = yaml.safe_load(text)
+    except SpecError:
+        raise
     except Exception as error:  # noqa: BLE001 - any parse error is the user's file, reported as such
         raise SpecError("spec", f"{path} could not be parsed: {error}", "check its syntax") from None
     if not isinstance(data, dict):

@@ -116,3 +116,12 @@ def test_spec_file_errors_are_clear(tmp_path) -> None:
     bad.write_text("cluster_name: [unclosed\n")
     with pytest.raises(SpecError, match="could not be parsed"):
         load_spec_file(bad)
+
+
+def test_a_yaml_bomb_is_refused_quickly(tmp_path) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("cluster_name: boom\n" + "\n".join(levels) + "\n")  # 10^9 values once expanded
+    with pytest.raises(SpecError, match="YAML aliases"):  # expanding it would take minutes and gigabytes
+        load_spec_file(bomb)
