@@ -7,9 +7,9 @@ from yellowdog_client.model import Task, TaskError, TaskStatus
 
 from raydog_core import naming
 from raydog_core.backends.base import NodeStatus
-from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV, resolve_placement
 from raydog_core.backends.yellowdog.labels import labels_tag, parse_labels_tag
 from raydog_core.backends.yellowdog.node_status import node_status
+from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV, resolve_placement
 from raydog_core.errors import SpecError
 from raydog_core.spec import ClusterSpec, NodePlacement, build_model
 
