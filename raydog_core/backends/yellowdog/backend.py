@@ -393,13 +393,10 @@ class YellowDogBackend:
 
     def _live_requirement_by_name(self, namespace: str, name: str) -> WorkRequirement | None:
         work = self._client.work_client
-        try:
-            found = self._call(
-                lambda: work.get_work_requirement_by_name(namespace, name), "find work requirement"
-            )
-        except InvalidRequestException:
-            return None
-        return None if found.status.finished else found
+        found = self._find(
+            lambda: work.get_work_requirement_by_name(namespace, name), "find work requirement"
+        )
+        return None if found is None or found.status.finished else found
 
     def _append_group(
         self, cluster_id: str, cluster: _Cluster, pool_name: str, role: NodeRole, generation: int
@@ -525,27 +522,20 @@ class YellowDogBackend:
             self._release_pool(pool.id)
             return True
         compute = self._client.compute_client
-        try:
-            existing = self._call(
-                lambda: compute.get_compute_requirement_by_name(namespace, name), "find compute"
-            )
-        except InvalidRequestException:
-            return False
-        if existing.status == ComputeRequirementStatus.TERMINATED:
+        existing = self._find(
+            lambda: compute.get_compute_requirement_by_name(namespace, name), "find compute"
+        )
+        if existing is None or existing.status == ComputeRequirementStatus.TERMINATED:
             return False
         self._terminate_compute(existing.id)
         return True
 
     def _pool_by_name(self, namespace: str, name: str):
         """The pool with exactly this name, or None."""
-        try:
-            pool = self._call(
-                lambda: self._client.worker_pool_client.get_worker_pool_by_name(namespace, name),
-                "find worker pool",
-            )
-        except InvalidRequestException:
-            return None
-        self._pool_ids[(namespace, name)] = pool.id
+        pools = self._client.worker_pool_client
+        pool = self._find(lambda: pools.get_worker_pool_by_name(namespace, name), "find worker pool")
+        if pool is not None:
+            self._pool_ids[(namespace, name)] = pool.id
         return pool
 
     def _pool_id(self, namespace: str, name: str) -> str | None:
@@ -755,6 +745,13 @@ class YellowDogBackend:
                 "give the id (ydid:crt:...) or 'namespace/name' of a template your application key can use",
             ) from None
         self._checked_templates.add(template)
+
+    def _find(self, call: Callable[[], T], what: str) -> T | None:
+        """A lookup by name; None when the platform has nothing of that name (it refuses the request)."""
+        try:
+            return self._call(call, what)
+        except InvalidRequestException:
+            return None
 
     def _call(self, call: Callable[[], T], what: str) -> T:
         try:
