@@ -1,5 +1,5 @@
 """`ray start` arguments that let several Ray nodes share one host, used by every backend whose nodes
-run on this machine (the local backend, and the YellowDog backend against the emulator).
+run on this machine (the local backend, and the YellowDog backend with `shared_host` placement).
 
 Nodes starting at the same moment on one host otherwise race for the ports Ray picks itself and for
 log file names in a shared temp dir; and a worker without `--temp-dir` adopts the head's.

@@ -7,6 +7,7 @@ here, in YAML for `raydog up`, in a Prefect Block and in an Airflow operator.
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,20 @@ AuthMode = Literal["token", "disabled"]
 
 MIN_OBJECT_STORE_MB = 80  # Ray refuses less than 75 MiB
 MAX_SPEC_FILE_BYTES = 1 << 20
+
+
+class NodePlacement(StrEnum):
+    """Where a YellowDog backend's nodes run, chosen by whoever builds the backend, never guessed.
+
+    `own_machine` (the default): every node is a YellowDog instance of its own, so Ray keeps its usual
+    ports, nodes' private addresses are not reachable from the client (SSH tunnel through the head), and
+    Ray counts a machine's GPUs. `shared_host`: every node is a process on the client's own host (the
+    emulator, or an on-premise agent on this machine): nodes get free ports, their own short temp dirs and
+    explicit GPU counts, and the client reaches them directly.
+    """
+
+    OWN_MACHINE = "own_machine"
+    SHARED_HOST = "shared_host"
 
 
 class _Strict(BaseModel):
@@ -81,6 +96,11 @@ class ClusterSpec(_Strict):
     )
     cluster_lifetime: timedelta | None = Field(None, description="nodes stop by themselves after this")
     backend: BackendKind = "local"
+    node_placement: NodePlacement | None = Field(
+        None,
+        description="backend 'yellowdog' only: own_machine or shared_host (see NodePlacement); "
+        "None: $RAYDOG_YELLOWDOG_NODE_PLACEMENT, else own_machine",
+    )
     build_timeout: timedelta = Field(timedelta(minutes=10), description="head must be up within this")
 
     head_node_ray_start_script: ScriptSource | None = None
@@ -151,6 +171,12 @@ class ClusterSpec(_Strict):
             raise SpecError("worker_pools", f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
         if self.backend == "yellowdog":
             self._require_templates()
+        elif self.node_placement is not None:
+            raise SpecError(
+                "node_placement",
+                f"only for backend 'yellowdog', got backend {self.backend!r}",
+                "remove node_placement: local nodes always share this host",
+            )
         return self
 
     def _require_templates(self) -> None:

@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from raydog_core import naming
 from raydog_core.errors import SpecError
 from raydog_core.scripts import default_script
-from raydog_core.spec import MIN_OBJECT_STORE_MB, NodeResources, YellowDogNodeOptions, build_model
+from raydog_core.spec import (
+    MIN_OBJECT_STORE_MB,
+    NodePlacement,
+    NodeResources,
+    YellowDogNodeOptions,
+    build_model,
+)
 from raydog_core.tagstore import DEFAULT_PORT
 
 FILE_PREFIX = "file:"
@@ -67,6 +73,11 @@ class ProviderConfig(BaseModel):
     type: Literal["external"] = "external"
     module: str = "raydog_core.autoscaler.RayDogNodeProvider"
     backend: Literal["local", "yellowdog"] = "local"
+    node_placement: NodePlacement | None = Field(
+        None,
+        description="backend yellowdog only: own_machine or shared_host; "
+        "None: $RAYDOG_YELLOWDOG_NODE_PLACEMENT, else own_machine",
+    )
     cluster_namespace: str = "raydog"
     cluster_tag: str | None = None
     ray_head_node_task_script: str | None = None
@@ -102,6 +113,17 @@ class ProviderConfig(BaseModel):
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
         return None if value is None else naming.check_name("provider.cluster_tag", value)
+
+    @field_validator("node_placement")
+    @classmethod
+    def _placement_for_yellowdog(cls, value: NodePlacement | None, info: Any) -> NodePlacement | None:
+        if value is not None and info.data.get("backend") != "yellowdog":
+            raise SpecError(
+                "provider.node_placement",
+                "only for backend yellowdog",
+                "remove it: local nodes always share this host",
+            )
+        return value
 
     @field_validator("disable_node_updaters")
     @classmethod

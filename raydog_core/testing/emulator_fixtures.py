@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV
 from raydog_core.testing.emulator import Emulator, Faults
 
 
@@ -17,10 +18,16 @@ def yellowdog_emulator() -> Iterator[Emulator]:
     and a template from `DEFAULT_TEMPLATES` ("raydog/emulated"). Turn faults on through
     `yellowdog_emulator.faults`; they are reset after the module. When the module ends, every work
     requirement, pool, compute requirement, instance and task process must be gone, or the fixture fails.
+
+    While the module runs, RAYDOG_YELLOWDOG_NODE_PLACEMENT is `shared_host`: backends that integrations
+    build for themselves (a Prefect Block, an Airflow hook, `ray up`) place nodes on this host as the
+    emulator's instances are. Credentials stay explicit (`credentials()`, `cluster_kwargs()`).
     """
     emulator = Emulator(faults=Faults(seed=1)).start()
     try:
-        yield emulator
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(PLACEMENT_ENV, emulator.placement.value)
+            yield emulator
         emulator.faults.error_rate = 0.0
         leaks = emulator.wait_until_clean()
     finally:

@@ -18,9 +18,8 @@ pytestmark = pytest.mark.slow
 def test_yellowdog_lifecycle_through_the_emulator(
     raydog_home: Path, yellowdog_emulator, ssh_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("YD_API_KEY_ID", yellowdog_emulator.key_id)
-    monkeypatch.setenv("YD_API_KEY_SECRET", yellowdog_emulator.cluster_kwargs()["yd_application_key_secret"])
-    monkeypatch.setenv("YD_API_URL", yellowdog_emulator.url)
+    for key, value in yellowdog_emulator.environment().items():
+        monkeypatch.setenv(key, value)
     template = {"compute_requirement_template": DEFAULT_TEMPLATES[0]}
     name = cluster_name("yd")
     config = write_config(
@@ -31,6 +30,7 @@ def test_yellowdog_lifecycle_through_the_emulator(
         auth={"ssh_user": ssh_server.user, "ssh_private_key": str(ssh_server.client_key)},
         **{
             "provider.backend": "yellowdog",
+            "provider.node_placement": "shared_host",  # the emulator's instances share this host
             "provider.autoscaler_update_interval_s": 1,
             "provider.head_node_tag_server_port": 0,
             "provider.tag_store_via_ssh": True,

@@ -7,10 +7,11 @@ from yellowdog_client.model import Task, TaskError, TaskStatus
 
 from raydog_core import naming
 from raydog_core.backends.base import NodeStatus
-from raydog_core.backends.yellowdog.client import is_loopback_url
 from raydog_core.backends.yellowdog.labels import labels_tag, parse_labels_tag
 from raydog_core.backends.yellowdog.node_status import node_status
+from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV, resolve_placement
 from raydog_core.errors import SpecError
+from raydog_core.spec import ClusterSpec, NodePlacement, build_model
 
 
 def test_labels_round_trip_and_foreign_tags_are_ignored() -> None:
@@ -50,6 +51,20 @@ def test_task_status_becomes_node_status(status, error, code, expected, words) -
     assert got == expected and words in detail
 
 
-def test_loopback_urls_mean_the_emulator() -> None:
-    assert is_loopback_url("http://127.0.0.1:9000") and is_loopback_url("http://localhost:1")
-    assert not is_loopback_url("https://api.yellowdog.ai")
+def test_placement_is_chosen_never_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PLACEMENT_ENV, raising=False)
+    assert resolve_placement() == NodePlacement.OWN_MACHINE  # even for a platform URL on loopback
+    monkeypatch.setenv(PLACEMENT_ENV, "shared_host")
+    assert resolve_placement() == NodePlacement.SHARED_HOST
+    assert resolve_placement("own_machine") == NodePlacement.OWN_MACHINE  # the caller's choice wins
+    monkeypatch.setenv(PLACEMENT_ENV, "same_box")
+    with pytest.raises(SpecError, match=PLACEMENT_ENV):
+        resolve_placement()
+
+
+def test_spec_takes_a_placement_for_yellowdog_only() -> None:
+    yd = {"cluster_name": "c", "backend": "yellowdog", "head_node_compute_requirement_template_id": "ns/t"}
+    assert ClusterSpec(**yd, node_placement="shared_host").node_placement == NodePlacement.SHARED_HOST
+    assert ClusterSpec(**yd).node_placement is None
+    with pytest.raises(SpecError, match="node_placement"):
+        build_model(ClusterSpec, {"cluster_name": "c", "node_placement": "shared_host"})

@@ -8,7 +8,6 @@ ports and Ray temp dir, so several clusters and someone else's Ray share one mac
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -37,6 +36,14 @@ from raydog_core.backends.base import (
     ObservabilityPorts,
 )
 from raydog_core.backends.local.gpus import assign_gpus, detect_gpu_ids
+from raydog_core.backends.local.manifest import (
+    TEMP_PREFIX,
+    TEMP_ROOT,
+    Manifest,
+    ManifestNode,
+    ManifestPool,
+    ManifestPorts,
+)
 from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
 from raydog_core.local_node_args import LOOPBACK, local_node_args
@@ -64,28 +71,23 @@ class LocalBackend:
         directory = self.root / cluster_id
         (directory / "logs").mkdir(parents=True, exist_ok=False)
         # Ray's temp dir must stay short: its Unix sockets live below it (~107-character limit).
-        temp_dir = Path("/tmp") / f"rd-{secrets.token_hex(4)}"
+        temp_dir = TEMP_ROOT / f"{TEMP_PREFIX}{secrets.token_hex(4)}"
         temp_dir.mkdir(mode=0o700)
         # The observability ports too, though only a cluster with an observability node uses them:
         # the builder hands the same values to that node, the head and the workers.
         gcs, dashboard, client, prometheus, grafana = free_ports(5)
         gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
-        manifest = {
-            "cluster_id": cluster_id,
-            "name": options.name,
-            "namespace": options.namespace,
-            "labels": dict(options.labels),
-            "created_at": datetime.now(UTC).isoformat(),
-            "lifetime_s": options.lifetime.total_seconds() if options.lifetime else None,
-            "temp_dir": str(temp_dir),
-            "ports": {"gcs": gcs, "dashboard": dashboard, "client": client},
-            "gpus": gpus,
-            "gpu_assigned": {},
-            "pools": {},
-            "nodes": {},
-            "next_node": 1,
-            "state": "running",
-        }
+        manifest = Manifest(
+            cluster_id=cluster_id,
+            name=options.name,
+            namespace=options.namespace,
+            labels=dict(options.labels),
+            created_at=datetime.now(UTC),
+            lifetime_s=options.lifetime.total_seconds() if options.lifetime else None,
+            temp_dir=temp_dir,
+            ports=ManifestPorts(gcs=gcs, dashboard=dashboard, client=client),
+            gpus=gpus,
+        )
         self._write(directory, manifest)
         return ClusterHandle(
             cluster_id,
@@ -100,16 +102,16 @@ class LocalBackend:
             manifest = self._read(manifest_path.parent)
             if manifest is None:
                 continue
-            live = sum(1 for n in manifest["nodes"].values() if self._alive(n))
+            live = sum(1 for n in manifest.nodes.values() if processes.is_ours(n.process))
             records.append(
                 ClusterRecord(
-                    cluster_id=manifest["cluster_id"],
-                    name=manifest["name"],
+                    cluster_id=manifest.cluster_id,
+                    name=manifest.name,
                     backend=self.kind,
-                    labels=manifest["labels"],
-                    created_at=datetime.fromisoformat(manifest["created_at"]),
+                    labels=manifest.labels,
+                    created_at=manifest.created_at,
                     live_nodes=live,
-                    state="running" if manifest["state"] == "running" or live else "stopped",
+                    state="running" if manifest.state == "running" or live else "stopped",
                 )
             )
         return records
@@ -117,8 +119,8 @@ class LocalBackend:
     def live_resources(self) -> list[str]:
         leaks = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
-            manifest = self._read(manifest_path.parent) or {"nodes": {}}
-            refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
+            manifest = self._read(manifest_path.parent)
+            refs = [n.process for n in manifest.nodes.values()] if manifest else []
             for proc in processes.session_members(refs):
                 leaks.append(
                     f"local process {proc.pid} ({_name(proc)}) of cluster {manifest_path.parent.name}"
@@ -128,16 +130,16 @@ class LocalBackend:
     def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
-            for node in manifest["nodes"].values():
-                if node["status"] != NodeStatus.FAILED:
-                    node["status"] = NodeStatus.TERMINATED
-            manifest["state"] = "stopped"
-            refs = [processes.ProcessRef.from_dict(n["process"]) for n in manifest["nodes"].values()]
-            temp_dir = manifest["temp_dir"]
-            node_dirs = {n.get("temp_name", ""): node_id for node_id, n in manifest["nodes"].items()}
+            for node in manifest.nodes.values():
+                if node.status != NodeStatus.FAILED:
+                    node.status = NodeStatus.TERMINATED
+            manifest.state = "stopped"
+            refs = [n.process for n in manifest.nodes.values()]
+            temp_dir = manifest.temp_dir
+            node_dirs = {n.temp_name: node_id for node_id, n in manifest.nodes.items()}
         failures = processes.stop_sessions(refs)
         self._reap()
-        _keep_ray_logs(Path(temp_dir), directory / "logs", node_dirs)
+        _keep_ray_logs(temp_dir, directory / "logs", node_dirs)
         shutil.rmtree(temp_dir, ignore_errors=True)
         return failures
 
@@ -150,29 +152,29 @@ class LocalBackend:
         directory = self._directory(cluster_id)
         pool_id = launch.pool_name
         with self._manifest(directory) as manifest:
-            if pool_id in manifest["pools"]:
+            if pool_id in manifest.pools:
                 raise RayDogError(f"pool {pool_id!r} already exists in cluster {cluster_id}")
-            manifest["pools"][pool_id] = {"role": launch.role.value, "removed": False}
+            manifest.pools[pool_id] = ManifestPool(role=launch.role)
         return pool_id, self.add_nodes(cluster_id, pool_id, launch, count)
 
     def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
-            if manifest["state"] != "running":
+            if manifest.state != "running":
                 raise RayDogError(f"cluster {cluster_id} has been shut down")
-            pool = manifest["pools"].get(pool_id)
-            if pool is None or pool["removed"]:
+            pool = manifest.pools.get(pool_id)
+            if pool is None or pool.removed:
                 raise RayDogError(f"pool {pool_id!r} does not exist in cluster {cluster_id}")
-            taken = {g for ids in manifest["gpu_assigned"].values() for g in ids}
-            free = [g for g in manifest["gpus"] if g not in taken]
+            taken = {g for ids in manifest.gpu_assigned.values() for g in ids}
+            free = [g for g in manifest.gpus if g not in taken]
             field = "head_node_resources.num_gpus" if launch.role == NodeRole.HEAD else "num_gpus"
-            gpu_sets = assign_gpus(free, [launch.resources.num_gpus] * count, manifest["gpus"], field)
+            gpu_sets = assign_gpus(free, [launch.resources.num_gpus] * count, manifest.gpus, field)
             node_ids = []
             for gpus in gpu_sets:
-                node_id = f"{pool_id}-n{manifest['next_node']}"
-                manifest["next_node"] += 1
-                manifest["gpu_assigned"][node_id] = gpus
-                manifest["nodes"][node_id] = self._start_node(
+                node_id = f"{pool_id}-n{manifest.next_node}"
+                manifest.next_node += 1
+                manifest.gpu_assigned[node_id] = gpus
+                manifest.nodes[node_id] = self._start_node(
                     directory, manifest, node_id, pool_id, launch, gpus
                 )
                 node_ids.append(node_id)
@@ -184,40 +186,40 @@ class LocalBackend:
         manifest = self._read(directory)
         if manifest is None:
             return []
-        return [self._info(directory, node_id, node) for node_id, node in manifest["nodes"].items()]
+        return [self._info(directory, node_id, node) for node_id, node in manifest.nodes.items()]
 
     def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
             refs = []
             for node_id in node_ids:
-                node = manifest["nodes"].get(node_id)
+                node = manifest.nodes.get(node_id)
                 if node is None:
                     continue
-                if node["status"] == NodeStatus.RUNNING:
-                    node["status"] = NodeStatus.TERMINATED
-                manifest["gpu_assigned"].pop(node_id, None)
-                refs.append(processes.ProcessRef.from_dict(node["process"]))
+                if node.status == NodeStatus.RUNNING:
+                    node.status = NodeStatus.TERMINATED
+                manifest.gpu_assigned.pop(node_id, None)
+                refs.append(node.process)
         processes.stop_sessions(refs)
         self._reap()
 
     def remove_pool(self, cluster_id: str, pool_id: str) -> None:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
-            pool = manifest["pools"].get(pool_id)
+            pool = manifest.pools.get(pool_id)
             if pool is None:
                 return
-            pool["removed"] = True
-            node_ids = [nid for nid, n in manifest["nodes"].items() if n["pool_id"] == pool_id]
+            pool.removed = True
+            node_ids = [nid for nid, n in manifest.nodes.items() if n.pool_id == pool_id]
         self.terminate_nodes(cluster_id, node_ids)
 
     def node_process(self, cluster_id: str, node_id: str) -> processes.ProcessRef:
         """The process session a node runs in (for fault injection in tests: raydog_core.testing.faults)."""
-        manifest = self._read(self._directory(cluster_id)) or {"nodes": {}}
-        node = manifest["nodes"].get(node_id)
+        manifest = self._read(self._directory(cluster_id))
+        node = manifest.nodes.get(node_id) if manifest else None
         if node is None:
             raise RayDogError(f"node {node_id} is not in cluster {cluster_id}")
-        return processes.ProcessRef.from_dict(node["process"])
+        return node.process
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = LOG_TAIL_LINES) -> str:
         log = self._directory(cluster_id) / "logs" / f"{node_id}.log"
@@ -231,27 +233,27 @@ class LocalBackend:
     def _start_node(
         self,
         directory: Path,
-        manifest: dict[str, Any],
+        manifest: Manifest,
         node_id: str,
         pool_id: str,
         launch: NodeLaunch,
         gpus: list[int],
-    ) -> dict[str, Any]:
+    ) -> ManifestNode:
         node_dir = directory / "nodes" / node_id
         home = node_dir / "home"
         home.mkdir(parents=True)
         script_path = node_dir / "taskdata.txt"  # the name the YellowDog agent gives task data
         script_path.write_text(launch.script)
-        ports = manifest["ports"]
         # Each node its own temp dir and explicit ports: nodes starting at the same moment on one host
         # otherwise race for log file names and for the ports Ray picks itself.
-        temp_name = f"n{manifest['next_node'] - 1}"  # short: Ray's Unix sockets live below it
-        temp_dir = Path(manifest["temp_dir"]) / temp_name
+        temp_name = f"n{manifest.next_node - 1}"  # short: Ray's Unix sockets live below it
+        temp_dir = manifest.temp_dir / temp_name
         temp_dir.mkdir(mode=0o700)
         args = local_node_args(temp_dir)
         args += node_env.resource_args(launch.resources, len(gpus))
         if launch.role == NodeRole.HEAD:
-            args += node_env.head_args(HeadPorts(**ports), include_dashboard=True, dashboard_host=LOOPBACK)
+            ports = HeadPorts(**manifest.ports.model_dump())
+            args += node_env.head_args(ports, include_dashboard=True, dashboard_host=LOOPBACK)
         env = node_env.clean_environment()
         env.update(launch.env)
         env.update(
@@ -272,49 +274,45 @@ class LocalBackend:
             # The head's metrics agent, on a port no other node of this machine was promised.
             env.setdefault("RAYDOG_PROMETHEUS_AGENT_PORT", str(free_ports(1)[0]))
         argv = ["bash", str(script_path)]
-        if manifest["lifetime_s"]:
+        if manifest.lifetime_s:
             # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,
             # so a client killed with SIGKILL still leaves nothing running for ever.
-            argv = ["timeout", "--kill-after=10", f"{manifest['lifetime_s']:.0f}", *argv]
+            argv = ["timeout", "--kill-after=10", f"{manifest.lifetime_s:.0f}", *argv]
         log_path = directory / "logs" / f"{node_id}.log"
         proc, ref = processes.start_session(argv, env, str(home), str(log_path))
         with self._lock:
             self._children[proc.pid] = proc
-        return {
-            "pool_id": pool_id,
-            "role": launch.role.value,
-            "status": NodeStatus.RUNNING.value,
-            "process": ref.to_dict(),
-            "gpus": gpus,
-            "temp_name": temp_name,
-            "started_at": datetime.now(UTC).isoformat(),
-        }
+        return ManifestNode(
+            pool_id=pool_id,
+            role=launch.role,
+            status=NodeStatus.RUNNING,
+            process=ref,
+            gpus=gpus,
+            temp_name=temp_name,
+        )
 
-    def _info(self, directory: Path, node_id: str, node: dict[str, Any]) -> NodeInfo:
-        status = NodeStatus(node["status"])
+    def _info(self, directory: Path, node_id: str, node: ManifestNode) -> NodeInfo:
+        status = node.status
         detail = ""
-        if status == NodeStatus.RUNNING and not self._alive(node):
+        if status == NodeStatus.RUNNING and not processes.is_ours(node.process):
             status = NodeStatus.FAILED
             tail = self.node_log_tail(directory.name, node_id)
             detail = f"its script exited{self._exit_code(node)}; last lines of its log:\n{tail}"
         return NodeInfo(
             node_id=node_id,
-            pool_id=node["pool_id"],
-            role=NodeRole(node["role"]),
+            pool_id=node.pool_id,
+            role=node.role,
             status=status,
             private_ip=LOOPBACK,
             public_ip=LOOPBACK,
             detail=detail,
         )
 
-    def _exit_code(self, node: dict[str, Any]) -> str:
-        proc = self._children.get(int(node["process"]["pid"]))
+    def _exit_code(self, node: ManifestNode) -> str:
+        proc = self._children.get(node.process.pid)
         if proc is not None and proc.poll() is not None:
             return f" with code {proc.returncode}"
         return ""
-
-    def _alive(self, node: dict[str, Any]) -> bool:
-        return processes.is_ours(processes.ProcessRef.from_dict(node["process"]))
 
     def _reap(self) -> None:
         with self._lock:
@@ -329,23 +327,29 @@ class LocalBackend:
             )
         return directory
 
-    def _read(self, directory: Path) -> dict[str, Any] | None:
+    def _read(self, directory: Path) -> Manifest | None:
+        """The manifest, or None when it is missing or not a valid one (listing skips it)."""
         try:
             with FileLock(str(directory / "lock")):
-                return json.loads((directory / MANIFEST).read_text())
-        except (OSError, ValueError):
+                return Manifest.parse((directory / MANIFEST).read_text())
+        except (OSError, ValueError):  # a pydantic ValidationError is a ValueError
             return None
 
-    def _write(self, directory: Path, manifest: dict[str, Any]) -> None:
+    def _write(self, directory: Path, manifest: Manifest) -> None:
         tmp = directory / f"{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
+        tmp.write_text(manifest.dump())
         tmp.replace(directory / MANIFEST)
 
     @contextmanager
-    def _manifest(self, directory: Path) -> Iterator[dict[str, Any]]:
+    def _manifest(self, directory: Path) -> Iterator[Manifest]:
         """Read-modify-write of the manifest under a file lock shared with other processes."""
         with FileLock(str(directory / "lock")):
-            manifest = json.loads((directory / MANIFEST).read_text())
+            try:
+                manifest = Manifest.parse((directory / MANIFEST).read_text())
+            except ValueError as error:
+                raise StateError(
+                    f"the manifest of local cluster {directory.name} is damaged: {error}"
+                ) from None
             yield manifest
             self._write(directory, manifest)
 

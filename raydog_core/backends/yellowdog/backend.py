@@ -12,15 +12,12 @@ client dies: tasks time out at the cluster lifetime and idle nodes and pools shu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
-import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TypeVar
 
 import requests
@@ -45,7 +42,6 @@ from yellowdog_client.model.exceptions import InvalidRequestException, NotAuthor
 
 from raydog_core import naming, node_env
 from raydog_core.backends.base import (
-    BackendCapabilities,
     ClusterHandle,
     ClusterOptions,
     ClusterRecord,
@@ -57,13 +53,13 @@ from raydog_core.backends.base import (
     ObservabilityPorts,
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
-from raydog_core.backends.yellowdog.client import create_client, is_loopback_url
+from raydog_core.backends.yellowdog import placement as node_placement
+from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError
-from raydog_core.local_node_args import local_node_args
-from raydog_core.ports import free_ports
+from raydog_core.spec import NodePlacement
 
 log = logging.getLogger("raydog")
 T = TypeVar("T")
@@ -103,22 +99,24 @@ class _Group:
 
 
 class YellowDogBackend:
-    """See the module docstring. `nodes_reachable` is True only for a platform on loopback (the emulator),
-    whose instances are processes on this machine; on a real platform nodes' private IPs are not
-    reachable from the client, so the builder trusts task status instead of probing Ray's ports."""
+    """See the module docstring. `placement` says where nodes run (`placement.py`): by default each on a
+    machine of its own, whose private IP the client cannot reach, so the builder trusts task status
+    instead of probing Ray's ports; `shared_host` when every instance is a process on this host."""
 
     kind = "yellowdog"
 
     def __init__(
-        self, credentials: YellowDogCredentials, *, idle_shutdown: timedelta = IDLE_SHUTDOWN
+        self,
+        credentials: YellowDogCredentials,
+        *,
+        placement: NodePlacement | str | None = None,
+        idle_shutdown: timedelta = IDLE_SHUTDOWN,
     ) -> None:
         self._credentials = credentials
         self._client = create_client(credentials)
         self.api_url = credentials.api_url
-        self.local_platform = is_loopback_url(credentials.api_url)
-        self.capabilities = BackendCapabilities(
-            nodes_reachable=self.local_platform, nodes_on_client_host=self.local_platform
-        )
+        self.placement = node_placement.resolve_placement(placement)
+        self.capabilities = node_placement.capabilities(self.placement)
         self.idle_shutdown = idle_shutdown
         self._requirement_lock = threading.Lock()  # read-modify-write of a work requirement
         self._clusters: dict[str, _Cluster] = {}
@@ -130,7 +128,10 @@ class YellowDogBackend:
         self._observability_ports: dict[str, ObservabilityPorts] = {}
 
     def __repr__(self) -> str:
-        return f"YellowDogBackend(api_url={self.api_url!r}, key_id={self._credentials.key_id!r})"
+        return (
+            f"YellowDogBackend(api_url={self.api_url!r}, key_id={self._credentials.key_id!r}, "
+            f"placement={self.placement.value!r})"
+        )
 
     # -- clusters -----------------------------------------------------------------------------------
 
@@ -149,7 +150,6 @@ class YellowDogBackend:
                 lifetime,
             )
         self._clusters[created.id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
-        # One node per machine on YellowDog: Ray's usual ports. On the emulator all nodes share this host.
         return ClusterHandle(
             created.id, self._ports(created.id), log_dir=None, observability=self._obs_ports(created.id)
         )
@@ -256,7 +256,7 @@ class YellowDogBackend:
                 self._release_pool(pool_id)
             except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
                 failures.append(f"worker pool {pool_id}: {_describe(error)}")
-        self._remove_local_temp(cluster_id)
+        node_placement.remove_node_files(self.placement, cluster_id)
         return failures
 
     def close(self) -> None:
@@ -369,13 +369,11 @@ class YellowDogBackend:
         work = self._client.work_client
         try:
             return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
-        except InvalidRequestException as error:
-            if "already exists" not in str(error):
+        except InvalidRequestException:
+            # The SDK has no "already exists" type: a refusal is a name clash when a live one is there.
+            earlier = self._live_requirement_by_name(requirement.namespace, requirement.name)
+            if earlier is None:
                 raise
-        earlier = self._call(
-            lambda: work.get_work_requirement_by_name(requirement.namespace, requirement.name),
-            "find work requirement",
-        )
         theirs, ours = _run_identity(self._labels_of(earlier) or {}), _run_identity(labels)
         if not earlier.status.finished and theirs != ours:
             raise RayDogError(
@@ -392,6 +390,13 @@ class YellowDogBackend:
         for failure in self.shut_down(earlier.id):
             log.warning("shutting down the earlier %s: %s", requirement.name, failure)
         return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
+
+    def _live_requirement_by_name(self, namespace: str, name: str) -> WorkRequirement | None:
+        work = self._client.work_client
+        found = self._find(
+            lambda: work.get_work_requirement_by_name(namespace, name), "find work requirement"
+        )
+        return None if found is None or found.status.finished else found
 
     def _append_group(
         self, cluster_id: str, cluster: _Cluster, pool_name: str, role: NodeRole, generation: int
@@ -431,11 +436,17 @@ class YellowDogBackend:
                 lambda: self._client.work_client.cancel_work_requirement_by_id(requirement.id, abort=True),
                 "cancel work requirement",
             )
-        except requests.HTTPError as error:
-            if "InvalidWorkRequirementStatusException" not in str(error):  # finished meanwhile: fine
-                failures.append(f"work requirement {requirement.name}: {_describe(error)}")
         except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
-            failures.append(f"work requirement {requirement.name}: {_describe(error)}")
+            # A requirement that finished meanwhile refuses the transition (with an error type the SDK
+            # does not know, so a bare HTTPError): judge by its status, not by the error's wording.
+            if not self._finished_now(requirement.id):
+                failures.append(f"work requirement {requirement.name}: {_describe(error)}")
+
+    def _finished_now(self, requirement_id: str) -> bool:
+        try:
+            return self._get_requirement(requirement_id).status.finished
+        except Exception:  # noqa: BLE001 - unknown counts as not finished: the caller reports the failure
+            return False
 
     # -- pools ---------------------------------------------------------------------------------------
 
@@ -469,16 +480,16 @@ class YellowDogBackend:
 
         try:
             pool_id = provision()
-        except InvalidRequestException as error:
-            if "already exists" not in str(error):
+        except InvalidRequestException:
+            # The SDK has no "already exists" type: a refusal is a name clash when a live one is there.
+            if not self._release_by_name(cluster.namespace, launch.pool_name):
                 raise
             log.warning(
-                "worker pool %s/%s already exists (an earlier run of this cluster?): shutting it down and "
+                "worker pool %s/%s already existed (an earlier run of this cluster?): shut it down, "
                 "provisioning it again",
                 cluster.namespace,
                 launch.pool_name,
             )
-            self._release_by_name(cluster.namespace, launch.pool_name)
             pool_id = provision()
         self._pool_ids[(cluster.namespace, launch.pool_name)] = pool_id
         return pool_id
@@ -504,30 +515,27 @@ class YellowDogBackend:
                 "terminate compute requirement",
             )
 
-    def _release_by_name(self, namespace: str, name: str) -> None:
+    def _release_by_name(self, namespace: str, name: str) -> bool:
+        """Release a live pool (or a compute requirement left without one) of this name; False if none."""
         pool = self._pool_by_name(namespace, name)
-        if pool is not None:
+        if pool is not None and pool.status not in GONE_POOL:
             self._release_pool(pool.id)
-            return
+            return True
         compute = self._client.compute_client
-        try:
-            existing = self._call(
-                lambda: compute.get_compute_requirement_by_name(namespace, name), "find compute"
-            )
-        except InvalidRequestException:
-            return
+        existing = self._find(
+            lambda: compute.get_compute_requirement_by_name(namespace, name), "find compute"
+        )
+        if existing is None or existing.status == ComputeRequirementStatus.TERMINATED:
+            return False
         self._terminate_compute(existing.id)
+        return True
 
     def _pool_by_name(self, namespace: str, name: str):
         """The pool with exactly this name, or None."""
-        try:
-            pool = self._call(
-                lambda: self._client.worker_pool_client.get_worker_pool_by_name(namespace, name),
-                "find worker pool",
-            )
-        except InvalidRequestException:
-            return None
-        self._pool_ids[(namespace, name)] = pool.id
+        pools = self._client.worker_pool_client
+        pool = self._find(lambda: pools.get_worker_pool_by_name(namespace, name), "find worker pool")
+        if pool is not None:
+            self._pool_ids[(namespace, name)] = pool.id
         return pool
 
     def _pool_id(self, namespace: str, name: str) -> str | None:
@@ -570,7 +578,7 @@ class YellowDogBackend:
         )
         if launch.set_cloud_instance_id:
             env["RAY_CLOUD_INSTANCE_ID"] = name
-        env.update(self._observability_env(launch, env))
+        env.update(node_placement.observability_env(self.placement, launch, env))
         return Task(
             name=name,
             tag=launch.role.value,
@@ -581,16 +589,7 @@ class YellowDogBackend:
         )
 
     def _ray_start_args(self, cluster_id: str, name: str, launch: NodeLaunch) -> list[str]:
-        resources = launch.resources
-        if self.local_platform:
-            # Emulated instances share this host: each node its own temp dir and ports, no GPU claims.
-            temp_dir = _local_temp_root(cluster_id) / name
-            temp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            args = local_node_args(temp_dir) + node_env.resource_args(resources, resources.num_gpus or 0)
-        else:
-            args = node_env.resource_args(resources, resources.num_gpus or 0)
-            if resources.num_gpus is None:  # one machine per node: let Ray count the machine's GPUs
-                args = [a for a in args if not a.startswith("--num-gpus=")]
+        args = node_placement.node_args(self.placement, cluster_id, name, launch)
         if launch.role == NodeRole.HEAD:
             # The dashboard listens on the head's loopback only; clients reach it through an SSH tunnel.
             ports = self._ports(cluster_id)
@@ -600,26 +599,14 @@ class YellowDogBackend:
     def _ports(self, cluster_id: str) -> HeadPorts:
         """The head's ports as open_cluster chose them (the builder also passes the GCS port to nodes)."""
         if cluster_id not in self._head_ports:
-            self._head_ports[cluster_id] = HeadPorts(*free_ports(3)) if self.local_platform else HeadPorts()
+            self._head_ports[cluster_id] = node_placement.head_ports(self.placement)
         return self._head_ports[cluster_id]
 
     def _obs_ports(self, cluster_id: str) -> ObservabilityPorts:
-        """Prometheus' and Grafana's usual ports on a machine of their own; free ones on the emulator."""
+        """Prometheus' and Grafana's ports, chosen once per cluster like the head's."""
         if cluster_id not in self._observability_ports:
-            self._observability_ports[cluster_id] = (
-                ObservabilityPorts(*free_ports(2)) if self.local_platform else ObservabilityPorts()
-            )
+            self._observability_ports[cluster_id] = node_placement.observability_ports(self.placement)
         return self._observability_ports[cluster_id]
-
-    def _observability_env(self, launch: NodeLaunch, env: dict[str, str]) -> dict[str, str]:
-        if launch.role == NodeRole.OBSERVABILITY and not self.local_platform:
-            # The head pushes metrics to this node and clients reach Grafana through the head: listen on
-            # the private network (the script's default is loopback, right for nodes sharing one host).
-            return {"RAYDOG_OBSERVABILITY_BIND": env.get("RAYDOG_OBSERVABILITY_BIND", "0.0.0.0")}
-        if launch.role == NodeRole.HEAD and self.local_platform and "OBSERVABILITY_HOST" in env:
-            # Emulated nodes share this host: the head's metrics agent gets a port nobody was promised.
-            return {"RAYDOG_PROMETHEUS_AGENT_PORT": str(free_ports(1)[0])}
-        return {}
 
     def _cancel_tasks(self, tasks: list[Task]) -> None:
         work = self._client.work_client
@@ -759,9 +746,12 @@ class YellowDogBackend:
             ) from None
         self._checked_templates.add(template)
 
-    def _remove_local_temp(self, cluster_id: str) -> None:
-        if self.local_platform:
-            shutil.rmtree(_local_temp_root(cluster_id), ignore_errors=True)
+    def _find(self, call: Callable[[], T], what: str) -> T | None:
+        """A lookup by name; None when the platform has nothing of that name (it refuses the request)."""
+        try:
+            return self._call(call, what)
+        except InvalidRequestException:
+            return None
 
     def _call(self, call: Callable[[], T], what: str) -> T:
         try:
@@ -787,11 +777,6 @@ def _node_search(pool_id: str):
     from yellowdog_client.model import NodeSearch
 
     return NodeSearch(workerPoolId=pool_id)
-
-
-def _local_temp_root(cluster_id: str) -> Path:
-    """Short, per-cluster and derivable from the id alone, so a shut-down in another process cleans it."""
-    return Path("/tmp") / f"rdy-{hashlib.sha1(cluster_id.encode()).hexdigest()[:10]}"
 
 
 def _run_identity(labels: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The yellowdog-sdk PlatformClient for a set of credentials, and what the platform's URL tells us.
+"""The yellowdog-sdk PlatformClient for a set of credentials.
 
 The application key is only ever given to the SDK, which sends it in the Authorization header of each
 request; it is never put in node environments, state, logs or exception messages.
@@ -6,43 +6,27 @@ request; it is never put in node environments, state, logs or exception messages
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 from yellowdog_client.model import ApiKey, RetryProperties, ServicesSchema
 from yellowdog_client.platform_client import PlatformClient
 
 from raydog_core.credentials import YellowDogCredentials
 
-# A real platform: back off in seconds (429 means "slow down"); the emulator: in milliseconds.
-REMOTE_RETRY = RetryProperties(
-    maxAttempts=5, initialInterval=timedelta(seconds=1), maxInterval=timedelta(seconds=30)
-)
-LOCAL_RETRY = RetryProperties(
-    maxAttempts=6, initialInterval=timedelta(milliseconds=20), maxInterval=timedelta(milliseconds=500)
+# One policy for every platform, whatever its URL: full-jitter back-off from 100 ms, capped at 20 s (the
+# AWS SDKs' "standard" retry mode), so a throttled (429) platform is given seconds to recover while a
+# single transient error costs tens of milliseconds.
+RETRY = RetryProperties(
+    maxAttempts=6, initialInterval=timedelta(milliseconds=100), maxInterval=timedelta(seconds=20)
 )
 CONNECT_TIMEOUT = timedelta(seconds=30)
 READ_TIMEOUT = timedelta(seconds=90)
 
 
-def is_loopback_url(url: str) -> bool:
-    """True for a platform on this machine (the emulator): its instances' IPs are reachable from here."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def create_client(credentials: YellowDogCredentials, retry: RetryProperties | None = None) -> PlatformClient:
-    if retry is None:
-        retry = LOCAL_RETRY if is_loopback_url(credentials.api_url) else REMOTE_RETRY
+def create_client(credentials: YellowDogCredentials) -> PlatformClient:
     schema = ServicesSchema(
         defaultUrl=credentials.api_url.rstrip("/"),
-        retry=retry,
+        retry=RETRY,
         connectionTimeout=CONNECT_TIMEOUT,
         readTimeout=READ_TIMEOUT,
     )

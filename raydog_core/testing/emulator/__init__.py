@@ -5,9 +5,14 @@
 from raydog_core.testing.emulator import Emulator
 with Emulator(templates=["demo/small"]) as emulator:
     client = emulator.platform_client()          # or RayDogCluster(yd_platform_api_url=emulator.url, ...)
+    backend = YellowDogBackend(emulator.credentials(), placement=emulator.placement)
     ...
     assert emulator.live_resources() == []       # the leak check
 ```
+
+Its instances are processes on this host, so whoever builds a YellowDog backend for it says so with
+`placement=NodePlacement.SHARED_HOST` (spec `node_placement`, provider `node_placement`, or
+`RAYDOG_YELLOWDOG_NODE_PLACEMENT=shared_host`); the backend itself never asks whether this is an emulator.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from raydog_core.spec import NodePlacement
 from raydog_core.testing.emulator import routes
 from raydog_core.testing.emulator.agent import Agent
 from raydog_core.testing.emulator.entities import Instance
@@ -39,7 +45,10 @@ TICK_S = 0.05
 
 
 class Emulator:
-    """Start with `start()` or a with-block; `url`, `key_id` and `key_secret` are what clients need."""
+    """Start with `start()` or a with-block; `url`, `key_id` and `key_secret` are what clients need, and
+    `placement` what their backends need (every instance is a process on this host)."""
+
+    placement = NodePlacement.SHARED_HOST
 
     def __init__(
         self,
@@ -162,6 +171,17 @@ class Emulator:
         from raydog_core.credentials import YellowDogCredentials
 
         return YellowDogCredentials.resolve(self.key_id, self._key_secret, self.url)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point integrations (Blocks, hooks, `ray up`) at this emulator."""
+        from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV
+
+        return {
+            "YD_API_KEY_ID": self.key_id,
+            "YD_API_KEY_SECRET": self._key_secret,
+            "YD_API_URL": self.url,
+            PLACEMENT_ENV: self.placement.value,
+        }
 
     def cluster_kwargs(self) -> dict[str, str]:
         """The upstream keyword arguments that point a RayDogCluster or proxy at this emulator."""

@@ -64,8 +64,11 @@ def emulator_command(
         faults=faults,
     ).start()
     click.echo(f"YellowDog emulator on {emulator.url}; templates: {', '.join(templates)}")
+    exports = {k: v for k, v in emulator.environment().items() if k != "YD_API_KEY_SECRET"}
     click.echo(
-        f"export YD_API_URL={emulator.url} YD_API_KEY_ID={key_id}  # and YD_API_KEY_SECRET (see --key-secret)"
+        "export "
+        + " ".join(f"{k}={v}" for k, v in exports.items())
+        + "  # and YD_API_KEY_SECRET (see --key-secret)"
     )
     try:
         threading.Event().wait()
