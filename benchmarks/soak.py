@@ -74,7 +74,9 @@ from raydog_core import naming
 from raydog_core.autoscaler import RayDogNodeProvider
 from raydog_core.autoscaler.provider import TAG_STORE_PORT_LABEL
 from raydog_core.backends.yellowdog.backend import YellowDogBackend
+from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV
 from raydog_core.errors import RayDogError
+from raydog_core.spec import NodePlacement
 from raydog_core.tagstore import TagStore, TagStoreError
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES, Emulator, Faults
 from raydog_core.testing.emulator.entities import TASK_FINISHED
@@ -347,7 +349,11 @@ class Soak:
 
         with mock.patch.dict(os.environ, self._credentials):
             credentials = YellowDogCredentials.resolve()
-        return YellowDogBackend(credentials, idle_shutdown=timedelta(seconds=self.settings.idle_shutdown_s))
+        return YellowDogBackend(
+            credentials,
+            placement=NodePlacement.SHARED_HOST,  # the emulator's instances are processes on this host
+            idle_shutdown=timedelta(seconds=self.settings.idle_shutdown_s),
+        )
 
     def _client_provider(self) -> RayDogNodeProvider:
         return RayDogNodeProvider(self.config["provider"], self.name, backend=self._backend())
@@ -707,6 +713,7 @@ def run(settings: SoakSettings | None = None, log: Callable[[str], None] = print
     settings = settings or SoakSettings()
     own_home = "RAYDOG_HOME" not in os.environ
     env = {"RAYDOG_HOME": tempfile.mkdtemp(prefix="raydog-soak-")} if own_home else {}
+    env[PLACEMENT_ENV] = NodePlacement.SHARED_HOST.value  # the head's monitor builds its own backend
     tracing = tracemalloc.is_tracing()
     if not tracing:
         tracemalloc.start()

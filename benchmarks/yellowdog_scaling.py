@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 from typing import Any
+from unittest import mock
 
 from raydog_core import RayDogCluster
 from raydog_core.backends.base import NodeStatus
@@ -59,7 +60,7 @@ def measure(emulator: Emulator, pools: int, nodes: int) -> dict[str, Any]:
 def run(cases: list[tuple[int, int]] = CASES) -> dict[str, Any]:
     """Run every case on one emulator; prints a table and returns the rows."""
     os.environ.setdefault("RAYDOG_HOME", tempfile.mkdtemp(prefix="raydog-bench-"))
-    with Emulator() as emulator:
+    with Emulator() as emulator, mock.patch.dict(os.environ, emulator.environment()):  # placement too
         rows = [measure(emulator, pools, nodes) for pools, nodes in cases]
     header = [
         "pools",

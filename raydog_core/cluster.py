@@ -400,7 +400,9 @@ class RayDogCluster:
 
     def _ensure_backend(self) -> Backend:
         if self._backend is None:
-            self._backend = create_backend(self.spec.backend, self._credentials)
+            self._backend = create_backend(
+                self.spec.backend, self._credentials, placement=self.spec.node_placement
+            )
         return self._backend
 
     def _cluster_options(self) -> ClusterOptions:

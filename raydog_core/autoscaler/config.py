@@ -27,6 +27,7 @@ from raydog_core.spec import (
     YellowDogNodeOptions,
     build_model,
 )
+from raydog_core.ssh_access import SshAccess
 from raydog_core.tagstore import DEFAULT_PORT
 
 FILE_PREFIX = "file:"
@@ -135,6 +136,18 @@ class ProviderConfig(BaseModel):
                 "set disable_node_updaters: true",
             )
         return value
+
+    def ssh_access(self) -> SshAccess:
+        """Ray's `auth` names (ssh_private_key is a key *file*) and the provider's SSH keys, as the core's
+        one SSH model."""
+        values = {
+            "user": self.auth.get("ssh_user"),
+            "private_key_file": self.auth.get("ssh_private_key"),
+            "port": self.ssh_port,
+            "known_hosts_file": self.known_hosts_file,
+            "host_key_fingerprint": self.host_key_fingerprint,
+        }
+        return build_model(SshAccess, {k: v for k, v in values.items() if v is not None}, "auth")
 
     @property
     def lifetime_s(self) -> float:

@@ -83,7 +83,9 @@ class RayDogNodeProvider(NodeProvider):
         """Ray passes the first two; `backend` lets tests and benchmarks supply one (default: by config)."""
         super().__init__(provider_config, cluster_name)
         self.config: ProviderConfig = parse_provider_config(provider_config)
-        self._backend: Backend = backend or create_backend(self.config.backend)
+        self._backend: Backend = backend or create_backend(
+            self.config.backend, placement=self.config.node_placement
+        )
         # Nodes that are processes on this machine (local backend, YellowDog emulator): no SSH needed
         # to run commands on them, and their files are at absolute paths here.
         self._nodes_local = self._backend.capabilities.nodes_on_client_host
@@ -524,17 +526,12 @@ class RayDogNodeProvider(NodeProvider):
         if not via_ssh:
             store = TagStore(self.cluster_name, port, password, host=head.private_ip or "127.0.0.1")
         else:
-            ssh_auth = self.config.auth
             store = TagStore.through_tunnel(
                 self.cluster_name,
                 port,
                 password,
                 ray_head_ip_address=head.public_ip or head.private_ip,
-                ssh_user=ssh_auth.get("ssh_user", ""),
-                private_key_file=ssh_auth.get("ssh_private_key"),
-                ssh_port=self.config.ssh_port,
-                known_hosts_file=self.config.known_hosts_file,
-                host_key_fingerprint=self.config.host_key_fingerprint,
+                access=self.config.ssh_access(),
             )
         store.ping()
         return store

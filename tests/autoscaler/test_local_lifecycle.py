@@ -15,7 +15,7 @@ from raydog_core.autoscaler.provider import AUTOSCALER_LABEL, TAG_STORE_PORT_LAB
 from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.ports import is_listening
-from raydog_core.processes import ProcessRef, stop_sessions, wait_until
+from raydog_core.processes import stop_sessions, wait_until
 from raydog_core.scripts import default_script
 from raydog_core.tagstore import TagStore
 
@@ -156,8 +156,7 @@ def test_idle_workers_are_removed_down_to_min_workers_and_their_tags_go(cluster:
 @NODE_DIES
 def test_a_worker_that_dies_is_noticed_and_replaced(cluster: Cluster) -> None:
     (worker,) = cluster.workers()
-    manifest = cluster.backend._read(cluster.backend.root / cluster.cluster_id)
-    stop_sessions([ProcessRef.from_dict(manifest["nodes"][worker.node_id]["process"])])  # it "crashes"
+    stop_sessions([cluster.backend.node_process(cluster.cluster_id, worker.node_id)])  # it "crashes"
     assert wait_until(lambda: any(n.node_id != worker.node_id for n in cluster.workers()), 120, 1.0), (
         "the dead worker was not replaced (min_workers=1)"
     )

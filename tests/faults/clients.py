@@ -26,12 +26,9 @@ NAMESPACE = "raydog-faults"
 
 
 def yellowdog_env(emulator: Emulator) -> dict[str, str]:
-    """What a client process needs to reach the emulator (the documented YD_API_* variables)."""
-    return {
-        "YD_API_KEY_ID": emulator.key_id,
-        "YD_API_KEY_SECRET": emulator.key_secret,
-        "YD_API_URL": emulator.url,
-    }
+    """What a client process needs to reach the emulator: the documented YD_API_* variables and the
+    node placement (its instances are processes on this host)."""
+    return emulator.environment()
 
 
 def backend_fields(backend: str) -> dict[str, Any]:
