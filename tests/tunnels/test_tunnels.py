@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
 from raydog_core.errors import SpecError, StateError
 from raydog_core.ports import free_ports
 from raydog_core.ssh_access import SshAccess
-from raydog_core.state import ClusterState, HeadState
 from raydog_core.testing.services import SSHServer
 from raydog_core.tunnels import RayTunnels, SSHTunnelSpec, TunnelError, tunnel_to_head
 
@@ -142,14 +142,9 @@ def test_bad_input_names_the_field(ssh_server) -> None:
         RayTunnels("127.0.0.1", "me", password="x").local_ports()
 
 
-def _state(public_ip: str | None, dashboard_port: int) -> ClusterState:
-    return ClusterState(
-        backend="yellowdog",
-        cluster_id="c-1",
-        cluster_name="c",
-        cluster_namespace="ns",
-        head=HeadState(public_ip=public_ip, dashboard_port=dashboard_port),
-    )
+def _head(public_ip: str | None) -> NodeInfo:
+    """The head as a backend reports it (tunnels go only to addresses a backend vouches for)."""
+    return NodeInfo("c-head-1", "c-head", NodeRole.HEAD, NodeStatus.RUNNING, public_ip=public_ip)
 
 
 def test_tunnel_to_head_with_the_key_as_text(ssh_server, redis_server) -> None:
@@ -168,8 +163,7 @@ def test_tunnel_to_head_with_the_key_as_text(ssh_server, redis_server) -> None:
     )
     assert access.host_key_policy == "known_hosts"
     assert key_text.splitlines()[1] not in repr(access) + str(access)
-    state = _state("127.0.0.1", redis_server.port)
-    with tunnel_to_head(state, access, [redis_server.port]) as tunnels:
+    with tunnel_to_head(_head("127.0.0.1"), access, [redis_server.port]) as tunnels:
         local = tunnels.local_port(redis_server.port)
         client = redis.Redis(host="127.0.0.1", port=local, password=redis_server.password)
         assert client.ping()
@@ -179,8 +173,8 @@ def test_tunnel_to_head_with_the_key_as_text(ssh_server, redis_server) -> None:
 
 def test_tunnel_to_head_needs_a_built_head(ssh_server) -> None:
     access = SshAccess(user="me", private_key_file=str(ssh_server.client_key))
-    with pytest.raises(StateError, match="not built"):
-        tunnel_to_head(_state(None, 8265), access, [8265])
+    with pytest.raises(StateError, match="no address yet"):
+        tunnel_to_head(_head(None), access, [8265])
 
 
 def test_failed_login_releases_its_local_port(ssh_server, tmp_path) -> None:

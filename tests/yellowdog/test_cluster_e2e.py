@@ -129,11 +129,7 @@ def test_zz_shut_down_from_another_process_leaves_nothing(
         "import sys; from raydog_core import RayDogClusterProxy as P; "
         "p = P(); p.load_saved_state_from_json_file(sys.argv[1]); p.shut_down()"
     )
-    env = {
-        **os.environ,
-        "YD_API_KEY_ID": yellowdog_emulator.key_id,
-        "YD_API_KEY_SECRET": yellowdog_emulator.key_secret,
-    }
+    env = {**os.environ, **yellowdog_emulator.environment()}  # the platform is the caller's choice
     result = subprocess.run(
         [sys.executable, "-c", code, str(state_file)], env=env, capture_output=True, text=True, timeout=120
     )
