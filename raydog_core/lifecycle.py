@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from raydog_core import auth
+from raydog_core import auth, commands
 from raydog_core.backends.base import (
     Backend,
     ClusterHandle,
@@ -218,10 +218,8 @@ class ClusterSession:
     # -- the end ----------------------------------------------------------------------------------------
 
     def shut_down(self, pool_ids: Collection[str] = ()) -> list[str]:
-        """Everything of the cluster, then its token; returns what failed (the backend keeps going)."""
-        failures = self.backend.shut_down(self.cluster_id, list(pool_ids))
-        auth.delete_token(self.cluster_id)
-        return failures
+        """Everything of the cluster (see `shut_down_cluster`); returns what failed."""
+        return shut_down_cluster(self.backend, self.cluster_id, pool_ids)
 
 
 class HeadProbe:
@@ -270,3 +268,12 @@ def vouched_head(state: ClusterState, backend: Backend) -> NodeInfo:
     """The running head of the cluster `state` names, with the addresses its backend reports (see
     `ClusterSession.vouched_head`): what a client connects to with the cluster's token."""
     return ClusterSession.from_state(state, backend).vouched_head(state)
+
+
+def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[str] = ()) -> list[str]:
+    """Commands run for it on this machine, its nodes and pools, then its token. Keeps going past
+    failures and returns them; idempotent. Every door ends a cluster through here."""
+    commands.stop_all(cluster_id)
+    failures = backend.shut_down(cluster_id, list(pool_ids))
+    auth.delete_token(cluster_id)
+    return failures

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from raydog_core import auth
 from raydog_core.backends import Backend
 from raydog_core.backends.base import ClusterRecord
+from raydog_core.lifecycle import shut_down_cluster
 
 log = logging.getLogger("raydog")
 
@@ -111,8 +111,7 @@ def reap(backend: Backend, selector: Selector, dry_run: bool = False) -> list[Re
             results.append(ReapResult(record, shut_down=False))
             continue
         log.info("shutting down cluster %s (%s)", record.name, record.cluster_id)
-        failures = backend.shut_down(record.cluster_id)
-        auth.delete_token(record.cluster_id)
+        failures = shut_down_cluster(backend, record.cluster_id)
         results.append(ReapResult(record, shut_down=True, failures=failures))
     return results
 

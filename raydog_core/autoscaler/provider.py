@@ -92,6 +92,7 @@ class RayDogNodeProvider(NodeProvider):
         self._lock = threading.RLock()  # the node cache and the connection
         self._launch_lock = threading.Lock()  # pool creation: one pool per node type
         self._cluster_id: str | None = None
+        self._created_at: float | None = None  # epoch seconds: commands end with the cluster's lifetime
         self._tag_store: TagStore | None = None
         self._looked_up = False
         self._meta: Tags = {}
@@ -249,6 +250,7 @@ class RayDogNodeProvider(NodeProvider):
             )
             handle = session.handle
             self._cluster_id = handle.cluster_id
+            self._created_at = time.time()
             self._looked_up = True
             # From here until `ray up` reports the head up to date, an interrupt (Ctrl+C or SIGTERM)
             # or an exit shuts the new cluster down (see unfinished_up.py).
@@ -424,8 +426,21 @@ class RayDogNodeProvider(NodeProvider):
                 log_prefix, node_id, auth_config, cluster_name, process_runner, use_internal_ip, docker_config
             )
         return LocalCommandRunner(
-            node_id, self._home(node_id), self._runner_environment, self._stop_node_for_runner, self._commands
+            node_id,
+            self._home(node_id),
+            self._runner_environment,
+            self._stop_node_for_runner,
+            self._commands,
+            cluster=self._command_cluster,
         )
+
+    def _command_cluster(self) -> tuple[str | None, float | None]:
+        """The cluster a command runs for, and how much of its lifetime is left (commands end with it)."""
+        with self._lock:
+            if self._cluster_id is None:
+                return None, None
+            started = self._created_at if self._created_at is not None else time.time()
+            return self._cluster_id, self.config.lifetime_s - (time.time() - started)
 
     def _runner_environment(self) -> dict[str, str]:
         with self._lock:
@@ -469,6 +484,7 @@ class RayDogNodeProvider(NodeProvider):
         if record is None:
             return
         self._cluster_id = record.cluster_id
+        self._created_at = record.created_at.timestamp()
         head = self._head()
         if head is None:
             if any(n.status == NodeStatus.PENDING and n.role == NodeRole.HEAD for n in self._list_nodes()):

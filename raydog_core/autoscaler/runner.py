@@ -6,8 +6,10 @@ command runs in `bash` with `HOME` set to the node's home, so `~/script.py` mean
 `ray submit`'s copy and its `python ~/script.py`. A `ray stop`, even behind Ray's `export ...;`
 prefix, never runs: it would kill every Ray process on the machine. It becomes a stop of this node.
 
-Each command runs in a session of its own, like a command on a remote node, and is stopped with the
-cluster: a `ray up` interrupted in its setup commands leaves no orphaned command running here.
+Each command runs in a session of its own, like a command on a remote node, recorded under
+$RAYDOG_HOME (`raydog_core.commands`) and bounded by the cluster's lifetime, and is stopped with the
+cluster whoever shuts it down: a `ray up` interrupted in its setup commands, or a killed `ray exec`,
+leaves no orphaned command running here.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import click
 from ray.autoscaler._private.subprocess_output_util import ProcessRunnerError
 from ray.autoscaler.command_runner import CommandRunnerInterface
 
-from raydog_core import processes
+from raydog_core import commands, processes
 from raydog_core.node_env import clean_environment
 
 log = logging.getLogger("raydog")
 
 RAY_STOP = re.compile(r"(^|[;&|]\s*)ray\s+stop\b")
+ClusterOfCommand = tuple[str | None, float | None]  # (cluster id, seconds of its lifetime left)
 
 
 def is_ray_stop(command: str) -> bool:
@@ -48,13 +51,25 @@ class RunningCommands:
         self._refs: set[processes.ProcessRef] = set()
         self._closed = False
 
-    def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, with_output: bool) -> tuple[int, bytes]:
-        """Run to completion; an interrupt (Ctrl+C in `ray exec`) stops the command's whole session."""
+    def run(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        with_output: bool,
+        cluster: ClusterOfCommand = (None, None),
+    ) -> tuple[int, bytes]:
+        """Run to completion; an interrupt (Ctrl+C in `ray exec`) stops the command's whole session.
+
+        `cluster` is (cluster id, seconds of lifetime left): the command is recorded under that
+        cluster and ended when its lifetime is over.
+        """
+        cluster_id, lifetime_left_s = cluster
         with self._lock:
             if self._closed:  # Ray's updater thread goes on with its next command after a teardown
                 raise ProcessRunnerError("the cluster was shut down", "cluster_shut_down", command=argv[-1])
             proc = subprocess.Popen(
-                argv,
+                commands.bounded(argv, lifetime_left_s),
                 cwd=cwd,
                 env=dict(env),
                 stdout=subprocess.PIPE if with_output else None,
@@ -62,6 +77,7 @@ class RunningCommands:
             )
             ref = processes.ProcessRef(proc.pid, processes.process_create_time(proc.pid))
             self._refs.add(ref)
+            record = commands.record(cluster_id, ref) if cluster_id else None
         try:
             output, _ = proc.communicate()
             return proc.returncode, output or b""
@@ -72,6 +88,8 @@ class RunningCommands:
         finally:
             with self._lock:
                 self._refs.discard(ref)
+            if record is not None:
+                commands.forget(record)
 
     def stop_all(self, close: bool = False) -> None:
         """Stop every running command; with `close`, refuse new ones (the process is exiting)."""
@@ -91,10 +109,12 @@ class LocalCommandRunner(CommandRunnerInterface):
         home: Path,
         environment: Callable[[], Mapping[str, str]],
         stop_node: Callable[[str], None],
-        commands: RunningCommands,
+        running: RunningCommands,
+        cluster: Callable[[], ClusterOfCommand] = lambda: (None, None),
     ) -> None:
         self.node_id = node_id
-        self._commands = commands
+        self._commands = running
+        self._cluster = cluster  # (cluster id, lifetime left), asked per command
         self.home = home
         self._environment = environment  # evaluated per command: ports are known once the head is up
         self._stop_node = stop_node
@@ -122,7 +142,9 @@ class LocalCommandRunner(CommandRunnerInterface):
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.environment()
         # No timeout: Ray's `timeout` bounds an SSH connection, not the command (a `ray submit` script).
-        returncode, output = self._commands.run(["bash", "-c", command], env, self.home, with_output)
+        returncode, output = self._commands.run(
+            ["bash", "-c", command], env, self.home, with_output, self._cluster()
+        )
         if returncode != 0:
             message = f"command on node {self.node_id} failed with code {returncode}: {cmd}"
             if exit_on_fail:

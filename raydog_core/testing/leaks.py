@@ -3,7 +3,8 @@
 A fault test does not only ask "is anything left?": the fault matrix reports how many resources each
 case leaked, so every check yields a count. Three kinds are counted:
 
-- local processes of every cluster under a RAYDOG_HOME (`LocalBackend.live_resources()`);
+- local processes of every cluster under a RAYDOG_HOME (`LocalBackend.live_resources()`), and the
+  commands run for clusters on this machine (`ray exec`, `ray submit`: `raydog_core.commands`);
 - live resources on a YellowDog emulator (work requirements, pools, compute requirements, instances
   and task processes: `Emulator.live_resources()`);
 - Redis keys of a cluster in its tag store (`TagStore.keys()`), for each tag store given. A store
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from raydog_core import commands
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.home import raydog_home
 from raydog_core.ports import is_listening
@@ -47,15 +49,21 @@ class LeakCount:
     processes: list[str] = field(default_factory=list)
     emulator: list[str] = field(default_factory=list)
     redis_keys: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return len(self.processes) + len(self.emulator) + len(self.redis_keys)
+        return len(self.processes) + len(self.emulator) + len(self.redis_keys) + len(self.commands)
 
     def describe(self) -> str:
         if not self.total:
             return "nothing left alive"
-        parts = [*self.processes, *self.emulator, *(f"redis key {key}" for key in self.redis_keys)]
+        parts = [
+            *self.processes,
+            *self.emulator,
+            *(f"redis key {key}" for key in self.redis_keys),
+            *self.commands,
+        ]
         return f"{self.total} resource(s) left alive: " + "; ".join(parts)
 
 
@@ -68,7 +76,8 @@ def count_leaks(
 ) -> LeakCount:
     """Count what is alive under `home` (default: $RAYDOG_HOME), on `emulator` and in `tag_stores`,
     after waiting up to `wait_s` for it to reach zero."""
-    backend = LocalBackend(Path(home or raydog_home()) / "local")
+    home = Path(home or raydog_home())
+    backend = LocalBackend(home / "local")
     stores = list(tag_stores)
     deadline = time.monotonic() + wait_s
     while True:
@@ -76,6 +85,9 @@ def count_leaks(
             processes=backend.live_resources(),
             emulator=emulator.live_resources() if emulator is not None else [],
             redis_keys=[key for store in stores for key in tag_store_keys(store)],
+            commands=[
+                f"command pid {ref.pid} of cluster {cluster}" for cluster, ref in commands.live(home=home)
+            ],
         )
         if leaks.total == 0 or time.monotonic() >= deadline:
             return leaks

@@ -7,16 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from raydog_core import commands, processes
 from raydog_core.backends.local.backend import LocalBackend
 
 
 def assert_no_local_leaks(root: Path) -> None:
-    """Fail if any process of any cluster under `root` is still alive (stopping them first)."""
+    """Fail if any process of any cluster under `root`, or any command run for one, is still alive
+    (stopping them first)."""
     backend = LocalBackend(root / "local")
     leaks = backend.live_resources()
+    running = commands.live(home=root)
+    leaks += [f"command pid {ref.pid} of cluster {cluster}" for cluster, ref in running]
     if leaks:
         for record in backend.list_clusters():
             backend.shut_down(record.cluster_id)
+        processes.stop_sessions([ref for _, ref in running])
         raise AssertionError("processes left behind: " + "; ".join(leaks))
 
 

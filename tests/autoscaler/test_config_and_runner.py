@@ -11,11 +11,15 @@ import pytest
 import yaml
 from ray.autoscaler._private.subprocess_output_util import ProcessRunnerError
 
+from raydog_core import commands
 from raydog_core.autoscaler import RayDogNodeProvider
 from raydog_core.autoscaler.config import parse_provider_config
 from raydog_core.autoscaler.runner import LocalCommandRunner, RunningCommands, is_ray_stop
-from raydog_core.errors import SpecError
+from raydog_core.backends.local.backend import LocalBackend
+from raydog_core.errors import SpecError, StateError
+from raydog_core.lifecycle import shut_down_cluster
 from raydog_core.processes import wait_until
+from raydog_core.testing.leaks import count_leaks
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "autoscaler"
 
@@ -176,3 +180,37 @@ def _gone(process: psutil.Process) -> bool:
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def test_a_command_is_recorded_and_stopped_by_whoever_ends_the_cluster(tmp_path: Path, raydog_home) -> None:
+    """`ray exec` in one process; `raydog down` (here: the shared shut-down path) in another finds the
+    command through its record, stops it, and the leak count sees nothing left."""
+    runner = LocalCommandRunner(
+        "n1", tmp_path / "home", dict, lambda node_id: None, RunningCommands(), lambda: ("c-cmd-1", 600.0)
+    )
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run("sleep 60")
+        except ProcessRunnerError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert wait_until(lambda: len(commands.live("c-cmd-1")) == 1, 10), "the command was not recorded"
+    assert count_leaks(raydog_home, wait_s=0).commands, "the leak count does not see the command"
+    with pytest.raises(StateError, match="no local cluster"):  # no nodes here: the commands go first
+        shut_down_cluster(LocalBackend(raydog_home / "local"), "c-cmd-1")
+    thread.join(timeout=10)
+    assert not thread.is_alive() and errors, "the command was not stopped with its cluster"
+    assert commands.live("c-cmd-1") == [] and count_leaks(raydog_home, wait_s=0).total == 0
+
+
+def test_a_command_ends_with_the_clusters_lifetime(tmp_path: Path, raydog_home) -> None:
+    runner = LocalCommandRunner(
+        "n1", tmp_path / "home", dict, lambda node_id: None, RunningCommands(), lambda: ("c-cmd-2", 1.0)
+    )
+    with pytest.raises(ProcessRunnerError, match="code 124"):  # coreutils' timeout
+        runner.run("sleep 60")
+    assert commands.live("c-cmd-2") == []
