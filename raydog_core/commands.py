@@ -64,12 +64,12 @@ def live(cluster_id: str | None = None, home: Path | None = None) -> list[tuple[
 def stop_all(cluster_id: str) -> None:
     """Stop every recorded command of the cluster (idempotent), and drop their records."""
     refs = [ref for _, ref in live(cluster_id)]
+    directory = _directory(cluster_id)
+    for path in directory.glob("*.json"):
+        forget(path)  # first: a runner that sees its record gone knows its command was stopped
     if refs:
         log.info("stopping %d command(s) still running for cluster %s", len(refs), cluster_id)
         processes.stop_sessions(refs)
-    directory = _directory(cluster_id)
-    for path in directory.glob("*.json"):
-        forget(path)
     if directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
 

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ log = logging.getLogger("raydog")
 
 RAY_STOP = re.compile(r"(^|[;&|]\s*)ray\s+stop\b")
 ClusterOfCommand = tuple[str | None, float | None]  # (cluster id, seconds of its lifetime left)
+STOPPED = -signal.SIGTERM  # the exit status of a command stopped with its cluster
 
 
 def is_ray_stop(command: str) -> bool:
@@ -49,6 +51,7 @@ class RunningCommands:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refs: set[processes.ProcessRef] = set()
+        self._stopped: set[processes.ProcessRef] = set()
         self._closed = False
 
     def run(
@@ -80,7 +83,10 @@ class RunningCommands:
             record = commands.record(cluster_id, ref) if cluster_id else None
         try:
             output, _ = proc.communicate()
-            return proc.returncode, output or b""
+            # A stop from this process may reap the command before Popen does (psutil waits on its
+            # own children), which Popen then reports as exit 0: a stopped command never succeeded.
+            stopped = ref in self._stopped or (record is not None and not record.exists())
+            return (STOPPED if stopped and proc.returncode == 0 else proc.returncode), output or b""
         except BaseException:
             processes.stop_sessions([ref])
             proc.wait()
@@ -96,6 +102,7 @@ class RunningCommands:
         with self._lock:
             self._closed = self._closed or close
             refs, self._refs = list(self._refs), set()
+            self._stopped.update(refs)
         if refs:
             processes.stop_sessions(refs)
 
