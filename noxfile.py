@@ -23,7 +23,8 @@ def _pytest(session: nox.Session, *paths: str) -> None:
     session.run("pytest", "-p", "no:cacheprovider", "-ra", *paths, *session.posargs)
 
 
-# The packages mypy checks (configured in pyproject.toml's [tool.mypy]); raydog_prefect joins when it settles.
+# The packages mypy checks (settings in pyproject.toml's [tool.mypy]). raydog_prefect joins when it settles,
+# in a session of its own: it needs Prefect installed, which cannot share this environment with Airflow.
 TYPED_PACKAGES = ("raydog_core", "raydog_airflow")
 
 
