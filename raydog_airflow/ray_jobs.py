@@ -22,7 +22,7 @@ TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 FAILED_STATUSES = frozenset({"FAILED", "STOPPED"})
 
 
-def submission_id_base(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+def submission_id_base(dag_id: str, run_id: str, task_id: str, map_index: int | None = -1) -> str:
     """Readable and unique per task instance; the same for every try of it."""
     readable = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{dag_id}-{task_id}")[:80]
     digest = hashlib.sha256(f"{dag_id}\0{run_id}\0{task_id}\0{map_index}".encode()).hexdigest()[:12]
@@ -44,12 +44,13 @@ def submit_or_attach(
     """
     known = {job.submission_id: job for job in client.list_jobs()}
     for number in range(max(try_number, 1), 0, -1):
-        job = known.get(submission_id_for_try(base, number))
+        job_id = submission_id_for_try(base, number)
+        job = known.get(job_id)
         if job is None:
             continue
         if str(job.status) in FAILED_STATUSES and number < try_number:
             break
-        return job.submission_id, True
+        return job_id, True
     job_id = submission_id_for_try(base, try_number)
     try:
         client.submit_job(submission_id=job_id, **submit_kwargs)

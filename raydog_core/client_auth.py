@@ -88,7 +88,7 @@ def _refresh_ray() -> None:
     if "ray" not in sys.modules:
         return
     import ray
-    from ray._raylet import AuthenticationTokenLoader
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]  # ray/_raylet.pyi omits it
 
     if not ray.is_initialized():
         ray._config.initialize("")

@@ -48,7 +48,7 @@ from raydog_core.state import ClusterState, HeadState, ObservabilityState, PoolS
 
 log = logging.getLogger("raydog")
 
-StateListener = Callable[[ClusterState], None]
+StateListener = Callable[[ClusterState], object]  # what it returns is ignored
 
 
 @dataclass
@@ -461,7 +461,7 @@ class RayDogCluster:
             yellowdog=spec.observability_yellowdog(),
         )
         pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
-        self._state.pools.append(
+        self.state.pools.append(
             PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids)
         )
         self._publish_state()
@@ -473,7 +473,7 @@ class RayDogCluster:
     def _start_head(
         self, deadline: float, observability_ip: str | None, wait: bool = True
     ) -> NodeInfo | None:
-        self._state.observability_host = observability_ip
+        self.state.observability_host = observability_ip
         spec = self.spec
         launch = NodeLaunch(
             role=NodeRole.HEAD,
@@ -484,14 +484,14 @@ class RayDogCluster:
             yellowdog=spec.head_yellowdog(),
         )
         pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
-        self._state.pools.insert(0, PoolState(pool_id=pool_id, role="head", node_count=1, node_ids=node_ids))
-        self._state.head.node_id = node_ids[0]
+        self.state.pools.insert(0, PoolState(pool_id=pool_id, role="head", node_count=1, node_ids=node_ids))
+        self.state.head.node_id = node_ids[0]
         self._publish_state()
         if not wait:
             return None
         head = self._require_session().wait_for_head(node_ids[0], deadline, self._not_up_in_time("head"))
-        self._state.head.private_ip = head.private_ip
-        self._state.head.public_ip = head.public_ip
+        self.state.head.private_ip = head.private_ip
+        self.state.head.public_ip = head.public_ip
         return head
 
     def _launch_pool(self, pool: _Pool) -> None:
@@ -501,7 +501,7 @@ class RayDogCluster:
             role=NodeRole.WORKER,
             pool_name=pool.raydog_id,
             script=load_script(spec.worker_node_task_script, "worker"),
-            env=self._node_env(NodeRole.WORKER, head_ip=self._state.head.private_ip),
+            env=self._node_env(NodeRole.WORKER, head_ip=self.state.head.private_ip),
             resources=spec.worker_node_resources,
             yellowdog=spec.yellowdog,
         )
@@ -516,8 +516,12 @@ class RayDogCluster:
         )
 
     def _current_node_ids(self) -> set[str]:
-        current = {n for p in self._pools.values() for n in p.node_ids} | {self._state.head.node_id}
-        return current | {n for p in self._state.pools if p.role == "observability" for n in p.node_ids}
+        state = self.state
+        current = {n for p in self._pools.values() for n in p.node_ids}
+        current |= {n for p in state.pools if p.role == "observability" for n in p.node_ids}
+        if state.head.node_id is not None:
+            current.add(state.head.node_id)
+        return current
 
     def _abort_build(self, error: BaseException) -> None:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"

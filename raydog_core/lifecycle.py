@@ -195,7 +195,7 @@ class ClusterSession:
                 f"cluster {self.cluster_name} ({self.cluster_id}) has no running head {head_id!r} on its "
                 "backend: it was shut down, or the state does not belong to it"
             )
-        named = {state.head.private_ip, state.head.public_ip} - {None}
+        named = {ip for ip in (state.head.private_ip, state.head.public_ip) if ip is not None}
         if not named <= {node.private_ip, node.public_ip}:
             raise StateError(
                 f"saved state names head address(es) {sorted(named)} for cluster {self.cluster_name}, "

@@ -27,7 +27,7 @@ from raydog_core.spec import NodeResources
 
 # Inherited variables that would silently change what a new raylet does (ray-autoscaler.md §6).
 _INHERITED_RAY_PREFIXES = ("RAY_",)
-_KEPT_RAY_VARIABLES = frozenset()
+_KEPT_RAY_VARIABLES: frozenset[str] = frozenset()
 
 
 def clean_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:

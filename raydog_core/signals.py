@@ -81,7 +81,7 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for number in DEFERRED_SIGNALS:
         handler = signal.getsignal(number)
         if handler is None:  # installed outside Python: leave it alone

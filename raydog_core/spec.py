@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -218,7 +218,10 @@ def check_pool_for_backend(pool: WorkerPoolSpec, backend: BackendKind, where: st
         )
 
 
-def build_model(model: type[BaseModel], values: dict[str, Any], where: str = "") -> Any:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def build_model(model: type[Model], values: dict[str, Any], where: str = "") -> Model:
     """Validate `values` into `model`, turning pydantic's report into one SpecError naming the field."""
     try:
         return model.model_validate(values)

@@ -15,14 +15,14 @@ import ipaddress
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from raydog_core import naming
 from raydog_core.errors import SpecError, StateError
 
-STATE_VERSION = 1
+STATE_VERSION: Final = 1
 MAX_STATE_BYTES = 1 << 20  # a state of a thousand pools is ~200 KiB
 Phase = Literal["building", "running", "shut_down"]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.typing import FieldT
 
 from raydog_core.errors import RayDogError
 from raydog_core.tunnels import RayTunnels, SSHTunnelSpec
@@ -120,7 +121,8 @@ class TagStore:
 
     def set_tags(self, node_ids: Iterable[str], tags: Mapping[str, str]) -> None:
         """Merge `tags` into each node's tags, atomically (one MULTI/EXEC for all of them)."""
-        mapping = {key: str(value) for key, value in tags.items() if value is not None}
+        # FieldT: redis takes a Mapping invariant in its key type, which a plain dict[str, str] does not fit.
+        mapping: dict[FieldT, str] = {key: str(value) for key, value in tags.items() if value is not None}
         ids = list(node_ids)
         if not ids or not mapping:
             return
@@ -145,7 +147,7 @@ class TagStore:
     def get_meta(self) -> Tags:
         return self._call(self._client.hgetall, self._meta)
 
-    def set_meta(self, values: Mapping[str, str]) -> None:
+    def set_meta(self, values: Mapping[str, str | int]) -> None:
         self._call(self._client.hset, self._meta, mapping={k: str(v) for k, v in values.items()})
 
     def set_meta_if_absent(self, field: str, value: str) -> str:

@@ -130,6 +130,7 @@ class RayDogJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         stack = ExitStack()
+        event: dict[str, str | None]
         try:
             client = await self._client(stack)
             details = await follow_job(
@@ -142,8 +143,9 @@ class RayDogJobTrigger(BaseTrigger):
         except (RayDogError, RuntimeError, OSError) as error:
             event = {"job_id": self.job_id, "status": "ERROR", "message": str(error)}
         else:
-            event = {"job_id": self.job_id, "status": str(details.status), "message": details.message}
-            self.log.info(job_outcome(self.job_id, event["status"], details.message))
+            status = str(details.status)
+            event = {"job_id": self.job_id, "status": status, "message": details.message}
+            self.log.info(job_outcome(self.job_id, status, details.message))
         finally:
             await asyncio.to_thread(stack.close)
         yield TriggerEvent(event)

@@ -156,12 +156,14 @@ class RayDogNodeProvider(NodeProvider):
             self._cached(node_id)
             return dict(self._tags.get(node_id, {}))
 
-    def internal_ip(self, node_id: str) -> str | None:
+    # Ray's NodeProvider declares `-> str`, but a node that is gone or has no address yet has none: these
+    # return None then, as Ray's AWS provider does for an instance without a private address.
+    def internal_ip(self, node_id: str) -> str | None:  # type: ignore[override]  # None: see above
         with self._lock:
             node = self._cached(node_id)
             return node.private_ip if node else None
 
-    def external_ip(self, node_id: str) -> str | None:
+    def external_ip(self, node_id: str) -> str | None:  # type: ignore[override]  # None: see above
         with self._lock:
             node = self._cached(node_id)
             return (node.public_ip or node.private_ip) if node else None
@@ -271,7 +273,8 @@ class RayDogNodeProvider(NodeProvider):
                 )
                 pool_id, (node_id,) = session.launch_pool(launch, 1)
                 head = self._wait_for_head(node_id, port, password)
-                self._tag_store.set_meta(
+                tag_store = self._require_tag_store()
+                tag_store.set_meta(
                     {
                         "gcs_port": handle.ports.gcs,
                         "dashboard_port": handle.ports.dashboard,
@@ -280,10 +283,10 @@ class RayDogNodeProvider(NodeProvider):
                         f"pool:{type_name}": pool_id,
                     }
                 )
-                self._meta = self._tag_store.get_meta()
+                self._meta = tag_store.get_meta()
                 # A second copy on the client, for when its tag store cannot be read (see _connect).
                 _write_private(self._private_dir() / CLUSTER_FACTS, json.dumps(self._meta))
-                self._tag_store.set_tags([node_id], tags)
+                tag_store.set_tags([node_id], tags)
                 self._nodes = {node_id: head}
                 self._tags = {node_id: dict(tags)}
                 self._upload_files(node_id)

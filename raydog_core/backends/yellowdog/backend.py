@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 import requests
@@ -27,11 +28,13 @@ from yellowdog_client.model import (
     ComputeRequirementTemplateUsage,
     InstanceSearch,
     NodeWorkerTarget,
+    ProvisionedWorkerPool,
     ProvisionedWorkerPoolProperties,
     RunSpecification,
     Task,
     TaskGroup,
     TaskSearch,
+    WorkerPool,
     WorkerPoolSearch,
     WorkerPoolStatus,
     WorkRequirement,
@@ -141,7 +144,7 @@ class YellowDogBackend:
         requirement = WorkRequirement(
             namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
         )
-        created = self._add_requirement(requirement, options.labels)
+        cluster_id = _present(self._add_requirement(requirement, options.labels).id, "work requirement id")
         lifetime = options.lifetime or DEFAULT_LIFETIME
         if options.lifetime is None:
             log.info(
@@ -149,9 +152,9 @@ class YellowDogBackend:
                 options.name,
                 lifetime,
             )
-        self._clusters[created.id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
+        self._clusters[cluster_id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
         return ClusterHandle(
-            created.id, self._ports(created.id), log_dir=None, observability=self._obs_ports(created.id)
+            cluster_id, self._ports(cluster_id), log_dir=None, observability=self._obs_ports(cluster_id)
         )
 
     def list_clusters(self) -> list[ClusterRecord]:
@@ -170,10 +173,12 @@ class YellowDogBackend:
         for summary in summaries:
             live = summary.status in LIVE_REQUIREMENT
             if not live and not any(
-                ns == summary.namespace and name.startswith(summary.name) for ns, name in live_pools
+                ns == summary.namespace and name.startswith(_present(summary.name, "work requirement name"))
+                for ns, name in live_pools
             ):
                 continue
-            requirement = self._get_requirement(summary.id)
+            cluster_id = _present(summary.id, "work requirement id")
+            requirement = self._get_requirement(cluster_id)
             if self._labels_of(requirement) is None:
                 continue
             if (
@@ -190,7 +195,7 @@ class YellowDogBackend:
             )
             records.append(
                 ClusterRecord(
-                    cluster_id=requirement.id,
+                    cluster_id=cluster_id,
                     name=requirement.name,
                     backend=self.kind,
                     labels=labels,
@@ -206,30 +211,37 @@ class YellowDogBackend:
         pools = self._call(
             lambda: self._client.worker_pool_client.get_worker_pools(search).list_all(), "list pools"
         )
-        return {(pool.namespace, pool.name) for pool in pools}
+        return {
+            (_present(pool.namespace, "worker pool namespace"), _present(pool.name, "worker pool name"))
+            for pool in pools
+        }
 
     def live_resources(self) -> list[str]:
         """Live work requirements, pools and compute requirements of every RayDog cluster the key sees."""
         leaks = []
         for requirement in self._raydog_requirements(None):
             where = f"{requirement.namespace}/{requirement.name}"
-            if not requirement.status.finished:
-                leaks.append(f"work requirement {where} ({requirement.status.value})")
+            status = _present(requirement.status, "work requirement status")
+            if not status.finished:
+                leaks.append(f"work requirement {where} ({status.value})")
             for pool_name in self._pool_names(requirement):
                 pool = self._pool_by_name(requirement.namespace, pool_name)
                 if pool is None:
                     continue
-                if pool.status not in GONE_POOL:
-                    leaks.append(f"worker pool {requirement.namespace}/{pool_name} ({pool.status.value})")
+                pool_status = _present(pool.status, "worker pool status")
+                if pool_status not in GONE_POOL:
+                    leaks.append(f"worker pool {requirement.namespace}/{pool_name} ({pool_status.value})")
                 compute = self._call(
-                    lambda p=pool: self._client.compute_client.get_compute_requirement_by_id(
-                        p.computeRequirementId
+                    partial(
+                        self._client.compute_client.get_compute_requirement_by_id,
+                        _present(_provisioned(pool).computeRequirementId, "compute requirement id"),
                     ),
                     "get compute requirement",
                 )
-                if compute.status != ComputeRequirementStatus.TERMINATED:
+                compute_status = _present(compute.status, "compute requirement status")
+                if compute_status != ComputeRequirementStatus.TERMINATED:
                     leaks.append(
-                        f"compute requirement {requirement.namespace}/{compute.name} ({compute.status.value})"
+                        f"compute requirement {requirement.namespace}/{compute.name} ({compute_status.value})"
                     )
         return leaks
 
@@ -250,7 +262,7 @@ class YellowDogBackend:
                     failures.append(f"worker pool {pool_name}: {_describe(error)}")
                     continue
                 if pool is not None:
-                    pools.setdefault(pool.id)
+                    pools.setdefault(_present(pool.id, "worker pool id"))
         for pool_id in pools:
             try:
                 self._release_pool(pool_id)
@@ -267,13 +279,12 @@ class YellowDogBackend:
     def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
         cluster = self._cluster(cluster_id)
         pool_name = naming.check_name("pool name", launch.pool_name)
-        template = launch.yellowdog.compute_requirement_template_id
-        self._check_template(template, launch.role)
+        template = self._check_template(launch.yellowdog.compute_requirement_template_id, launch.role)
         # A pool of this name may have been here before (shut down idle): its groups keep their names.
         groups = self._get_requirement(cluster_id).taskGroups or []
         earlier = [g for g in groups if _worker_tag(g) == pool_name]
         group = self._append_group(cluster_id, cluster, pool_name, launch.role, len(earlier) + 1)
-        pool_id = self._provision_pool(cluster, launch, count)
+        pool_id = self._provision_pool(cluster, launch, template, count)
         try:
             node_ids = self._add_tasks(cluster_id, group, launch, count)
         except BaseException:
@@ -286,16 +297,18 @@ class YellowDogBackend:
         pool = self._call(
             lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
         )
-        if pool.status in GONE_POOL:
-            raise PoolGoneError(f"worker pool {pool.name} is {pool.status.value}: create a new pool instead")
+        pool_status = _present(pool.status, "worker pool status")
+        pool_name = _present(pool.name, "worker pool name")
+        if pool_status in GONE_POOL:
+            raise PoolGoneError(f"worker pool {pool_name} is {pool_status.value}: create a new pool instead")
         groups = [
-            g for g in self._get_requirement(cluster_id).taskGroups or [] if _worker_tag(g) == pool.name
+            g for g in self._get_requirement(cluster_id).taskGroups or [] if _worker_tag(g) == pool_name
         ]
-        live = [g for g in groups if not g.status.terminated]
+        live = [g for g in groups if not _present(g.status, "task group status").terminated]
         group = (
             live[-1]
             if live
-            else self._append_group(cluster_id, cluster, pool.name, launch.role, len(groups) + 1)
+            else self._append_group(cluster_id, cluster, pool_name, launch.role, len(groups) + 1)
         )
         # Nodes whose task was cancelled idle until their idle shutdown and take new tasks meanwhile: size
         # the pool for the tasks that need a node (unfinished ones plus the new), never below what runs.
@@ -308,7 +321,7 @@ class YellowDogBackend:
         try:
             return self._add_tasks(cluster_id, group, launch, count)
         except InvalidRequestException:  # the group finished meanwhile: the next generation takes the tasks
-            group = self._append_group(cluster_id, cluster, pool.name, launch.role, len(groups) + 2)
+            group = self._append_group(cluster_id, cluster, pool_name, launch.role, len(groups) + 2)
             return self._add_tasks(cluster_id, group, launch, count)
 
     def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
@@ -321,7 +334,7 @@ class YellowDogBackend:
         namespace = self._cluster(cluster_id).namespace
         nodes = []
         for task in tasks:
-            group = self._groups.get(task.taskGroupId, _Group("", None))
+            group = self._groups.get(_present(task.taskGroupId, "task group id"), _Group("", None))
             status, detail = node_status(task)
             private_ip = public_ip = None
             pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
@@ -329,10 +342,10 @@ class YellowDogBackend:
                 private_ip, public_ip, pool_id = self._node_addresses(task.nodeId)
             nodes.append(
                 NodeInfo(
-                    node_id=task.name,
+                    node_id=_present(task.name, "task name"),
                     pool_id=pool_id or "",
                     role=NodeRole(task.tag)
-                    if task.tag in NodeRole._value2member_map_
+                    if task.tag is not None and task.tag in NodeRole._value2member_map_
                     else (group.role or NodeRole.WORKER),
                     status=status,
                     private_ip=private_ip,
@@ -375,7 +388,7 @@ class YellowDogBackend:
             if earlier is None:
                 raise
         theirs, ours = _run_identity(self._labels_of(earlier) or {}), _run_identity(labels)
-        if not earlier.status.finished and theirs != ours:
+        if not _finished(earlier) and theirs != ours:
             raise RayDogError(
                 f"cluster_name {requirement.name!r} is in use in namespace {requirement.namespace} by a running "
                 f"cluster of another run (labels {theirs or 'none'}): give concurrent runs their own "
@@ -387,7 +400,7 @@ class YellowDogBackend:
             requirement.namespace,
             requirement.name,
         )
-        for failure in self.shut_down(earlier.id):
+        for failure in self.shut_down(_present(earlier.id, "work requirement id")):
             log.warning("shutting down the earlier %s: %s", requirement.name, failure)
         return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
 
@@ -396,7 +409,7 @@ class YellowDogBackend:
         found = self._find(
             lambda: work.get_work_requirement_by_name(namespace, name), "find work requirement"
         )
-        return None if found is None or found.status.finished else found
+        return None if found is None or _finished(found) else found
 
     def _append_group(
         self, cluster_id: str, cluster: _Cluster, pool_name: str, role: NodeRole, generation: int
@@ -416,44 +429,44 @@ class YellowDogBackend:
         )
         with self._requirement_lock:
             requirement = self._get_requirement(cluster_id)
-            if requirement.status != WorkRequirementStatus.RUNNING:
-                raise RayDogError(
-                    f"cluster {cluster.name} is {requirement.status.value}: it cannot take new nodes"
-                )
+            status = _present(requirement.status, "work requirement status")
+            if status != WorkRequirementStatus.RUNNING:
+                raise RayDogError(f"cluster {cluster.name} is {status.value}: it cannot take new nodes")
             requirement.taskGroups = [*(requirement.taskGroups or []), group]
             updated = self._call(
                 lambda: self._client.work_client.update_work_requirement(requirement), "add task group"
             )
-        created = next(g for g in updated.taskGroups if g.name == name)
-        self._groups[created.id] = _Group(pool_name, role)
+        created = next(g for g in _present(updated.taskGroups, "task groups") if g.name == name)
+        self._groups[_present(created.id, "task group id")] = _Group(pool_name, role)
         return created
 
     def _cancel_requirement(self, requirement: WorkRequirement, failures: list[str]) -> None:
-        if requirement.status.finished:
+        if _finished(requirement):
             return
+        requirement_id = _present(requirement.id, "work requirement id")
         try:
             self._call(
-                lambda: self._client.work_client.cancel_work_requirement_by_id(requirement.id, abort=True),
+                lambda: self._client.work_client.cancel_work_requirement_by_id(requirement_id, abort=True),
                 "cancel work requirement",
             )
         except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
             # A requirement that finished meanwhile refuses the transition (with an error type the SDK
             # does not know, so a bare HTTPError): judge by its status, not by the error's wording.
-            if not self._finished_now(requirement.id):
+            if not self._finished_now(requirement_id):
                 failures.append(f"work requirement {requirement.name}: {_describe(error)}")
 
     def _finished_now(self, requirement_id: str) -> bool:
         try:
-            return self._get_requirement(requirement_id).status.finished
+            return _finished(self._get_requirement(requirement_id))
         except Exception:  # noqa: BLE001 - unknown counts as not finished: the caller reports the failure
             return False
 
     # -- pools ---------------------------------------------------------------------------------------
 
-    def _provision_pool(self, cluster: _Cluster, launch: NodeLaunch, count: int) -> str:
+    def _provision_pool(self, cluster: _Cluster, launch: NodeLaunch, template: str, count: int) -> str:
         options = launch.yellowdog
         usage = ComputeRequirementTemplateUsage(
-            templateId=options.compute_requirement_template_id,
+            templateId=template,
             requirementName=launch.pool_name,
             requirementNamespace=cluster.namespace,
             requirementTag=None,
@@ -474,9 +487,8 @@ class YellowDogBackend:
         pools = self._client.worker_pool_client
 
         def provision() -> str:
-            return self._call(
-                lambda: pools.provision_worker_pool(usage, properties), "provision worker pool"
-            ).id
+            pool = self._call(lambda: pools.provision_worker_pool(usage, properties), "provision worker pool")
+            return _present(pool.id, "worker pool id")
 
         try:
             pool_id = provision()
@@ -500,7 +512,7 @@ class YellowDogBackend:
         pool = self._call(lambda: pools.get_worker_pool_by_id(pool_id), "get worker pool")
         if pool.status not in GONE_POOL:
             self._call(lambda: pools.shutdown_worker_pool_by_id(pool_id), "shut down worker pool")
-        self._terminate_compute(pool.computeRequirementId)
+        self._terminate_compute(_provisioned(pool).computeRequirementId)
 
     def _terminate_compute(self, compute_id: str | None) -> None:
         if not compute_id:
@@ -519,7 +531,7 @@ class YellowDogBackend:
         """Release a live pool (or a compute requirement left without one) of this name; False if none."""
         pool = self._pool_by_name(namespace, name)
         if pool is not None and pool.status not in GONE_POOL:
-            self._release_pool(pool.id)
+            self._release_pool(_present(pool.id, "worker pool id"))
             return True
         compute = self._client.compute_client
         existing = self._find(
@@ -530,12 +542,12 @@ class YellowDogBackend:
         self._terminate_compute(existing.id)
         return True
 
-    def _pool_by_name(self, namespace: str, name: str):
+    def _pool_by_name(self, namespace: str, name: str) -> WorkerPool | None:
         """The pool with exactly this name, or None."""
         pools = self._client.worker_pool_client
         pool = self._find(lambda: pools.get_worker_pool_by_name(namespace, name), "find worker pool")
         if pool is not None:
-            self._pool_ids[(namespace, name)] = pool.id
+            self._pool_ids[(namespace, name)] = _present(pool.id, "worker pool id")
         return pool
 
     def _pool_id(self, namespace: str, name: str) -> str | None:
@@ -547,15 +559,20 @@ class YellowDogBackend:
         nodes = self._call(
             lambda: self._client.worker_pool_client.find_nodes(_node_search(pool_id)), "list pool nodes"
         )
-        return [n.id for n in nodes if n.status is not None and n.status.value in ("RUNNING", "LATE")]
+        return [
+            _present(n.id, "node id")
+            for n in nodes
+            if n.status is not None and n.status.value in ("RUNNING", "LATE")
+        ]
 
     # -- tasks ---------------------------------------------------------------------------------------
 
     def _add_tasks(self, cluster_id: str, group: TaskGroup, launch: NodeLaunch, count: int) -> list[str]:
         names = [naming.node_name(group.name, secrets.token_hex(3)) for _ in range(count)]
         tasks = [self._task(cluster_id, name, launch) for name in names]
+        group_id = _present(group.id, "task group id")
         self._call(
-            lambda: self._client.work_client.add_tasks_to_task_group_by_id(group.id, tasks), "add tasks"
+            lambda: self._client.work_client.add_tasks_to_task_group_by_id(group_id, tasks), "add tasks"
         )
         return names
 
@@ -614,17 +631,14 @@ class YellowDogBackend:
             if task.status is not None and task.status.finished:
                 continue
             try:
-                self._call(lambda t=task: work.cancel_task_by_id(t.id, True), "cancel task")
+                self._call(partial(work.cancel_task_by_id, _present(task.id, "task id"), True), "cancel task")
             except InvalidRequestException:
                 pass  # it finished meanwhile
 
     def _unfinished_tasks(self, cluster_id: str, groups: Sequence[TaskGroup]) -> int:
         count = 0
         for group in groups:
-            search = TaskSearch(workRequirementId=cluster_id, taskGroupId=group.id)
-            tasks = self._call(
-                lambda s=search: self._client.work_client.get_tasks(s).list_all(), "list tasks"
-            )
+            tasks = self._list_tasks(TaskSearch(workRequirementId=cluster_id, taskGroupId=group.id))
             count += sum(1 for task in tasks if task.status is None or not task.status.finished)
         return count
 
@@ -636,11 +650,11 @@ class YellowDogBackend:
         group_ids = [g.id for g in requirement.taskGroups or [] if _worker_tag(g) == pool.name]
         tasks: list[Task] = []
         for group_id in group_ids:
-            search = TaskSearch(workRequirementId=cluster_id, taskGroupId=group_id)
-            tasks += self._call(
-                lambda s=search: self._client.work_client.get_tasks(s).list_all(), "list tasks"
-            )
+            tasks += self._list_tasks(TaskSearch(workRequirementId=cluster_id, taskGroupId=group_id))
         return tasks
+
+    def _list_tasks(self, search: TaskSearch) -> list[Task]:
+        return self._call(lambda: self._client.work_client.get_tasks(search).list_all(), "list tasks")
 
     # -- lookups and caches --------------------------------------------------------------------------
 
@@ -666,8 +680,9 @@ class YellowDogBackend:
 
     def _learn_groups(self, requirement: WorkRequirement) -> None:
         for group in requirement.taskGroups or []:
-            if group.id not in self._groups:
-                self._groups[group.id] = _Group(_worker_tag(group) or "", None)
+            group_id = _present(group.id, "task group id")
+            if group_id not in self._groups:
+                self._groups[group_id] = _Group(_worker_tag(group) or "", None)
 
     def _node_addresses(self, node_id: str) -> tuple[str | None, str | None, str | None]:
         """(private IP, public IP or None, pool id) of a node; fixed for its life, so cached."""
@@ -677,7 +692,7 @@ class YellowDogBackend:
             details = node.details
             public_ip = details.publicIpAddress if details else None
             if details and public_ip is None:
-                public_ip = self._public_ip(node.workerPoolId, details.instanceId)
+                public_ip = self._public_ip(_present(node.workerPoolId, "node's pool id"), details.instanceId)
             self._addresses[node_id] = (
                 details.privateIpAddress if details else None,
                 public_ip,
@@ -690,7 +705,7 @@ class YellowDogBackend:
         pool = self._call(
             lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
         )
-        search = InstanceSearch(computeRequirementId=pool.computeRequirementId)
+        search = InstanceSearch(computeRequirementId=_provisioned(pool).computeRequirementId)
         instances = self._call(
             lambda: self._client.compute_client.get_instances(search).list_all(), "list instances"
         )
@@ -703,7 +718,7 @@ class YellowDogBackend:
         )
         found = []
         for summary in summaries:
-            requirement = self._get_requirement(summary.id)
+            requirement = self._get_requirement(_present(summary.id, "work requirement id"))
             if self._labels_of(requirement) is not None:
                 found.append(requirement)
         return found
@@ -720,15 +735,15 @@ class YellowDogBackend:
     def _pool_names(requirement: WorkRequirement) -> list[str]:
         return list(dict.fromkeys(filter(None, (_worker_tag(g) for g in requirement.taskGroups or []))))
 
-    def _check_template(self, template: str | None, role: NodeRole) -> None:
-        """Fail before creating anything when the template does not exist (or the key cannot see it)."""
+    def _check_template(self, template: str | None, role: NodeRole) -> str:
+        """The template, checked before anything is created: given, and known to the platform (to the key)."""
         field = TEMPLATE_FIELD[role]
         if not template:
             raise SpecError(
                 field, "required for backend 'yellowdog'", "give a compute requirement template id or name"
             )
         if template in self._checked_templates:
-            return
+            return template
         compute = self._client.compute_client
         namespace, _, name = template.rpartition("/")
         try:
@@ -745,6 +760,7 @@ class YellowDogBackend:
                 "give the id (ydid:crt:...) or 'namespace/name' of a template your application key can use",
             ) from None
         self._checked_templates.add(template)
+        return template
 
     def _find(self, call: Callable[[], T], what: str) -> T | None:
         """A lookup by name; None when the platform has nothing of that name (it refuses the request)."""
@@ -766,6 +782,25 @@ class YellowDogBackend:
             raise RayDogError(
                 f"cannot reach the YellowDog platform at {self.api_url} ({what}): check yd_platform_api_url / YD_API_URL"
             ) from None
+
+
+def _present(value: T | None, what: str) -> T:
+    """A field the SDK types as optional (its models also build requests) but the platform always fills
+    in on what it returns: a reply without it is the platform's error, and is reported as one."""
+    if value is None:
+        raise RayDogError(f"the YellowDog platform returned no {what}")
+    return value
+
+
+def _finished(requirement: WorkRequirement) -> bool:
+    return _present(requirement.status, "work requirement status").finished
+
+
+def _provisioned(pool: WorkerPool) -> ProvisionedWorkerPool:
+    """The SDK types pool lookups as the abstract WorkerPool; every pool RayDog makes is provisioned."""
+    if not isinstance(pool, ProvisionedWorkerPool):
+        raise RayDogError(f"worker pool {pool.name} is a {type(pool).__name__}, not one RayDog provisioned")
+    return pool
 
 
 def _worker_tag(group: TaskGroup) -> str | None:

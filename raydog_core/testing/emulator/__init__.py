@@ -32,7 +32,7 @@ from raydog_core.testing.emulator.agent import Agent
 from raydog_core.testing.emulator.entities import Instance
 from raydog_core.testing.emulator.faults import Faults
 from raydog_core.testing.emulator.platform import Platform
-from raydog_core.testing.emulator.server import PlatformServer
+from raydog_core.testing.emulator.server import HOST, PlatformServer
 
 __all__ = ["DEFAULT_TEMPLATES", "Emulator", "Faults"]
 
@@ -86,8 +86,7 @@ class Emulator:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{HOST}:{self._server.server_port}"
 
     @property
     def calls(self) -> int:

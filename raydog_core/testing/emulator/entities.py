@@ -370,7 +370,7 @@ class WorkerPool:
     namespace: str
     name: str
     properties: dict[str, Any]
-    requirement: ComputeRequirement | None = None
+    requirement: ComputeRequirement  # every emulated pool is provisioned: one compute requirement each
     status: str = "PENDING"
     created: datetime = field(default_factory=wire.now)
     changed: datetime = field(default_factory=wire.now)
@@ -393,7 +393,7 @@ class WorkerPool:
             self.status, self.changed = status, wire.now()
 
     def instances(self) -> list[Instance]:
-        return self.requirement.instances if self.requirement else []
+        return self.requirement.instances
 
     def to_json(self) -> dict[str, Any]:
         nodes = [i for i in self.instances() if i.node_status]
@@ -407,7 +407,7 @@ class WorkerPool:
                 "createdTime": timestamp(self.created),
                 "status": self.status,
                 "statusChangedTime": timestamp(self.changed),
-                "expectedNodeCount": len(self.requirement.live_instances()) if self.requirement else 0,
+                "expectedNodeCount": len(self.requirement.live_instances()),
                 "awaitingNodes": any(i.status == "PENDING" for i in self.instances()),
                 "workerSummary": {
                     "statusCounts": dict(Counter(i.worker_status for i in workers)),
@@ -419,7 +419,7 @@ class WorkerPool:
                     "lastUpdatedTime": timestamp(self.changed),
                 },
                 "properties": self.properties,
-                "computeRequirementId": self.requirement.id if self.requirement else None,
+                "computeRequirementId": self.requirement.id,
             }
         )
 

@@ -522,6 +522,7 @@ class Platform:
                 if (
                     task.status == "EXECUTING"
                     and task.timeout is not None
+                    and task.started is not None  # set with EXECUTING
                     and now - task.started >= task.timeout
                 ):
                     timed_out.append(task)

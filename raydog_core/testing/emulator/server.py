@@ -26,6 +26,7 @@ from raydog_core.testing.emulator.platform import Platform
 
 log = logging.getLogger("raydog.emulator")
 
+HOST = "127.0.0.1"  # loopback only: the emulator is for tests and benchmarks on this machine
 HEARTBEAT_S = 15.0  # well inside the SDK's 90 s read timeout
 
 
@@ -36,7 +37,7 @@ class PlatformServer(ThreadingHTTPServer):
     def __init__(
         self, platform: Platform, faults: Faults, key_id: str, key_secret: str, port: int = 0
     ) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__((HOST, port), _Handler)
         self.platform = platform
         self.faults = faults
         self.hub = EventHub()
