@@ -26,6 +26,7 @@ from raydog_core.errors import SpecError
 from raydog_core.spec import build_model
 
 HostKeyPolicy = Literal["known_hosts", "fingerprint", "unverified"]
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KEY_TYPES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
@@ -42,6 +43,11 @@ class SshAccess(BaseModel):
     port: int = Field(22, ge=1, le=65535)
     known_hosts_file: str | None = Field(None, description="known_hosts file holding the head's host key.")
     host_key_fingerprint: str | None = Field(None, description="SHA256:... of the head's host key.")
+    skip_host_key_check: bool = Field(
+        False,
+        description="Do not verify the head's host key (insecure: whoever sits in between sees the "
+        "tunnel's traffic, the Ray token included; warned on every connection).",
+    )
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SshAccess:
@@ -73,10 +79,17 @@ class SshAccess(BaseModel):
 
     @property
     def host_key_policy(self) -> HostKeyPolicy:
-        """known_hosts wins over a pinned fingerprint; without either the host key is not checked."""
-        if self.known_hosts_file is not None:
-            return "known_hosts"
-        return "fingerprint" if self.host_key_fingerprint is not None else "unverified"
+        """Verified by default, like OpenSSH: a given known_hosts file wins over a pinned fingerprint, and
+        with neither the user's ~/.ssh/known_hosts is used. Only an explicit opt-out skips the check."""
+        if self.skip_host_key_check:
+            return "unverified"
+        if self.known_hosts_file is None and self.host_key_fingerprint is not None:
+            return "fingerprint"
+        return "known_hosts"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts_file or DEFAULT_KNOWN_HOSTS).expanduser()
 
     def check_files(self, prefix: str = "", where: str = "") -> None:
         """Raise SpecError unless the key and known_hosts files exist on this machine."""

@@ -267,13 +267,15 @@ class RayTunnels:
                 )
             return key
         log.warning(
-            "SSH host key of %s is not verified: pass known_hosts_file or host_key_fingerprint", self.host
+            "SSH host key of %s is NOT verified (skip_host_key_check): anyone in between can read the "
+            "tunnel's traffic; pass known_hosts_file or host_key_fingerprint instead",
+            self.host,
         )
         return None
 
     def _key_from_known_hosts(self) -> paramiko.PKey:
-        known_hosts = Path(self.access.known_hosts_file or "").expanduser()
-        hosts = paramiko.HostKeys(str(known_hosts))
+        known_hosts = self.access.known_hosts_path
+        hosts = paramiko.HostKeys(str(known_hosts)) if known_hosts.is_file() else paramiko.HostKeys()
         names = [self.host] if self.ssh_port == 22 else [f"[{self.host}]:{self.ssh_port}"]
         for name in names:
             entry = hosts.lookup(name)
@@ -281,7 +283,8 @@ class RayTunnels:
                 return next(iter(entry.values()))
         raise TunnelError(
             f"{self.host}:{self.ssh_port} is not in {known_hosts}: add its host key "
-            f"(ssh-keyscan -p {self.ssh_port} {self.host}) after checking it, or pin host_key_fingerprint"
+            f"(ssh-keyscan -p {self.ssh_port} {self.host}) after checking it, or pin host_key_fingerprint "
+            "(skip_host_key_check turns verification off, insecurely)"
         )
 
 

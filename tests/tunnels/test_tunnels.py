@@ -224,3 +224,34 @@ def test_ssh_access_keeps_secrets_out_of_reprs_and_checks_files(tmp_path) -> Non
         SshAccess(user="me", private_key_file=str(garbage)).load_private_key()
     with pytest.raises(SpecError, match="access"):
         RayTunnels("127.0.0.1", "me", access=access)
+
+
+def test_host_keys_are_verified_by_default_against_the_users_known_hosts(
+    ssh_server, echo_server, tmp_path, monkeypatch, caplog
+) -> None:
+    """With neither known_hosts_file nor a fingerprint, ~/.ssh/known_hosts decides, as OpenSSH does;
+    skipping the check is an explicit, warned opt-in."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # a user who never met this head
+    host, port = echo_server
+    access = SshAccess(
+        user=ssh_server.user, private_key_file=str(ssh_server.client_key), port=ssh_server.port
+    )
+    assert access.host_key_policy == "known_hosts"
+    tunnels = RayTunnels(
+        ssh_server.host, ray_tunnel_specs=[RayTunnels.through_head(host, port)], access=access
+    )
+    with pytest.raises(TunnelError, match="is not in"):
+        tunnels.start_tunnels()
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "known_hosts").write_text(ssh_server.known_hosts.read_text())
+    with RayTunnels(
+        ssh_server.host, ray_tunnel_specs=[RayTunnels.through_head(host, port)], access=access
+    ) as t:
+        assert _exchange(t.local_port(port, host), b"ok") == b"echo:ok"
+    unchecked = access.model_copy(update={"skip_host_key_check": True})
+    (tmp_path / ".ssh" / "known_hosts").unlink()
+    with RayTunnels(
+        ssh_server.host, ray_tunnel_specs=[RayTunnels.through_head(host, port)], access=unchecked
+    ) as t:
+        assert _exchange(t.local_port(port, host), b"ok") == b"echo:ok"
+    assert "NOT verified" in caplog.text
