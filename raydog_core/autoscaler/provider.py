@@ -525,12 +525,14 @@ class RayDogNodeProvider(NodeProvider):
             return {}
 
     def _find_cluster(self) -> Any:
-        """The running cluster of exactly this name that this provider created (newest if several)."""
+        """The running cluster of exactly this name, in this namespace, that a RayDog provider created
+        (newest if several): a cluster of the same name in another namespace is someone else's."""
         self.backend_calls += 1
         records = [
             r
             for r in self._backend.list_clusters()
             if r.name == self.cluster_name
+            and r.namespace == self.config.cluster_namespace
             and r.state == "running"
             and r.labels.get(AUTOSCALER_LABEL) == "true"
         ]

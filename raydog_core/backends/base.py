@@ -125,6 +125,7 @@ class ClusterRecord:
     created_at: datetime
     live_nodes: int
     state: str  # "running" or "stopped"
+    namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
 
 
 @runtime_checkable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -15,6 +16,7 @@ from raydog_core import commands
 from raydog_core.autoscaler import RayDogNodeProvider
 from raydog_core.autoscaler.config import parse_provider_config
 from raydog_core.autoscaler.runner import LocalCommandRunner, RunningCommands, is_ray_stop
+from raydog_core.backends.base import BackendCapabilities, ClusterRecord
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError, StateError
 from raydog_core.lifecycle import shut_down_cluster
@@ -214,3 +216,32 @@ def test_a_command_ends_with_the_clusters_lifetime(tmp_path: Path, raydog_home) 
     with pytest.raises(ProcessRunnerError, match="code 124"):  # coreutils' timeout
         runner.run("sleep 60")
     assert commands.live("c-cmd-2") == []
+
+
+class _Clusters:
+    """A backend's read side that lists fixed clusters (enough for the provider's lookup)."""
+
+    kind = "local"
+    capabilities = BackendCapabilities(nodes_reachable=True, nodes_on_client_host=True)
+
+    def __init__(self, records: list[ClusterRecord]) -> None:
+        self.records = records
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        return list(self.records)
+
+
+def test_the_provider_finds_its_cluster_by_namespace_and_name() -> None:
+    """Someone else's cluster of the same name in another namespace is never taken for ours."""
+
+    def record(cluster_id: str, namespace: str, minute: int) -> ClusterRecord:
+        labels = {"raydog-autoscaler": "true"}
+        created = datetime(2026, 1, 1, 0, minute, tzinfo=UTC)
+        return ClusterRecord(cluster_id, "raydog-local", "local", labels, created, 1, "running", namespace)
+
+    config = RayDogNodeProvider.bootstrap_config(_config(cluster_namespace="team-a"))
+    theirs_newer, ours = record("theirs", "team-b", 30), record("ours", "team-a", 10)
+    provider = RayDogNodeProvider(config["provider"], "raydog-local", backend=_Clusters([theirs_newer, ours]))
+    assert provider._find_cluster().cluster_id == "ours"
+    alone = RayDogNodeProvider(config["provider"], "raydog-local", backend=_Clusters([theirs_newer]))
+    assert alone._find_cluster() is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -139,9 +138,11 @@ def test_transient_errors_killed_node_and_failing_task(
     assert yellowdog_emulator.wait_until_clean() == []
 
 
-def test_leftover_of_an_earlier_run_is_replaced(
+def test_a_running_cluster_of_the_same_name_is_never_replaced_whoever_built_it(
     yellowdog_emulator: Emulator, raydog_home: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Same name, same (or no) labels, another client: refused, and the first cluster keeps running.
+    Once it has been shut down, the name is free again."""
     backend = YellowDogBackend(yellowdog_emulator.credentials())
     options = ClusterOptions(name="rerun", namespace="raydog-test", lifetime=timedelta(minutes=5))
     launch = NodeLaunch(
@@ -157,16 +158,17 @@ def test_leftover_of_an_earlier_run_is_replaced(
         }
     )
     first = backend.open_cluster(options)
-    backend.create_pool(first.cluster_id, launch, 1)  # then the client "dies" without shutting down
-    with caplog.at_level(logging.WARNING, logger="raydog"):
-        second = backend.open_cluster(options)
-        backend.create_pool(second.cluster_id, launch, 1)
-    assert "already exists" in caplog.text
+    backend.create_pool(first.cluster_id, launch, 1)  # then another client builds the same spec
+    with pytest.raises(RayDogError, match="that this client did not create"):
+        backend.open_cluster(options)
+    assert all(n.status == NodeStatus.RUNNING for n in backend.list_nodes(first.cluster_id))
+    assert backend.shut_down(first.cluster_id) == []
+    second = backend.open_cluster(options)  # the name is free once the first has finished
     assert second.cluster_id != first.cluster_id
-    assert all(n.status != NodeStatus.FAILED for n in backend.list_nodes(second.cluster_id))
     assert backend.shut_down(second.cluster_id) == []
     assert "emulator-secret" not in caplog.text and "emulator-secret" not in repr(backend)
     backend.close()
+    assert yellowdog_emulator.wait_until_clean() == []
 
 
 def test_a_running_cluster_of_another_run_is_never_replaced(
@@ -189,7 +191,9 @@ def test_a_running_cluster_of_another_run_is_never_replaced(
         other_run = ClusterOptions(
             name="shared", namespace="raydog-test", labels={"prefect-flow-run-id": "run-2"}
         )
-        with pytest.raises(RayDogError, match=r"in use .* by a running cluster of another run"):
+        with pytest.raises(
+            RayDogError, match=r"in use .* by a running cluster .* that this client did not create"
+        ):
             backend.open_cluster(other_run)
         assert [r.cluster_id for r in backend.list_clusters() if r.name == "shared"] == [first.cluster_id]
         assert all(n.status != NodeStatus.FAILED for n in backend.list_nodes(first.cluster_id))

@@ -107,6 +107,7 @@ class LocalBackend:
                 ClusterRecord(
                     cluster_id=manifest.cluster_id,
                     name=manifest.name,
+                    namespace=manifest.namespace,
                     backend=self.kind,
                     labels=manifest.labels,
                     created_at=manifest.created_at,

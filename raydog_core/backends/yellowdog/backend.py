@@ -144,7 +144,7 @@ class YellowDogBackend:
         requirement = WorkRequirement(
             namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
         )
-        cluster_id = _present(self._add_requirement(requirement, options.labels).id, "work requirement id")
+        cluster_id = _present(self._add_requirement(requirement).id, "work requirement id")
         lifetime = options.lifetime or DEFAULT_LIFETIME
         if options.lifetime is None:
             log.info(
@@ -196,7 +196,8 @@ class YellowDogBackend:
             records.append(
                 ClusterRecord(
                     cluster_id=cluster_id,
-                    name=requirement.name,
+                    name=_present(requirement.name, "work requirement name"),
+                    namespace=_present(requirement.namespace, "work requirement namespace"),
                     backend=self.kind,
                     labels=labels,
                     created_at=requirement.createdTime or datetime.now(UTC),
@@ -373,11 +374,10 @@ class YellowDogBackend:
 
     # -- work requirement ---------------------------------------------------------------------------
 
-    def _add_requirement(self, requirement: WorkRequirement, labels: Mapping[str, str]) -> WorkRequirement:
-        """Create the work requirement; one of the same name left by an earlier run is replaced.
-
-        A live one labelled for another run (another flow run or DAG run) is refused instead: replacing
-        it would tear down a cluster that run is still using.
+    def _add_requirement(self, requirement: WorkRequirement) -> WorkRequirement:
+        """Create the work requirement. A running one of the same name is never replaced, whoever made it
+        (another process, flow run or DAG run may be using it): the build is refused with the way out.
+        One that has finished does not stand in the way.
         """
         work = self._client.work_client
         try:
@@ -387,22 +387,13 @@ class YellowDogBackend:
             earlier = self._live_requirement_by_name(requirement.namespace, requirement.name)
             if earlier is None:
                 raise
-        theirs, ours = _run_identity(self._labels_of(earlier) or {}), _run_identity(labels)
-        if not _finished(earlier) and theirs != ours:
-            raise RayDogError(
-                f"cluster_name {requirement.name!r} is in use in namespace {requirement.namespace} by a running "
-                f"cluster of another run (labels {theirs or 'none'}): give concurrent runs their own "
-                f"cluster_name, or shut the other one down (raydog reap --name {requirement.name})"
-            )
-        log.warning(
-            "work requirement %s/%s already exists (an earlier run of this cluster?): shutting it down and "
-            "creating it again",
-            requirement.namespace,
-            requirement.name,
+        theirs = _run_identity(self._labels_of(earlier) or {})
+        raise RayDogError(
+            f"cluster_name {requirement.name!r} is in use in namespace {requirement.namespace} by a running "
+            f"cluster (labels {theirs or 'none'}) that this client did not create: give concurrent runs "
+            f"their own cluster_name, or shut that one down if nobody uses it "
+            f"(raydog reap --name {requirement.name}, or raydog down with its state)"
         )
-        for failure in self.shut_down(_present(earlier.id, "work requirement id")):
-            log.warning("shutting down the earlier %s: %s", requirement.name, failure)
-        return self._call(lambda: work.add_work_requirement(requirement), "create work requirement")
 
     def _live_requirement_by_name(self, namespace: str, name: str) -> WorkRequirement | None:
         work = self._client.work_client
