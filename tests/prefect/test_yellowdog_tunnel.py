@@ -48,7 +48,7 @@ def _connections_of_this_process() -> list[Any]:
 def _seen_from_inside_the_flow(ssh: SSHServer) -> dict[str, Any]:
     """Where the running task runner sends Ray traffic, and which sockets this process holds for it."""
     runner = FlowRunContext.get().task_runner
-    head = runner._raydog_cluster.state.head
+    head = runner.raydog_cluster.state.head
     connection = runner._connection
     local_port = connection.tunnels.local_port(head.client_port)
     sockets = _connections_of_this_process()
