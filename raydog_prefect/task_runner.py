@@ -297,7 +297,7 @@ class RayDogTaskRunner(RayTaskRunner):
         return release
 
     def _connect_ray(self, stack: ExitStack, address: str | None) -> None:
-        """prefect-ray's own start (`ray.init`, or the Ray already connected), with SIGTERM kept.
+        """prefect-ray's own start (`ray.init`, or the Ray already connected), safe to SIGTERM.
 
         Retried a few times for Ray Client only: the head's client server starts one server process per
         client, and that start fails now and then on a busy head ("Starting Ray client server failed").
@@ -306,7 +306,7 @@ class RayDogTaskRunner(RayTaskRunner):
         attempts = RAY_CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
         for attempt in range(1, attempts + 1):
             try:
-                with _sigterm_handling_kept():
+                with _native_sigterm_abort_removed():
                     super().__enter__()
                 break
             except ConnectionError as error:
@@ -423,27 +423,25 @@ def _logged(logger: Any, what: str, undo: Callable[..., Any], *args: Any) -> Non
 
 
 @contextmanager
-def _sigterm_handling_kept() -> Iterator[None]:
-    """Keep this process's SIGTERM handling as it was across `ray.init`.
+def _native_sigterm_abort_removed() -> Iterator[None]:
+    """Around `ray.init`: take Ray's native SIGTERM handler out again, keep Ray's Python one.
 
-    `ray.init` in a driver replaces Python's SIGTERM handler (Prefect's, which turns the signal into the
-    TerminationSignal the engine ends the run with) by its own `sys.exit`, and Ray's core worker
-    installs a native failure-signal handler that aborts the process 3 s after a SIGTERM, cutting the
-    cluster's teardown short (measured with ray 2.60). Setting the previous handler again with the
-    standard `signal.signal` undoes both: it also puts Python's C-level handler back in front of the
-    native one. (Ray's documented `RAY_DISABLE_FAILURE_SIGNAL_HANDLER` works only if set before `ray`
-    is imported, which a flow module usually does first.) Off the main thread Python sets no signal
-    handlers, Prefect's included: nothing to keep.
+    A Ray driver's core worker installs a native failure-signal handler that aborts the process 3 s
+    after a SIGTERM, cutting the cluster's teardown short (measured with ray 2.60). Setting the Python
+    handler again with the standard `signal.signal` puts Python's C-level handler back in front of it.
+    The Python handler stays Ray's own (`sys.exit`, installed by `ray.init`): a blocking `ray.get` turns
+    only SystemExit or KeyboardInterrupt raised by a handler into an interruption, and swallows anything
+    else (Prefect's TerminationSignal) and keeps waiting. (Ray's documented switch,
+    `RAY_DISABLE_FAILURE_SIGNAL_HANDLER`, works only if set before `ray` is imported, which a flow module
+    usually does first.) Off the main thread Python sets no handlers, and Ray installs none.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
     try:
         yield
     finally:
-        if previous is not None:  # None: installed outside Python, nothing Python can put back
-            signal.signal(signal.SIGTERM, previous)
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.getsignal(signal.SIGTERM)
+            if handler is not None:  # None: installed outside Python, nothing Python can put back
+                signal.signal(signal.SIGTERM, handler)
 
 
 def _ephemeral_api_shared() -> AbstractContextManager[Any]:

@@ -100,7 +100,7 @@ def test_unusable_ssh_settings_fail_before_any_yellowdog_call(
 
     @flow(task_runner=RayDogTaskRunner(cluster=config))
     def never_connects() -> None:
-        pass
+        double.submit(1).result()  # the cluster is provided on the first submission
 
     with pytest.raises(SpecError, match="ssh_private_key_file"):
         never_connects()
