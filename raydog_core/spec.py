@@ -85,47 +85,85 @@ class WorkerPoolSpec(_Strict):
         return yellowdog_options(self, "worker_node")
 
 
-class ClusterSpec(_Strict):
-    """A whole cluster: head, optional observability node and worker pools."""
+class ClusterFields(BaseModel):
+    """Every field of a cluster, with what it means: the one place they are declared.
 
-    cluster_name: str
-    cluster_namespace: str = "raydog"
-    cluster_tag: str | None = None
+    ClusterSpec adds the validation; the Prefect Block `RayDogClusterConfig` shows the same fields (and
+    descriptions) in the Prefect UI. Descriptions are sentences: the UI and Prefect's Block checks want them.
+    """
+
+    cluster_name: str = Field(description="Name of the cluster (lower-case, starts with a letter).")
+    cluster_namespace: str = Field("raydog", description="YellowDog namespace of the cluster's resources.")
+    cluster_tag: str | None = Field(None, description="Optional YellowDog tag of the cluster's resources.")
     cluster_labels: dict[str, str] = Field(
-        default_factory=dict, description="labels such as a flow-run id, used to find the cluster later"
+        default_factory=dict,
+        description="Labels to find the cluster by later (the Prefect task runner adds the flow-run id).",
     )
-    cluster_lifetime: timedelta | None = Field(None, description="nodes stop by themselves after this")
-    backend: BackendKind = "local"
+    cluster_lifetime: timedelta | None = Field(
+        None, description="Nodes stop by themselves after this long, even if nobody shuts them down."
+    )
+    backend: BackendKind = Field("local", description="Where nodes run: 'local' processes or 'yellowdog'.")
     node_placement: NodePlacement | None = Field(
         None,
-        description="backend 'yellowdog' only: own_machine or shared_host (see NodePlacement); "
-        "None: $RAYDOG_YELLOWDOG_NODE_PLACEMENT, else own_machine",
+        description="Backend 'yellowdog' only: own_machine or shared_host (see NodePlacement); None: "
+        "$RAYDOG_YELLOWDOG_NODE_PLACEMENT, else own_machine.",
     )
-    build_timeout: timedelta = Field(timedelta(minutes=10), description="head must be up within this")
+    build_timeout: timedelta = Field(
+        timedelta(minutes=10), description="The head node and workers must be up within this."
+    )
 
-    head_node_ray_start_script: ScriptSource | None = None
-    head_node_resources: NodeResources = Field(default_factory=NodeResources)
-    head_node_compute_requirement_template_id: str | None = None
-    head_node_images_id: str | None = None
-    head_node_userdata: str | None = None
-    head_node_instance_tags: dict[str, str] | None = None
-    head_node_metrics_enabled: bool | None = None
+    head_node_ray_start_script: ScriptSource | None = Field(
+        None, description="Bash script (text or path) starting Ray on the head; default: RayDog's."
+    )
+    head_node_resources: NodeResources = Field(
+        default_factory=NodeResources, description="CPUs, memory and custom resources of the head node."
+    )
+    head_node_compute_requirement_template_id: str | None = Field(
+        None, description="YellowDog compute requirement template of the head node."
+    )
+    head_node_images_id: str | None = Field(None, description="YellowDog image family of the head node.")
+    head_node_userdata: str | None = Field(None, description="YellowDog userdata of the head node.")
+    head_node_instance_tags: dict[str, str] | None = Field(
+        None, description="Cloud instance tags of the head node."
+    )
+    head_node_metrics_enabled: bool | None = Field(
+        None, description="Whether YellowDog collects metrics of the head node."
+    )
 
-    enable_observability: bool = False
-    observability_node_start_script: ScriptSource | None = None
-    observability_node_compute_requirement_template_id: str | None = None
-    observability_node_images_id: str | None = None
-    observability_node_userdata: str | None = None
-    observability_node_instance_tags: dict[str, str] | None = None
-    observability_node_metrics_enabled: bool | None = None
+    enable_observability: bool = Field(False, description="Start a Prometheus and Grafana node.")
+    observability_node_start_script: ScriptSource | None = Field(
+        None, description="Bash script (text or path) of the observability node; default: RayDog's."
+    )
+    observability_node_compute_requirement_template_id: str | None = Field(
+        None, description="YellowDog compute requirement template of the observability node."
+    )
+    observability_node_images_id: str | None = Field(
+        None, description="YellowDog image family of the observability node."
+    )
+    observability_node_userdata: str | None = Field(
+        None, description="YellowDog userdata of the observability node."
+    )
+    observability_node_instance_tags: dict[str, str] | None = Field(
+        None, description="Cloud instance tags of the observability node."
+    )
+    observability_node_metrics_enabled: bool | None = Field(
+        None, description="Whether YellowDog collects metrics of the observability node."
+    )
 
-    worker_pools: list[WorkerPoolSpec] = Field(default_factory=list)
+    worker_pools: list[WorkerPoolSpec] = Field(
+        default_factory=list,
+        description="Pools of worker nodes (count, resources, script, YellowDog template).",
+    )
 
-    ray_auth_mode: AuthMode = Field("token", description="Ray token authentication on every node")
-    include_dashboard: bool = True
+    ray_auth_mode: AuthMode = Field("token", description="Ray token authentication on every node.")
+    include_dashboard: bool = Field(True, description="Run the Ray dashboard on the head node.")
     gpu_ids: list[int] | None = Field(
-        None, description="local backend: GPUs to hand out (None: detect with nvidia-smi)"
+        None, description="Local backend: GPUs to hand out to nodes (default: those nvidia-smi finds)."
     )
+
+
+class ClusterSpec(ClusterFields, _Strict):
+    """A whole cluster: head, optional observability node and worker pools, validated."""
 
     @field_validator("cluster_name")
     @classmethod

@@ -10,16 +10,16 @@ ClusterSpec, so a Block can never hold a cluster RayDog would refuse. It is also
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic.fields import FieldInfo
 
 from raydog_core import credentials as core_credentials
 from raydog_core.cluster import RayDogCluster, StateListener
 from raydog_core.errors import RayDogError
-from raydog_core.spec import AuthMode, BackendKind, ClusterSpec, NodeResources, WorkerPoolSpec, build_model
+from raydog_core.spec import ClusterFields, ClusterSpec, WorkerPoolSpec, build_model
 from raydog_prefect.connection import ConnectionMode
 
 DOCS_URL = "https://pypi.org/project/raydog/"  # the distribution's page; docs/prefect.md ships with it
@@ -60,10 +60,16 @@ def _default_worker_pools() -> list[WorkerPoolSpec]:
     return [WorkerPoolSpec(worker_pool_node_count=1, worker_pool_internal_name="workers")]
 
 
-class RayDogClusterConfig(Block):
+def _spec_field(name: str) -> FieldInfo:
+    """ClusterSpec's declaration of a field (type constraints and description), to give it another default."""
+    return ClusterFields.model_fields[name]
+
+
+class RayDogClusterConfig(Block, ClusterFields):
     """A Ray cluster RayDog builds for a flow run, on this machine or on YellowDog, and always removes.
 
-    Field names are raydog_core.ClusterSpec's (upstream RayDog's keyword names).
+    The cluster fields are declared once, in raydog_core.spec.ClusterFields (upstream RayDog's keyword
+    names); only two defaults differ here, so that a Block saved with no changes is a usable cluster.
     """
 
     _block_type_name = "RayDog Cluster Config"
@@ -76,68 +82,9 @@ config = RayDogClusterConfig.load("BLOCK_NAME")
 @flow(task_runner=RayDogTaskRunner(cluster="BLOCK_NAME"))  # loaded when the flow runs
 def my_flow(): ..."""
 
-    backend: BackendKind = Field("local", description="Where nodes run: 'local' processes or 'yellowdog'.")
-    cluster_name: str = Field("raydog", description="Name of the cluster (lower-case, starts with a letter).")
-    cluster_namespace: str = Field("raydog", description="YellowDog namespace of the cluster's resources.")
-    cluster_tag: str | None = Field(None, description="Optional YellowDog tag of the cluster's resources.")
-    cluster_labels: dict[str, str] = Field(
-        default_factory=dict,
-        description="Labels to find the cluster by; the task runner adds the flow-run id.",
-    )
-    cluster_lifetime: timedelta | None = Field(
-        None, description="Nodes stop by themselves after this long, even if nobody shuts them down."
-    )
-    build_timeout: timedelta = Field(
-        timedelta(minutes=10), description="The head node and workers must be up within this."
-    )
-
-    head_node_ray_start_script: str | None = Field(
-        None, description="Bash script (text or path) starting Ray on the head; default: RayDog's."
-    )
-    head_node_resources: NodeResources = Field(
-        default_factory=NodeResources, description="CPUs, memory and custom resources of the head node."
-    )
-    head_node_compute_requirement_template_id: str | None = Field(
-        None, description="YellowDog compute requirement template of the head node."
-    )
-    head_node_images_id: str | None = Field(None, description="YellowDog image family of the head node.")
-    head_node_userdata: str | None = Field(None, description="YellowDog userdata of the head node.")
-    head_node_instance_tags: dict[str, str] | None = Field(
-        None, description="Cloud instance tags of the head node."
-    )
-    head_node_metrics_enabled: bool | None = Field(
-        None, description="Whether YellowDog collects metrics of the head node."
-    )
-
-    enable_observability: bool = Field(False, description="Start a Prometheus and Grafana node.")
-    observability_node_start_script: str | None = Field(
-        None, description="Bash script (text or path) of the observability node; default: RayDog's."
-    )
-    observability_node_compute_requirement_template_id: str | None = Field(
-        None, description="YellowDog compute requirement template of the observability node."
-    )
-    observability_node_images_id: str | None = Field(
-        None, description="YellowDog image family of the observability node."
-    )
-    observability_node_userdata: str | None = Field(
-        None, description="YellowDog userdata of the observability node."
-    )
-    observability_node_instance_tags: dict[str, str] | None = Field(
-        None, description="Cloud instance tags of the observability node."
-    )
-    observability_node_metrics_enabled: bool | None = Field(
-        None, description="Whether YellowDog collects metrics of the observability node."
-    )
-
-    worker_pools: list[WorkerPoolSpec] = Field(
-        default_factory=_default_worker_pools,
-        description="Pools of worker nodes (count, resources, script, YellowDog template).",
-    )
-
-    ray_auth_mode: AuthMode = Field("token", description="Ray token authentication on every node.")
-    include_dashboard: bool = Field(True, description="Run the Ray dashboard on the head node.")
-    gpu_ids: list[int] | None = Field(
-        None, description="Local backend: GPUs to hand out to nodes (default: those nvidia-smi finds)."
+    cluster_name: Annotated[str, _spec_field("cluster_name")] = "raydog"
+    worker_pools: Annotated[list[WorkerPoolSpec], _spec_field("worker_pools")] = Field(
+        default_factory=_default_worker_pools
     )
 
     yellowdog_credentials: YellowDogCredentials | None = Field(
@@ -175,11 +122,7 @@ def my_flow(): ..."""
     @classmethod
     def from_spec(cls, spec: ClusterSpec, yellowdog_credentials: YellowDogCredentials | None = None):
         """A Block holding this spec (e.g. to save a YAML spec as a Block)."""
-        values = spec.model_dump()
-        for key, value in values.items():
-            if key.endswith("_script") and value is not None:
-                values[key] = str(value)
-        return cls(**values, yellowdog_credentials=yellowdog_credentials)
+        return cls(**spec.model_dump(), yellowdog_credentials=yellowdog_credentials)
 
     def to_spec(self, **overrides: Any) -> ClusterSpec:
         """The ClusterSpec this Block describes; `overrides` replace fields (validated the same way)."""

@@ -69,6 +69,6 @@ def _backend_of(flow: Any) -> Backend:
 
     runner = getattr(flow, "task_runner", None)
     if isinstance(runner, RayDogTaskRunner):
-        config: RayDogClusterConfig = runner._load_config()
+        config: RayDogClusterConfig = runner.load_config()
         return create_backend(config.backend, config.credentials())
     return create_backend("local")

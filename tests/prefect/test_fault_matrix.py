@@ -76,8 +76,8 @@ def one_task_flow(config: RayDogClusterConfig | str, name: str = "one-task", **f
 
 
 def run_failing_flow(config: RayDogClusterConfig | str) -> tuple[State, Exception]:
-    """Run a one-task flow whose cluster cannot be provided: the call raises the runner's error (the
-    engine re-raises what a task runner's __enter__ raises); returns the run's state in the API too."""
+    """Run a one-task flow whose cluster cannot be provided: the call raises the runner's error (raised
+    by the first submission, inside the flow run); returns the run's state in the API too."""
     name = f"fault-{uuid4().hex[:12]}"
     with pytest.raises(Exception) as raised:
         one_task_flow(config, name)()

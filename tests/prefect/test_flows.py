@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
+import ray
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect_helpers import clusters_of_flow_run, flow_run_logs
 
 from raydog_core.backends.local.backend import LocalBackend
+from raydog_core.client_auth import AUTH_VARIABLES
 from raydog_core.spec import NodeResources
-from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, remote_options, shut_down_flow_run_cluster
+from raydog_prefect import (
+    RayDogClusterConfig,
+    RayDogTaskRunner,
+    flow_run_cluster,
+    remote_options,
+    shut_down_flow_run_cluster,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +39,6 @@ def square(x: int) -> int:
 
 @task
 def on_special_node() -> str:
-    import ray
-
     return ray.get_runtime_context().get_node_id()
 
 
@@ -39,7 +47,10 @@ def sleepy(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def test_fan_out_results_logs_resources_and_teardown(backend: LocalBackend) -> None:
+def test_fan_out_results_logs_resources_and_teardown(
+    backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth_before = {key: os.environ.get(key) for key in AUTH_VARIABLES}
     config = RayDogClusterConfig(
         cluster_name="fan-out",
         worker_pools=[{"worker_pool_node_count": 1, "worker_node_resources": {"resources": {"special": 1}}}],
@@ -75,6 +86,16 @@ def test_fan_out_results_logs_resources_and_teardown(backend: LocalBackend) -> N
         flow_run = client.read_flow_run(flow_run_id)
     assert shut_down_flow_run_cluster(fan_out, flow_run, flow_run.state) == []
 
+    # The process is as before the flow: no Ray auth setting of the torn-down cluster is left, so a
+    # plain local Ray starts (its GCS would never come up with the deleted token's path).
+    assert {key: os.environ.get(key) for key in AUTH_VARIABLES} == auth_before
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray's default token file goes there, not to ~/.ray
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        assert ray.get(ray.remote(lambda: "local").remote()) == "local"
+    finally:
+        ray.shutdown()
+
 
 def test_a_raising_flow_fails_and_its_cluster_goes(backend: LocalBackend) -> None:
     @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), on_failure=[shut_down_flow_run_cluster])
@@ -96,9 +117,12 @@ def test_a_raising_flow_fails_and_its_cluster_goes(backend: LocalBackend) -> Non
 
 
 def test_a_timed_out_flow_loses_its_cluster(backend: LocalBackend) -> None:
+    """The cluster is built inside the run (on its first submission), so the flow's timeout covers the
+    build too: here it strikes mid-build, and the half-built cluster goes."""
+
     @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), timeout_seconds=3)
     def too_slow() -> None:
-        sleepy.submit(120)  # still running at teardown: the runner must not wait for it
+        sleepy.submit(120)  # had the build finished in time: still running at teardown, not waited for
         time.sleep(6)  # Prefect raises the timeout for a sync flow once the body yields
 
     state = too_slow(return_state=True)
@@ -112,8 +136,7 @@ def test_retries_reuse_one_cluster_torn_down_once(backend: LocalBackend) -> None
 
     @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY), retries=2, retry_delay_seconds=0)
     def flaky() -> int:
-        import ray
-
+        flow_run_cluster()  # Ray for the flow's own code, before any task
         attempts.append(ray.get_runtime_context().gcs_address)
         if len(attempts) < 3:
             raise RuntimeError(f"attempt {len(attempts)} fails")
@@ -131,10 +154,10 @@ def test_retries_reuse_one_cluster_torn_down_once(backend: LocalBackend) -> None
     assert backend.live_resources() == []
 
 
-def test_lazy_runner_builds_nothing_for_a_flow_without_tasks(backend: LocalBackend) -> None:
+def test_a_flow_without_tasks_builds_nothing(backend: LocalBackend) -> None:
     before = len(backend.list_clusters())
 
-    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY, lazy=True))
+    @flow(task_runner=RayDogTaskRunner(cluster=HEAD_ONLY))
     def no_tasks() -> str:
         return "done"
 
@@ -143,8 +166,6 @@ def test_lazy_runner_builds_nothing_for_a_flow_without_tasks(backend: LocalBacke
 
 
 def test_the_block_is_a_resource_torn_down_even_when_the_block_raises(backend: LocalBackend) -> None:
-    import ray
-
     with pytest.raises(ValueError, match="raised inside"), HEAD_ONLY as cluster:
         ray.init(address=cluster.ray_address)
         try:

@@ -14,7 +14,7 @@ from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, flow_run_label
 
 RUNNERS = [
     RayDogTaskRunner(),
-    RayDogTaskRunner(cluster="prod", lazy=True, init_kwargs={"runtime_env": {"env_vars": {"A": "1"}}}),
+    RayDogTaskRunner(cluster="prod", init_kwargs={"runtime_env": {"env_vars": {"A": "1"}}}),
     RayDogTaskRunner(cluster=RayDogClusterConfig(cluster_name="blk"), reuse_cluster_across_retries=False),
     RayDogTaskRunner(cluster=ClusterSpec(cluster_name="spec")),
 ]
@@ -29,7 +29,7 @@ def test_duplicate_equals_the_original_and_is_a_new_object(runner: RayDogTaskRun
 
 def test_different_settings_are_not_equal() -> None:
     assert RayDogTaskRunner("a") != RayDogTaskRunner("b")
-    assert RayDogTaskRunner(lazy=True) != RayDogTaskRunner()
+    assert RayDogTaskRunner(init_kwargs={"num_cpus": 1}) != RayDogTaskRunner()
     assert RayDogTaskRunner(reuse_cluster_across_retries=False) != RayDogTaskRunner()
     assert RayDogTaskRunner() != object()
 
@@ -37,13 +37,14 @@ def test_different_settings_are_not_equal() -> None:
 @pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_pickles_to_an_equal_unstarted_runner(runner: RayDogTaskRunner, dumps) -> None:
-    runner._started = True  # as while a flow runs: the copy must come back unstarted
-    try:
-        copy = pickle.loads(dumps(runner))
-    finally:
-        runner._started = False
-    assert copy == runner
+    with runner.duplicate() as entered:  # as while a flow runs: the copy must come back unstarted
+        entered._started = True
+        copy = pickle.loads(dumps(entered))
+        entered._started = False
+    assert copy == runner and copy.settings == runner.settings
     assert not copy._started and copy.raydog_cluster is None
+    with copy:  # and it can be entered: nothing of the original's run came along
+        pass
 
 
 def test_a_flow_with_the_runner_pickles() -> None:
@@ -51,6 +52,17 @@ def test_a_flow_with_the_runner_pickles() -> None:
     def pickled_flow() -> None: ...
 
     assert cloudpickle.loads(cloudpickle.dumps(pickled_flow)).task_runner == RayDogTaskRunner(cluster="prod")
+
+
+def test_lazy_is_accepted_but_deprecated() -> None:
+    with pytest.warns(DeprecationWarning, match="always built when the flow run first needs it"):
+        runner = RayDogTaskRunner(lazy=True)
+    assert runner == RayDogTaskRunner()
+
+
+def test_connect_outside_an_entered_runner_says_so() -> None:
+    with pytest.raises(RuntimeError, match="must be started"):
+        RayDogTaskRunner().connect()
 
 
 def test_bad_cluster_argument_is_refused_with_the_fix() -> None:

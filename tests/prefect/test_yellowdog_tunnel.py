@@ -48,7 +48,7 @@ def _connections_of_this_process() -> list[Any]:
 def _seen_from_inside_the_flow(ssh: SSHServer) -> dict[str, Any]:
     """Where the running task runner sends Ray traffic, and which sockets this process holds for it."""
     runner = FlowRunContext.get().task_runner
-    head = runner._raydog_cluster.state.head
+    head = runner.raydog_cluster.state.head
     connection = runner._connection
     local_port = connection.tunnels.local_port(head.client_port)
     sockets = _connections_of_this_process()
@@ -100,7 +100,7 @@ def test_unusable_ssh_settings_fail_before_any_yellowdog_call(
 
     @flow(task_runner=RayDogTaskRunner(cluster=config))
     def never_connects() -> None:
-        pass
+        double.submit(1).result()  # the cluster is provided on the first submission
 
     with pytest.raises(SpecError, match="ssh_private_key_file"):
         never_connects()
