@@ -78,6 +78,10 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "SSH known_hosts file",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "ssh_skip_host_key_check": {
+                        "label": "Skip the SSH host key check (insecure)",
+                        "schema": {"type": ["boolean", "null"]},
+                    },
                 },
             }
         ],

@@ -96,7 +96,7 @@ def my_flow(): ..."""
         "auto",
         description=(
             "How to reach Ray: 'direct', 'ray-client', 'ssh-tunnel' (Ray Client through SSH to the head), "
-            "or 'auto' (direct for local, ssh-tunnel for YellowDog when ssh_user is set)."
+            "or 'auto' (direct for local, ssh-tunnel for YellowDog: the others send the Ray token without TLS)."
         ),
     )
     ssh_user: str | None = Field(None, description="User to log in as on the head node for the SSH tunnel.")
@@ -109,6 +109,11 @@ def my_flow(): ..."""
     )
     ssh_host_key_fingerprint: str | None = Field(
         None, description="Expected SHA256 fingerprint of the head's SSH host key."
+    )
+    ssh_skip_host_key_check: bool = Field(
+        False,
+        description="Do not verify the head's SSH host key (insecure; warned on every run). By default it "
+        "is checked against ssh_known_hosts_file, ssh_host_key_fingerprint or ~/.ssh/known_hosts.",
     )
 
     _active_cluster: RayDogCluster | None = PrivateAttr(None)

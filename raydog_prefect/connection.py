@@ -8,6 +8,7 @@ fields map onto `raydog_core.ssh_access.SshAccess`, which holds the rules.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from raydog_prefect.blocks import RayDogClusterConfig
 
 ConnectionMode = Literal["auto", "direct", "ray-client", "ssh-tunnel"]
+log = logging.getLogger("raydog")
 
 
 @dataclass
@@ -35,12 +37,11 @@ class RayConnection:
 
 
 def resolve_mode(config: RayDogClusterConfig) -> ConnectionMode:
-    """'auto': direct for the local backend; for YellowDog an SSH tunnel when an SSH user is set."""
+    """'auto': direct for the local backend; for YellowDog always an SSH tunnel, because the other ways
+    send the Ray token over the network without TLS (they stay available as explicit, warned choices)."""
     if config.ray_connection != "auto":
         return config.ray_connection
-    if config.backend == "local":
-        return "direct"
-    return "ssh-tunnel" if config.ssh_user else "ray-client"
+    return "direct" if config.backend == "local" else "ssh-tunnel"
 
 
 SSH_FIELDS = tuple(f"ssh_{name}" for name in SshAccess.model_fields)  # those the Block has are read
@@ -65,6 +66,13 @@ def check_connection(config: RayDogClusterConfig) -> None:
 def open_connection(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConnection:
     """The address to pass to `ray.init` for this built cluster (opening tunnels if needed)."""
     mode = resolve_mode(config)
+    if mode != "ssh-tunnel" and config.backend != "local":
+        log.warning(
+            "ray_connection=%r: the Ray token of cluster %s travels to its head without TLS; the default "
+            "for YellowDog, 'ssh-tunnel', encrypts it",
+            mode,
+            cluster.spec.cluster_name,
+        )
     if mode == "direct":
         return RayConnection(cluster.ray_address or "", cluster.dashboard_url)
     if mode == "ray-client":

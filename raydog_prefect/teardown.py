@@ -4,43 +4,10 @@ by a second Ctrl+C, and saying so when a crash hook or the reaper got there firs
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from raydog_core.backends.base import NodeStatus
 from raydog_core.cluster import RayDogCluster
-
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends, then deliver the first one that arrived.
-
-    A teardown interrupted half-way leaves nodes running; waiting a few seconds is the better deal.
-    Only the main thread can set signal handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-    for number in DEFERRED_SIGNALS:
-        handler = signal.getsignal(number)
-        if handler is None:  # installed outside Python: leave it alone
-            continue
-        previous[number] = handler
-        signal.signal(number, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if received:
-            signal.raise_signal(received[0])
+from raydog_core.signals import signals_deferred
 
 
 def still_running(cluster: RayDogCluster) -> bool:

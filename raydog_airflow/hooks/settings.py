@@ -8,7 +8,7 @@ share one reading of it.
 | login / password | YellowDog application key id / secret |
 | extra `namespace` | YellowDog namespace for clusters whose spec does not name one |
 | extra `ssh_user`, `ssh_private_key` or `ssh_private_key_file`, `ssh_port` | SSH to the head, to reach its dashboard through a tunnel |
-| extra `ssh_host_key_fingerprint` or `ssh_known_hosts_file` | how to check the head's SSH host key |
+| extra `ssh_host_key_fingerprint` or `ssh_known_hosts_file` | how to check the head's SSH host key (default: `~/.ssh/known_hosts`; `ssh_skip_host_key_check: true` turns the check off, warned) |
 
 The `ssh_*` fields map onto the core's `SshAccess` (which holds the rules); the key text is loaded in
 memory when a tunnel opens, never written to a file.
@@ -37,6 +37,7 @@ SSH_FIELDS = (  # the connection form's SSH fields (get_provider_info), as SshAc
     "ssh_port",
     "ssh_host_key_fingerprint",
     "ssh_known_hosts_file",
+    "ssh_skip_host_key_check",
 )
 
 

@@ -63,11 +63,7 @@ class Target:
         """What a flow process needs to reach this target without a credentials Block (YD_API_*)."""
         if self.emulator is None:
             return {}
-        return {
-            "YD_API_KEY_ID": self.emulator.key_id,
-            "YD_API_KEY_SECRET": self.emulator.key_secret,
-            "YD_API_URL": self.emulator.url,
-        }
+        return self.emulator.environment()  # YD_API_* and the node placement
 
     def kill_node(self, backend: Any, cluster_id: str, node_id: str) -> None:
         """Fault injection: the machine of this node dies at once (no script, no trap, no Ray drain)."""

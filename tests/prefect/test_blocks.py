@@ -26,6 +26,7 @@ CONNECTION_FIELDS = {
     "ssh_port",
     "ssh_known_hosts_file",
     "ssh_host_key_fingerprint",
+    "ssh_skip_host_key_check",
 }
 
 
@@ -99,9 +100,10 @@ def test_saved_and_loaded_by_name_with_the_secret_hidden() -> None:
     assert "s3cret!" not in repr(loaded.credentials())
 
 
-def test_collection_entry_point_and_cli_registration() -> None:
-    (entry,) = [e for e in entry_points(group="prefect.collections") if e.name == "raydog_prefect"]
-    assert entry.value == "raydog_prefect"
+def test_no_collection_entry_point_and_cli_registration() -> None:
+    """No `prefect.collections` entry point: Prefect imports every collection in every process (Ray
+    with it, or a warning where prefect-ray is missing). The Block types register with the CLI."""
+    assert not [e for e in entry_points(group="prefect.collections") if e.name == "raydog_prefect"]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     prefect_cli = Path(sys.executable).parent / "prefect"
     result = subprocess.run(

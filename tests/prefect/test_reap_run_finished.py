@@ -9,7 +9,7 @@ from prefect import flow, get_client
 from prefect.client.schemas.objects import StateType
 
 from raydog_core.backends.base import ClusterRecord
-from raydog_core.run_status import PREFECT_RUN_LABEL, prefect_run_finished
+from raydog_prefect.run_status import PREFECT_RUN_LABEL, prefect_run_finished
 
 
 def record(labels: dict[str, str]) -> ClusterRecord:
