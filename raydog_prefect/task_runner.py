@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -142,8 +142,10 @@ class RayDogTaskRunner(RayTaskRunner):
     __hash__ = None  # type: ignore[assignment]  # mutable settings, like RayTaskRunner
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Only the settings travel: Prefect ships the flow (and so its runner) with every task."""
-        return (type(self).from_settings, (self.settings,))
+        """Only the settings travel, and never a secret: Prefect ships the flow (and so its runner) to
+        Ray with every task, where the runner builds nothing. A Block holding YellowDog credentials
+        travels as its saved name, or without the credentials when it was never saved."""
+        return (type(self).from_settings, (replace(self.settings, cluster=_secret_free(self.cluster)),))
 
     def __repr__(self) -> str:
         source = self.cluster if isinstance(self.cluster, str | None) else type(self.cluster).__name__
@@ -471,6 +473,16 @@ def _tolerant_of_another_context(settings: AbstractContextManager[Any]) -> Itera
             settings.__exit__(None, None, None)
         except ValueError:
             pass
+
+
+def _secret_free(source: ClusterSource) -> ClusterSource:
+    """The cluster source as it may leave this process: no credentials inside."""
+    if not isinstance(source, RayDogClusterConfig) or source.yellowdog_credentials is None:
+        return source
+    name = getattr(source, "_block_document_name", None)
+    if name and not getattr(source, "_is_anonymous", True):
+        return name  # loaded again by name, credentials from the Prefect API, where ever it is needed
+    return source.model_copy(update={"yellowdog_credentials": None})
 
 
 __all__ = ["PrefectRayFuture", "RayDogTaskRunner", "RunnerSettings", "flow_run_cluster"]

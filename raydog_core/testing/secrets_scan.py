@@ -42,6 +42,15 @@ def scan_text(where: str, text: str, secrets: Mapping[str, str]) -> list[SecretH
     return [SecretHit(where, name) for name, value in secrets.items() if value and value in text]
 
 
+def scan_bytes(where: str, data: bytes, secrets: Mapping[str, str]) -> list[SecretHit]:
+    """Hits in binary data such as a pickle (what Prefect ships to Ray with every task)."""
+    return [
+        SecretHit(where, name)
+        for name, value in secrets.items()
+        if value and any(form in data for form in _forms(value))
+    ]
+
+
 def _is_binary(head: bytes) -> bool:
     return b"\0" in head
 

@@ -7,10 +7,12 @@ import pickle
 import cloudpickle
 import pytest
 from prefect import flow
+from pydantic import SecretStr
 
 from raydog_core import naming
 from raydog_core.spec import ClusterSpec
-from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, flow_run_labels
+from raydog_core.testing.secrets_scan import assert_no_secrets, canary, scan_bytes
+from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, YellowDogCredentials, flow_run_labels
 
 RUNNERS = [
     RayDogTaskRunner(),
@@ -80,3 +82,43 @@ def test_flow_run_labels_are_valid_names_on_every_backend() -> None:
         "orchestrator": "prefect",
         "prefect-flow-run-id": "0b5c2b8e-8f3e-4c2a-9d55-8f6c1a9b3e21",
     }
+
+
+SECRET = canary("pickled-ydsecret")
+
+
+def _with_credentials() -> RayDogClusterConfig:
+    credentials = YellowDogCredentials(
+        application_key_id="key-id",
+        application_key_secret=SecretStr(SECRET),
+        platform_api_url="http://127.0.0.1:9",
+    )
+    return RayDogClusterConfig(
+        cluster_name="secretive",
+        backend="yellowdog",
+        head_node_compute_requirement_template_id="tmpl",
+        worker_pools=[{"worker_pool_node_count": 1, "worker_node_compute_requirement_template_id": "tmpl"}],
+        yellowdog_credentials=credentials,
+    )
+
+
+def test_no_secret_travels_in_the_pickled_flow() -> None:
+    """Prefect ships the flow, task runner included, to Ray with every task: the YellowDog key secret of
+    a Block given as `cluster=` must not be in those bytes (the canary scanner looks at them)."""
+    runner = RayDogTaskRunner(cluster=_with_credentials())
+
+    @flow(task_runner=runner)
+    def secretive() -> None:
+        pass
+
+    pickles = {"cloudpickle(flow)": cloudpickle.dumps(secretive), "pickle(runner)": pickle.dumps(runner)}
+    for what, data in pickles.items():
+        assert_no_secrets(scan_bytes(what, data, {"YellowDog key secret": SECRET}))
+        loaded = pickle.loads(data)
+        shipped = loaded if isinstance(loaded, RayDogTaskRunner) else loaded.task_runner
+        assert shipped.cluster.yellowdog_credentials is None
+        assert shipped.cluster.to_spec() == runner.cluster.to_spec()  # the cluster itself is the same
+    # In this process the runner keeps what it needs to build.
+    assert (
+        runner.duplicate().cluster.yellowdog_credentials.application_key_secret.get_secret_value() == SECRET
+    )
