@@ -30,10 +30,17 @@ AMOUNT_FIX = "finite number"
 MIB_FIX = "64 TiB"
 NOT_BOOL = "write a number"
 GPU_FIX = "num_gpus=0"
+COUNT = "worker_pool_node_count"
+INTERNAL = "worker_pool_internal_name"
+TAGS = "worker_node_instance_tags"
+POOL = "worker_pools.0"
+HEAD = "head_node_resources"
+RES = f"{HEAD}.resources"
+WRES = f"{POOL}.worker_node_resources"
 
 
 def pool(**fields: Any) -> dict[str, Any]:
-    return {"worker_pools": [{"worker_pool_node_count": 1, **fields}]}
+    return {"worker_pools": [{COUNT: 1, **fields}]}
 
 
 def head(**resources: Any) -> dict[str, Any]:
@@ -42,6 +49,10 @@ def head(**resources: Any) -> dict[str, Any]:
 
 def spec(fields: dict[str, Any]) -> Callable[[], object]:
     return lambda: RayDogCluster(cluster_name=NAME, **fields)
+
+
+def labels(values: dict[str, str]) -> Callable[[], object]:
+    return spec({"cluster_labels": values})
 
 
 def add_worker_pool(*args: Any, **kwargs: Any) -> Callable[[], object]:
@@ -64,289 +75,150 @@ def build(fields: dict[str, Any], *pools: dict[str, Any]) -> Callable[[], object
     return call
 
 
-CASES = [
+# id: (attempt, the field the error names, words of its fix)
+BAD: dict[str, tuple[Callable[[], object], str, str]] = {
     # names: a trailing newline, spaces, capitals, too long
-    pytest.param(
-        lambda: RayDogCluster(cluster_name=NAME + "\n"), "cluster_name", NAME_FIX, id="name-newline"
-    ),
-    pytest.param(spec({"cluster_namespace": "ns\n"}), "cluster_namespace", NAME_FIX, id="namespace-newline"),
-    pytest.param(spec({"cluster_tag": "tag\n"}), "cluster_tag", NAME_FIX, id="tag-newline"),
-    pytest.param(
-        spec(pool(worker_pool_internal_name="cpu\n")),
-        "worker_pools.0.worker_pool_internal_name",
-        "e.g. 'cpu'",
-        id="pool-name-newline",
-    ),
-    pytest.param(
-        spec(pool(worker_pool_internal_name="GPU Pool")),
-        "worker_pools.0.worker_pool_internal_name",
-        "e.g. 'gpu-pool'",
-        id="pool-name-space",
-    ),
-    pytest.param(
-        spec(pool(worker_pool_internal_name="p" * 61)),
-        "worker_pools.0.worker_pool_internal_name",
-        "60 characters",
-        id="pool-name-long",
-    ),
-    pytest.param(
-        add_worker_pool(1, worker_pool_internal_name="cpu\n"),
-        "worker_pool_internal_name",
-        NAME_FIX,
-        id="add-pool-name-newline",
-    ),
+    "name-newline": (lambda: RayDogCluster(cluster_name=NAME + "\n"), "cluster_name", NAME_FIX),
+    "namespace-newline": (spec({"cluster_namespace": "ns\n"}), "cluster_namespace", NAME_FIX),
+    "tag-newline": (spec({"cluster_tag": "tag\n"}), "cluster_tag", NAME_FIX),
+    "pool-name-newline": (spec(pool(worker_pool_internal_name="cpu\n")), f"{POOL}.{INTERNAL}", "e.g. 'cpu'"),
+    "pool-name-space": (spec(pool(worker_pool_internal_name="GPU Pool")), f"{POOL}.{INTERNAL}", "'gpu-pool'"),
+    "pool-name-long": (spec(pool(worker_pool_internal_name="p" * 61)), f"{POOL}.{INTERNAL}", "60 characters"),
+    "add-pool-name-newline": (add_worker_pool(1, worker_pool_internal_name="cpu\n"), INTERNAL, NAME_FIX),
     # cluster_lifetime: `timeout 0` would mean no limit; a year is a typo
-    pytest.param(
-        spec({"cluster_lifetime": timedelta(seconds=0.4)}),
-        "cluster_lifetime",
-        LIFETIME_FIX,
-        id="lifetime-0.4s",
-    ),
-    pytest.param(spec({"cluster_lifetime": 59}), "cluster_lifetime", LIFETIME_FIX, id="lifetime-59s"),
-    pytest.param(
-        spec({"cluster_lifetime": timedelta(days=32)}), "cluster_lifetime", LIFETIME_FIX, id="lifetime-32d"
-    ),
-    pytest.param(spec({"cluster_lifetime": "P1Y"}), "cluster_lifetime", LIFETIME_FIX, id="lifetime-1y"),
-    # custom resources: names the node scripts would split or glob, amounts Ray refuses after the head started
-    pytest.param(
-        spec(head(resources={"big memory": 1})),
-        "head_node_resources.resources['big memory']",
-        RESOURCE_FIX,
-        id="resource-space",
-    ),
-    pytest.param(
+    "lifetime-0.4s": (spec({"cluster_lifetime": timedelta(seconds=0.4)}), "cluster_lifetime", LIFETIME_FIX),
+    "lifetime-59s": (spec({"cluster_lifetime": 59}), "cluster_lifetime", LIFETIME_FIX),
+    "lifetime-32d": (spec({"cluster_lifetime": timedelta(days=32)}), "cluster_lifetime", LIFETIME_FIX),
+    "lifetime-1y": (spec({"cluster_lifetime": "P1Y"}), "cluster_lifetime", LIFETIME_FIX),
+    # custom resources: names node scripts would split or glob, amounts Ray refuses once the head runs
+    "resource-space": (spec(head(resources={"big memory": 1})), f"{RES}['big memory']", RESOURCE_FIX),
+    "resource-glob": (
         spec(pool(worker_node_resources={"resources": {"gpu*": 1}})),
-        "worker_pools.0.worker_node_resources.resources['gpu*']",
+        f"{WRES}.resources['gpu*']",
         RESOURCE_FIX,
-        id="resource-glob",
     ),
-    pytest.param(
-        spec(head(resources={"slot[1]": 1})),
-        "head_node_resources.resources['slot[1]']",
-        RESOURCE_FIX,
-        id="resource-bracket",
-    ),
-    pytest.param(
-        spec(head(resources={"x\n": 1})),
-        "head_node_resources.resources['x\\n']",
-        RESOURCE_FIX,
-        id="resource-newline",
-    ),
-    pytest.param(
-        spec(head(resources={"CPU": 2})),
-        "head_node_resources.resources['CPU']",
-        "use num_cpus",
-        id="resource-builtin",
-    ),
-    pytest.param(
-        spec(head(resources={"x": -1})),
-        "head_node_resources.resources['x']",
-        AMOUNT_FIX,
-        id="resource-negative",
-    ),
-    pytest.param(
-        spec(head(resources={"x": math.nan})),
-        "head_node_resources.resources['x']",
-        AMOUNT_FIX,
-        id="resource-nan",
-    ),
-    pytest.param(
-        spec(head(resources={"x": math.inf})),
-        "head_node_resources.resources['x']",
-        AMOUNT_FIX,
-        id="resource-inf",
-    ),
-    pytest.param(
-        spec(head(resources={"x": True})), "head_node_resources.resources.x", NOT_BOOL, id="resource-bool"
-    ),
+    "resource-bracket": (spec(head(resources={"slot[1]": 1})), f"{RES}['slot[1]']", RESOURCE_FIX),
+    "resource-newline": (spec(head(resources={"x\n": 1})), f"{RES}['x\\n']", RESOURCE_FIX),
+    "resource-builtin": (spec(head(resources={"CPU": 2})), f"{RES}['CPU']", "use num_cpus"),
+    "resource-negative": (spec(head(resources={"x": -1})), f"{RES}['x']", AMOUNT_FIX),
+    "resource-nan": (spec(head(resources={"x": math.nan})), f"{RES}['x']", AMOUNT_FIX),
+    "resource-inf": (spec(head(resources={"x": math.inf})), f"{RES}['x']", AMOUNT_FIX),
+    "resource-bool": (spec(head(resources={"x": True})), f"{RES}.x", NOT_BOOL),
     # CPU, GPU and memory amounts
-    pytest.param(
-        spec(head(num_cpus=math.nan)), "head_node_resources.num_cpus", "finite number", id="cpus-nan"
-    ),
-    pytest.param(spec(head(num_cpus=-1)), "head_node_resources.num_cpus", ">= 0", id="cpus-negative"),
-    pytest.param(
+    "cpus-nan": (spec(head(num_cpus=math.nan)), f"{HEAD}.num_cpus", "finite number"),
+    "cpus-negative": (spec(head(num_cpus=-1)), f"{HEAD}.num_cpus", ">= 0"),
+    "gpus-inf": (
         spec(pool(worker_node_resources={"num_gpus": math.inf})),
-        "worker_pools.0.worker_node_resources.num_gpus",
+        f"{WRES}.num_gpus",
         "finite number",
-        id="gpus-inf",
     ),
-    pytest.param(spec(head(num_gpus=-1)), "head_node_resources.num_gpus", ">= 0", id="gpus-negative"),
-    pytest.param(spec(head(memory_mb=math.nan)), "head_node_resources.memory_mb", "MiB", id="memory-nan"),
-    pytest.param(spec(head(memory_mb=-5)), "head_node_resources.memory_mb", "MiB", id="memory-negative"),
-    pytest.param(
-        spec(head(memory_mb=64 * 1024 * 1024 + 1)),
-        "head_node_resources.memory_mb",
-        MIB_FIX,
-        id="memory-65tib",
-    ),
-    pytest.param(
-        spec(head(memory_mb=8 * 1024**3)), "head_node_resources.memory_mb", MIB_FIX, id="memory-bytes-as-mib"
-    ),
-    pytest.param(
+    "gpus-negative": (spec(head(num_gpus=-1)), f"{HEAD}.num_gpus", ">= 0"),
+    "memory-nan": (spec(head(memory_mb=math.nan)), f"{HEAD}.memory_mb", "MiB"),
+    "memory-negative": (spec(head(memory_mb=-5)), f"{HEAD}.memory_mb", "MiB"),
+    "memory-65tib": (spec(head(memory_mb=64 * 1024 * 1024 + 1)), f"{HEAD}.memory_mb", MIB_FIX),
+    "memory-bytes-as-mib": (spec(head(memory_mb=8 * 1024**3)), f"{HEAD}.memory_mb", MIB_FIX),
+    "object-store-inf": (
         spec(pool(worker_node_resources={"object_store_mb": math.inf})),
-        "worker_pools.0.worker_node_resources.object_store_mb",
+        f"{WRES}.object_store_mb",
         MIB_FIX,
-        id="object-store-inf",
     ),
-    pytest.param(
-        spec(head(object_store_mb=10**9)),
-        "head_node_resources.object_store_mb",
-        MIB_FIX,
-        id="object-store-huge",
-    ),
+    "object-store-huge": (spec(head(object_store_mb=10**9)), f"{HEAD}.object_store_mb", MIB_FIX),
     # labels and instance tags
-    pytest.param(
-        spec({"cluster_labels": {"": "x"}}), "cluster_labels['']", "e.g. 'team'", id="label-key-empty"
-    ),
-    pytest.param(
-        spec({"cluster_labels": {"k" * 64: "x"}}),
-        f"cluster_labels['{'k' * 64}']",
-        "e.g. 'team'",
-        id="label-key-long",
-    ),
-    pytest.param(
-        spec({"cluster_labels": {"my team": "x"}}),
-        "cluster_labels['my team']",
+    "label-key-empty": (labels({"": "x"}), "cluster_labels['']", "e.g. 'team'"),
+    "label-key-long": (labels({"k" * 64: "x"}), f"cluster_labels['{'k' * 64}']", "e.g. 'team'"),
+    "label-key-space": (labels({"my team": "x"}), "cluster_labels['my team']", "cost-centre"),
+    "label-key-newline": (labels({"team\n": "x"}), "cluster_labels['team\\n']", "cost-centre"),
+    "label-value-empty": (labels({"team": ""}), "cluster_labels['team']", "non-empty"),
+    "label-value-long": (labels({"team": "v" * 256}), "cluster_labels['team']", "non-empty"),
+    "label-value-newline": (labels({"team": "a\nb"}), "cluster_labels['team']", "remove newlines"),
+    "head-tag-key-space": (
+        spec({"head_node_instance_tags": {"c c": "x"}}),
+        "head_node_instance_tags['c c']",
         "cost-centre",
-        id="label-key-space",
     ),
-    pytest.param(
-        spec({"cluster_labels": {"team\n": "x"}}),
-        "cluster_labels['team\\n']",
-        "cost-centre",
-        id="label-key-newline",
-    ),
-    pytest.param(
-        spec({"cluster_labels": {"team": ""}}), "cluster_labels['team']", "non-empty", id="label-value-empty"
-    ),
-    pytest.param(
-        spec({"cluster_labels": {"team": "v" * 256}}),
-        "cluster_labels['team']",
-        "non-empty",
-        id="label-value-long",
-    ),
-    pytest.param(
-        spec({"cluster_labels": {"team": "a\nb"}}),
-        "cluster_labels['team']",
-        "remove newlines",
-        id="label-value-newline",
-    ),
-    pytest.param(
-        spec({"head_node_instance_tags": {"cost centre": "x"}}),
-        "head_node_instance_tags['cost centre']",
-        "cost-centre",
-        id="head-tag-key-space",
-    ),
-    pytest.param(
+    "obs-tag-key-empty": (
         spec({"observability_node_instance_tags": {"": "x"}}),
         "observability_node_instance_tags['']",
-        "e.g. 'team'",
-        id="obs-tag-key-empty",
+        "'team'",
     ),
-    pytest.param(
+    "worker-tag-value-nul": (
         spec(pool(worker_node_instance_tags={"k": "a\x00b"})),
-        "worker_pools.0.worker_node_instance_tags['k']",
+        f"{POOL}.{TAGS}['k']",
         "remove newlines",
-        id="worker-tag-value-nul",
     ),
-    pytest.param(
+    "add-pool-tag-value-tab": (
         add_worker_pool(1, worker_node_instance_tags={"k": "\t"}),
-        "worker_node_instance_tags['k']",
+        f"{TAGS}['k']",
         "remove newlines",
-        id="add-pool-tag-value-tab",
     ),
     # gpu_ids
-    pytest.param(spec({"gpu_ids": [-1]}), "gpu_ids", "nvidia-smi", id="gpu-ids-negative"),
-    pytest.param(spec({"gpu_ids": [0, 1, 0]}), "gpu_ids", "each GPU once", id="gpu-ids-duplicate"),
-    pytest.param(spec({"gpu_ids": [True]}), "gpu_ids", NOT_BOOL, id="gpu-ids-bool"),
+    "gpu-ids-negative": (spec({"gpu_ids": [-1]}), "gpu_ids", "nvidia-smi"),
+    "gpu-ids-duplicate": (spec({"gpu_ids": [0, 1, 0]}), "gpu_ids", "each GPU once"),
+    "gpu-ids-bool": (spec({"gpu_ids": [True]}), "gpu_ids", NOT_BOOL),
     # True/False where a number belongs (bool is an int in Python)
-    pytest.param(
-        spec({"worker_pools": [{"worker_pool_node_count": True}]}),
-        "worker_pools.0.worker_pool_node_count",
-        NOT_BOOL,
-        id="count-true",
-    ),
-    pytest.param(add_worker_pool(True), "worker_pool_node_count", NOT_BOOL, id="add-pool-count-true"),
-    pytest.param(spec(head(num_cpus=False)), "head_node_resources.num_cpus", NOT_BOOL, id="cpus-false"),
-    pytest.param(spec(head(memory_mb=True)), "head_node_resources.memory_mb", NOT_BOOL, id="memory-true"),
-    pytest.param(spec({"cluster_lifetime": True}), "cluster_lifetime", NOT_BOOL, id="lifetime-true"),
-    pytest.param(spec({"build_timeout": True}), "build_timeout", NOT_BOOL, id="build-timeout-true"),
+    "count-true": (spec({"worker_pools": [{COUNT: True}]}), f"{POOL}.{COUNT}", NOT_BOOL),
+    "add-pool-count-true": (add_worker_pool(True), COUNT, NOT_BOOL),
+    "cpus-false": (spec(head(num_cpus=False)), f"{HEAD}.num_cpus", NOT_BOOL),
+    "memory-true": (spec(head(memory_mb=True)), f"{HEAD}.memory_mb", NOT_BOOL),
+    "lifetime-true": (spec({"cluster_lifetime": True}), "cluster_lifetime", NOT_BOOL),
+    "build-timeout-true": (spec({"build_timeout": True}), "build_timeout", NOT_BOOL),
     # unknown keys are named as unknown, even when they also leave a required field missing
-    pytest.param(
+    "pool-key-typo": (
         spec(pool(worker_node_scrpt="x")),
-        "worker_pools.0.worker_node_scrpt",
-        "did you mean 'worker_node_task_script'",
-        id="pool-key-typo",
+        f"{POOL}.worker_node_scrpt",
+        "'worker_node_task_script'",
     ),
-    pytest.param(
+    "pool-count-typo": (
         spec({"worker_pools": [{"worker_pool_node_cont": 2}]}),
-        "worker_pools.0.worker_pool_node_cont",
-        "did you mean 'worker_pool_node_count'",
-        id="pool-count-typo",
+        f"{POOL}.worker_pool_node_cont",
+        f"'{COUNT}'",
     ),
-    pytest.param(
-        spec(head(num_cpu=2)),
-        "head_node_resources.num_cpu",
-        "did you mean 'num_cpus'",
-        id="resources-key-typo",
-    ),
-    pytest.param(
+    "resources-key-typo": (spec(head(num_cpu=2)), f"{HEAD}.num_cpu", "did you mean 'num_cpus'"),
+    "add-pool-key-typo": (
         add_worker_pool(1, worker_pol_internal_name="x"),
         "worker_pol_internal_name",
-        "did you mean 'worker_pool_internal_name'",
-        id="add-pool-key-typo",
+        f"'{INTERNAL}'",
     ),
-    pytest.param(
+    "add-pool-resources-typo": (
         add_worker_pool(1, worker_node_resources={"num_gpu": 1}),
         "worker_node_resources.num_gpu",
-        "did you mean 'num_gpus'",
-        id="add-pool-resources-typo",
+        "'num_gpus'",
     ),
-    pytest.param(
-        add_worker_pool(1, worker_pool_internal_name="a", worker_pool_internal_nam="b"),
+    "add-pool-extra-key": (
+        add_worker_pool(1, worker_pool_internal_nam="b"),
         "worker_pool_internal_nam",
         UNKNOWN,
-        id="add-pool-extra-key",
+    ),
+    "add-pool-duplicate-name": (
+        add_worker_pool(1, worker_pool_internal_name="w"),
+        f"add_worker_pool.{INTERNAL}",
+        "own name",
     ),
     # GPUs: every pool's ask is checked against the machine before the head (or any node) starts
-    pytest.param(
+    "gpus-pool-over-machine": (
         build({"gpu_ids": [0], **pool(worker_node_resources={"num_gpus": 1})}),
-        "worker_pools.0.worker_node_resources.num_gpus",
+        f"{WRES}.num_gpus",
         GPU_FIX,
-        id="gpus-pool-over-machine",
     ),
-    pytest.param(
-        build({"gpu_ids": [0, 1], "worker_pools": [{"worker_pool_node_count": 2}]}),
-        "worker_pools.0.worker_node_resources.num_gpus",
+    "gpus-default-one-each": (
+        build({"gpu_ids": [0, 1], "worker_pools": [{COUNT: 2}]}),
+        f"{WRES}.num_gpus",
         GPU_FIX,
-        id="gpus-default-one-each",
     ),
-    pytest.param(
-        build({"gpu_ids": [], **head(num_gpus=1)}),
-        "head_node_resources.num_gpus",
-        GPU_FIX,
-        id="gpus-head-none",
-    ),
-    pytest.param(
-        build({"gpu_ids": [0, 1, 2]}, {"worker_pool_node_count": 3}),
+    "gpus-head-none": (build({"gpu_ids": [], **head(num_gpus=1)}), f"{HEAD}.num_gpus", GPU_FIX),
+    "gpus-added-pool": (
+        build({"gpu_ids": [0, 1, 2]}, {COUNT: 3}),
         "add_worker_pool.worker_node_resources.num_gpus",
         GPU_FIX,
-        id="gpus-added-pool",
     ),
-    pytest.param(
-        add_worker_pool(1, worker_pool_internal_name="w"),
-        "add_worker_pool.worker_pool_internal_name",
-        "own name",
-        id="add-pool-duplicate-name",
-    ),
-]
+}
 
 
 def cluster_directories(local_backend: LocalBackend) -> list[Path]:
     return sorted(local_backend.root.glob(f"{NAME}-*")) if local_backend.root.is_dir() else []
 
 
-@pytest.mark.parametrize(("attempt", "field", "fix"), CASES)
+@pytest.mark.parametrize(("attempt", "field", "fix"), list(BAD.values()), ids=list(BAD))
 def test_refused_before_anything_exists(
     attempt: Callable[[], object], field: str, fix: str, local_backend: LocalBackend
 ) -> None:
