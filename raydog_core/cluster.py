@@ -30,6 +30,7 @@ from raydog_core.backends.base import (
     NodeInfo,
     NodeLaunch,
     NodeRole,
+    PoolPlan,
 )
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
@@ -43,7 +44,13 @@ from raydog_core.errors import (
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
-from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, check_pool_for_backend
+from raydog_core.spec import (
+    ClusterSpec,
+    NodeResources,
+    WorkerPoolSpec,
+    build_model,
+    check_pool_for_backend,
+)
 from raydog_core.state import ClusterState, HeadState, ObservabilityState, PoolState
 
 log = logging.getLogger("raydog")
@@ -60,6 +67,7 @@ class _Pool:
     spec: WorkerPoolSpec
     backend_id: str | None = None
     node_ids: list[str] = field(default_factory=list)
+    where: str = "add_worker_pool"  # how errors name it: "worker_pools.0" for a pool of the spec
 
     @property
     def internal_name(self) -> str:
@@ -99,8 +107,8 @@ class RayDogCluster:
         self._on_state = on_state
         self._pools: dict[str, _Pool] = {}
         self._next_pool_index = 1
-        for pool_spec in spec.worker_pools:
-            self._plan_pool(pool_spec)
+        for index, pool_spec in enumerate(spec.worker_pools):
+            self._plan_pool(pool_spec, f"worker_pools.{index}")
         self._session: ClusterSession | None = None
         self._state: ClusterState | None = None
         self._built = False
@@ -135,13 +143,15 @@ class RayDogCluster:
             cluster_name=state.cluster_name,
             cluster_namespace=state.cluster_namespace,
             cluster_tag=state.cluster_tag,
-            cluster_labels=state.labels,
             backend=state.backend,
             ray_auth_mode=state.auth_mode,
             head_node_compute_requirement_template_id="(from state)"
             if state.backend == "yellowdog"
             else None,
         )
+        # Saved state passed ClusterState's checks; a cluster built before today's stricter label and pool
+        # name rules must still be reachable to shut it down, so these are not validated again.
+        spec = spec.model_copy(update={"cluster_labels": dict(state.labels)})
         cluster = cls(
             spec=spec,
             backend=backend,
@@ -162,9 +172,8 @@ class RayDogCluster:
             pool = _Pool(
                 raydog_id=pool_state.raydog_id or pool_state.pool_id,
                 index=index,
-                spec=WorkerPoolSpec(
-                    worker_pool_node_count=max(pool_state.node_count, 1),
-                    worker_pool_internal_name=pool_state.internal_name,
+                spec=WorkerPoolSpec(worker_pool_node_count=max(pool_state.node_count, 1)).model_copy(
+                    update={"worker_pool_internal_name": pool_state.internal_name}
                 ),
                 backend_id=pool_state.pool_id,
                 node_ids=list(pool_state.node_ids),
@@ -183,7 +192,7 @@ class RayDogCluster:
             WorkerPoolSpec, {"worker_pool_node_count": worker_pool_node_count, **pool_fields}
         )
         check_pool_for_backend(pool_spec, self.spec.backend, "add_worker_pool")
-        pool = self._plan_pool(pool_spec)
+        pool = self._plan_pool(pool_spec, "add_worker_pool")
         if self._built:
             try:
                 self._launch_pool(pool)
@@ -215,6 +224,7 @@ class RayDogCluster:
         timeout = _seconds(head_node_build_timeout, self.spec.build_timeout)
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
+        backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
         try:
             self._session = ClusterSession.open(backend, self._cluster_options(), self.spec.ray_auth_mode)
             self._state = self._initial_state(self._session.handle)
@@ -386,14 +396,18 @@ class RayDogCluster:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _plan_pool(self, pool_spec: WorkerPoolSpec) -> _Pool:
+    def _plan_pool(self, pool_spec: WorkerPoolSpec, where: str) -> _Pool:
         name = pool_spec.worker_pool_internal_name
         if name and any(p.internal_name == name for p in self._pools.values()):
-            raise RayDogError(f"worker_pool_internal_name: {name!r} is already used by another pool")
+            raise SpecError(
+                f"{where}.worker_pool_internal_name",
+                f"{name!r} is already used by another pool",
+                "give every pool its own name",
+            )
         if self._next_pool_index > naming.MAX_WORKER_POOLS:
-            raise RayDogError(f"worker_pools: at most {naming.MAX_WORKER_POOLS} pools per cluster")
+            raise SpecError(where, f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
         raydog_id = self.spec.cluster_name + naming.worker_pool_suffix(self._next_pool_index)
-        pool = _Pool(raydog_id=raydog_id, index=self._next_pool_index, spec=pool_spec)
+        pool = _Pool(raydog_id=raydog_id, index=self._next_pool_index, spec=pool_spec, where=where)
         self._next_pool_index += 1
         self._pools[raydog_id] = pool
         return pool
@@ -415,6 +429,16 @@ class RayDogCluster:
             lifetime=spec.cluster_lifetime,
             gpu_ids=spec.gpu_ids,
         )
+
+    def _pool_plans(self) -> list[PoolPlan]:
+        """Every Ray node build() starts, head first (the observability node asks for no GPU)."""
+        plans = [PoolPlan("head_node_resources", 1, self.spec.head_node_resources)]
+        for pool in self._pools.values():
+            resources = pool.spec.worker_node_resources
+            plans.append(
+                PoolPlan(f"{pool.where}.worker_node_resources", pool.spec.worker_pool_node_count, resources)
+            )
+        return plans
 
     def _initial_state(self, handle: ClusterHandle) -> ClusterState:
         spec = self.spec
@@ -458,6 +482,7 @@ class RayDogCluster:
             pool_name=spec.cluster_name + naming.OBSERVABILITY_SUFFIX,
             script=load_script(spec.observability_node_start_script, "observability"),
             env=self._node_env(NodeRole.OBSERVABILITY),
+            resources=NodeResources(num_gpus=0),  # Prometheus and Grafana: no GPU of the machine
             yellowdog=spec.observability_yellowdog(),
         )
         pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)

@@ -6,14 +6,15 @@ here, in YAML for `raydog up`, in a Prefect Block and in an Airflow operator.
 
 from __future__ import annotations
 
+import difflib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from raydog_core import naming
+from raydog_core import limits, naming
 from raydog_core.errors import SpecError
 from raydog_core.scripts import ScriptSource, check_script
 
@@ -45,11 +46,20 @@ class _Strict(BaseModel):
 class NodeResources(_Strict):
     """What one Ray node advertises. Explicit values keep several nodes on one host honest."""
 
-    num_cpus: int = Field(1, ge=0, le=1024)
-    num_gpus: int | None = Field(None, ge=0, le=64, description="None: one GPU per node if the host has any")
-    memory_mb: int = Field(1024, ge=64)
-    object_store_mb: int = Field(128, ge=MIN_OBJECT_STORE_MB)
-    resources: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
+    num_cpus: limits.Count = Field(1, ge=0, le=1024)
+    num_gpus: limits.Count | None = Field(
+        None, ge=0, le=64, description="None: one GPU per node if the host has any"
+    )
+    memory_mb: limits.Count = Field(1024, ge=64, le=limits.MAX_MEMORY_MB)
+    object_store_mb: limits.Count = Field(128, ge=MIN_OBJECT_STORE_MB, le=limits.MAX_MEMORY_MB)
+    resources: dict[str, Annotated[float, limits.NoBool]] = Field(
+        default_factory=dict, description="custom Ray resources"
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _safe_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        return limits.check_resource_amounts("resources", value)
 
 
 class YellowDogNodeOptions(_Strict):
@@ -61,13 +71,18 @@ class YellowDogNodeOptions(_Strict):
     instance_tags: dict[str, str] | None = None
     metrics_enabled: bool | None = None
 
+    @field_validator("instance_tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return limits.check_labels("instance_tags", value)
+
 
 class WorkerPoolSpec(_Strict):
     """A pool of identical Ray worker nodes (the arguments of `add_worker_pool`)."""
 
-    worker_pool_node_count: int = Field(ge=1, le=1000)
+    worker_pool_node_count: limits.Count = Field(ge=1, le=1000)
     worker_node_task_script: ScriptSource | None = None
-    worker_pool_internal_name: str | None = Field(None, min_length=1, max_length=60)
+    worker_pool_internal_name: str | None = None
     worker_node_compute_requirement_template_id: str | None = None
     worker_node_images_id: str | None = None
     worker_node_userdata: str | None = None
@@ -79,6 +94,16 @@ class WorkerPoolSpec(_Strict):
     @classmethod
     def _script_exists(cls, value: ScriptSource | None) -> ScriptSource | None:
         return check_script("worker_node_task_script", value)
+
+    @field_validator("worker_pool_internal_name")
+    @classmethod
+    def _valid_internal_name(cls, value: str | None) -> str | None:
+        return None if value is None else naming.check_name("worker_pool_internal_name", value)
+
+    @field_validator("worker_node_instance_tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return limits.check_labels("worker_node_instance_tags", value)
 
     @property
     def yellowdog(self) -> YellowDogNodeOptions:
@@ -180,12 +205,37 @@ class ClusterSpec(ClusterFields, _Strict):
     def _valid_tag(cls, value: str | None) -> str | None:
         return None if value is None else naming.check_name("cluster_tag", value)
 
-    @field_validator("cluster_lifetime", "build_timeout")
+    @field_validator("cluster_lifetime", "build_timeout", mode="before")
     @classmethod
-    def _positive(cls, value: timedelta | None, info: Any) -> timedelta | None:
-        if value is not None and value.total_seconds() <= 0:
-            raise SpecError(info.field_name, f"must be positive, got {value}", "e.g. timedelta(minutes=10)")
+    def _not_bool(cls, value: Any) -> Any:
+        return limits.refuse_bool(value)
+
+    @field_validator("cluster_lifetime")
+    @classmethod
+    def _lifetime(cls, value: timedelta | None) -> timedelta | None:
+        return limits.check_lifetime("cluster_lifetime", value)
+
+    @field_validator("build_timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise SpecError("build_timeout", f"must be positive, got {value}", "e.g. timedelta(minutes=10)")
         return value
+
+    @field_validator("cluster_labels", "head_node_instance_tags", "observability_node_instance_tags")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str] | None, info: Any) -> dict[str, str] | None:
+        return limits.check_labels(info.field_name, value)
+
+    @field_validator("gpu_ids", mode="before")
+    @classmethod
+    def _gpu_ids_not_bool(cls, value: Any) -> Any:
+        return [limits.refuse_bool(g) for g in value] if isinstance(value, list) else value
+
+    @field_validator("gpu_ids")
+    @classmethod
+    def _valid_gpu_ids(cls, value: list[int] | None) -> list[int] | None:
+        return limits.check_gpu_ids("gpu_ids", value)
 
     @field_validator("head_node_ray_start_script")
     @classmethod
@@ -264,14 +314,30 @@ def build_model(model: type[Model], values: dict[str, Any], where: str = "") -> 
     try:
         return model.model_validate(values)
     except ValidationError as error:
-        raise spec_error_from(error, where) from None
+        raise spec_error_from(error, where, model) from None
 
 
-def spec_error_from(error: ValidationError, where: str = "") -> SpecError:
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+_FIXES = {
+    "finite_number": "write a finite number, e.g. 2",
+    "int_from_float": "write a whole number, e.g. 2",
+    "int_parsing": "write a whole number, e.g. 2",
+    "float_parsing": "write a number, e.g. 0.5",
+}
+
+
+def spec_error_from(
+    error: ValidationError, where: str = "", model: type[BaseModel] | None = None
+) -> SpecError:
     """The first problem of a pydantic ValidationError as a SpecError with a dotted field path."""
-    first = error.errors()[0]
+    errors = error.errors()
+    # An unknown key first: a misspelt field also shows up as a missing or defaulted one.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     cause = first.get("ctx", {}).get("error")
-    field = ".".join(str(part) for part in first["loc"])
+    loc = [str(part) for part in first["loc"]]
+    if isinstance(cause, SpecError) and loc and cause.field.startswith(f"{loc[-1]}["):
+        loc[-1] = cause.field  # the validator named the part of the field, e.g. "cluster_labels['a b']"
+    field = ".".join(loc)
     if not field:
         field = cause.field if isinstance(cause, SpecError) else "spec"
     if where:
@@ -279,14 +345,42 @@ def spec_error_from(error: ValidationError, where: str = "") -> SpecError:
     if isinstance(cause, SpecError):
         return SpecError(field, cause.problem, cause.fix)
     fix = None
+    problem = first["msg"]
     if first["type"] == "extra_forbidden":
+        problem = "unknown field"
         fix = "remove it or check its spelling; RayDog uses upstream RayDog's argument names"
+        close = difflib.get_close_matches(loc[-1], _field_names_at(model, first["loc"][:-1]), n=1)
+        if close:
+            fix = f"did you mean {close[0]!r}? {fix}"
     elif first["type"] == "missing":
         fix = "this field is required"
-    problem = first["msg"]
-    if "input" in first and first["type"] != "missing" and not isinstance(first["input"], dict):
-        problem += f" (got {first['input']!r})"
+    elif loc[-1].endswith("_mb"):
+        fix = f"sizes are in MiB (1024 is 1 GiB), at most {limits.MAX_MEMORY_MB} (64 TiB)"
+    elif first["type"] in _BOUNDS:
+        bound = next(iter(first.get("ctx", {}).values()), "")
+        fix = f"give a number {_BOUNDS[first['type']]} {bound} (see Limits in the README)"
+    else:
+        fix = _FIXES.get(first["type"])
+    if first["type"] not in ("missing", "extra_forbidden") and not isinstance(first.get("input"), dict):
+        problem += f" (got {first.get('input')!r})"
     return SpecError(field, problem, fix)
+
+
+def _field_names_at(model: type[BaseModel] | None, path: tuple[int | str, ...]) -> list[str]:
+    """The field names of the (nested) model at `path`, e.g. ('worker_pools', 0) -> WorkerPoolSpec's."""
+    for part in path:
+        if model is None or isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        model = _model_in(info.annotation) if info else None
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation such as `list[WorkerPoolSpec]` or `NodeResources | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, get_args(annotation))), None)
 
 
 def load_spec_file(path: str | Path) -> ClusterSpec:

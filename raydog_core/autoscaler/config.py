@@ -10,14 +10,16 @@ start nodes without reading anything from the client's disk.
 from __future__ import annotations
 
 import copy
+import math
 import re
 import sys
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from raydog_core import naming
+from raydog_core import limits, naming
 from raydog_core.errors import SpecError
 from raydog_core.scripts import default_script
 from raydog_core.spec import (
@@ -43,6 +45,9 @@ RAY_PROVIDER_KEYS = {
     "use_internal_ips",
     "use_external_head_ip",
 }
+# Ray's own names look like "ray.worker.gpu"; they end up in environment variables and tags.
+NODE_TYPE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+Number = Annotated[float, limits.NoBool]
 # Starting or stopping Ray in Ray's own command lists would fight the backend, which runs the node scripts.
 _RAY_START_STOP = re.compile(r"(^|[;&|]\s*|\s)ray\s+(start|stop)\b")
 
@@ -83,16 +88,20 @@ class ProviderConfig(BaseModel):
     cluster_tag: str | None = None
     ray_head_node_task_script: str | None = None
     ray_worker_node_task_script: str | None = None
-    cluster_lifetime_hours: float = Field(1.0, gt=0)
-    head_node_build_timeout_minutes: float = Field(10.0, gt=0)
+    cluster_lifetime_hours: Number = Field(1.0, gt=0, allow_inf_nan=False)
+    head_node_build_timeout_minutes: Number = Field(10.0, gt=0, allow_inf_nan=False)
     files_to_upload: list[str | UploadFile] = Field(default_factory=list)
-    head_node_tag_server_port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="0: a free port (local)")
+    head_node_tag_server_port: limits.Count = Field(
+        DEFAULT_PORT, ge=0, le=65535, description="0: a free port (local)"
+    )
     ray_auth_mode: Literal["token", "disabled"] = "token"
-    autoscaler_update_interval_s: int | None = Field(None, ge=1, description="Ray reads it as an integer")
+    autoscaler_update_interval_s: limits.Count | None = Field(
+        None, ge=1, description="Ray reads it as an integer"
+    )
     tag_store_via_ssh: bool | None = Field(
         None, description="None: only when the head is not reachable directly"
     )
-    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_port: limits.Count = Field(22, ge=1, le=65535)
     known_hosts_file: str | None = None
     host_key_fingerprint: str | None = None
     auth: dict[str, Any] = Field(default_factory=dict)
@@ -114,6 +123,20 @@ class ProviderConfig(BaseModel):
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
         return None if value is None else naming.check_name("provider.cluster_tag", value)
+
+    @field_validator("cluster_lifetime_hours")
+    @classmethod
+    def _lifetime(cls, value: float) -> float:
+        shortest, longest = (
+            bound / timedelta(hours=1) for bound in (limits.MIN_LIFETIME, limits.MAX_LIFETIME)
+        )
+        if not shortest <= value <= longest:
+            raise SpecError(
+                "provider.cluster_lifetime_hours",
+                f"must be between {shortest:.3g} (1 minute) and {longest:g} hours, got {value}",
+                "e.g. 2",
+            )
+        return value
 
     @field_validator("node_placement")
     @classmethod
@@ -224,6 +247,12 @@ def _node_types(config: dict[str, Any], provider: ProviderConfig, base: Path) ->
     result = {}
     for name, node_type in types.items():
         where = f"available_node_types.{name}"
+        if not NODE_TYPE_NAME_PATTERN.fullmatch(str(name)):
+            raise SpecError(
+                f"available_node_types[{name!r}]",
+                "is not a valid node type name",
+                "use letters, digits, '.', '_' and '-' (at most 100), e.g. 'ray.worker.cpu'",
+            )
         if name == head_type:
             pool_name = cluster_name + naming.HEAD_SUFFIX
         else:
@@ -244,19 +273,26 @@ def _node_types(config: dict[str, Any], provider: ProviderConfig, base: Path) ->
 
 def _node_resources(resources: dict[str, Any], where: str) -> NodeResources:
     """Ray's `resources` of a node type as the `ray start` flags our scripts pass (nothing auto-detected)."""
-    custom = {
-        k: float(v) for k, v in resources.items() if k not in ("CPU", "GPU", "memory", "object_store_memory")
-    }
-    values: dict[str, Any] = {
-        "num_cpus": int(resources.get("CPU", 1)),
-        "num_gpus": int(resources.get("GPU", 0)),
-    }
+    custom = {k: v for k, v in resources.items() if k not in limits.RAY_BUILTIN_RESOURCES}
+    # NodeResources checks CPU and GPU counts as they are (2.5 or True is refused, not rounded).
+    values: dict[str, Any] = {"num_cpus": resources.get("CPU", 1), "num_gpus": resources.get("GPU", 0)}
     if "memory" in resources:
-        values["memory_mb"] = max(int(resources["memory"]) // MIB, 64)
+        values["memory_mb"] = max(_bytes(resources, "memory", where) // MIB, 64)
     if "object_store_memory" in resources:
-        values["object_store_mb"] = max(int(resources["object_store_memory"]) // MIB, MIN_OBJECT_STORE_MB)
+        values["object_store_mb"] = max(
+            _bytes(resources, "object_store_memory", where) // MIB, MIN_OBJECT_STORE_MB
+        )
     values["resources"] = custom
     return build_model(NodeResources, values, where=f"{where}.resources")
+
+
+def _bytes(resources: dict[str, Any], key: str, where: str) -> int:
+    value = resources[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise SpecError(
+            f"{where}.resources.{key}", f"must be a number of bytes, got {value!r}", "e.g. 4294967296 (4 GiB)"
+        )
+    return int(value)
 
 
 def _yellowdog_options(node_config: dict[str, Any], base: Path, where: str) -> YellowDogNodeOptions:

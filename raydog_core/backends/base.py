@@ -104,6 +104,17 @@ class NodeLaunch:
 
 
 @dataclass(frozen=True)
+class PoolPlan:
+    """A pool the builder is about to start, for the backend's check before anything exists."""
+
+    field: (
+        str  # the spec field that asks for it, named in a SpecError ("worker_pools.0.worker_node_resources")
+    )
+    count: int
+    resources: NodeResources
+
+
+@dataclass(frozen=True)
 class NodeInfo:
     node_id: str
     pool_id: str
@@ -132,6 +143,9 @@ class ClusterRecord:
 class Backend(Protocol):
     kind: str
     capabilities: BackendCapabilities
+
+    def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
+        """Raise SpecError, before anything exists, if these pools (head first) can never all start here."""
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         """Create the cluster's container (YellowDog work requirement, local cluster directory)."""

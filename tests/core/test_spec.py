@@ -22,7 +22,7 @@ from raydog_core.spec import ClusterSpec, load_spec_file
         ({"cluster_namespace": "My NS"}, "cluster_namespace", "valid name"),
         ({"head_node_ray_start_script": "no-such-script.sh"}, "head_node_ray_start_script", "does not exist"),
         ({"head_node_ray_start_script": "   \n  "}, "head_node_ray_start_script", "empty"),
-        ({"cluster_lifetime": timedelta(seconds=-1)}, "cluster_lifetime", "positive"),
+        ({"cluster_lifetime": timedelta(seconds=-1)}, "cluster_lifetime", "between 1 minute"),
         ({"build_timeout": timedelta(0)}, "build_timeout", "positive"),
         ({"head_node_resources": {"num_cpus": -1}}, "head_node_resources.num_cpus", "greater than or equal"),
         ({"head_node_resources": {"object_store_mb": 10}}, "head_node_resources.object_store_mb", "80"),

@@ -47,6 +47,12 @@ with RayDogCluster(spec=load_spec_file(sys.argv[1]), on_state=lambda s: s.write(
     time.sleep(600)
 """
 
+# `raydog` with the one-minute minimum of cluster_lifetime lowered, so a lifetime test takes seconds.
+SHORT_LIFETIME_RAYDOG = (
+    "from datetime import timedelta; from raydog_core import cli, limits; "
+    "limits.MIN_LIFETIME = timedelta(seconds=1); cli.main(prog_name='raydog')"
+)
+
 
 def cells(fault: str) -> list:
     return [
@@ -140,7 +146,7 @@ def test_sigkill_without_any_recovery_the_lifetime_stops_every_node(
         tmp_path, unique("life"), "local", head_node_ray_start_script=SLEEPING_HEAD, cluster_lifetime="PT3S"
     )
     state_file = tmp_path / "state.json"
-    client = start([RAYDOG, "up", str(spec), "-s", str(state_file)])
+    client = start([sys.executable, "-c", SHORT_LIFETIME_RAYDOG, "up", str(spec), "-s", str(state_file)])
     try:
         wait_for_head(state_file, client)
         signal_and_wait(client, signal.SIGKILL)

@@ -49,7 +49,9 @@ def test_cluster_fields_are_exactly_the_cluster_spec_fields() -> None:
 def test_validation_is_cluster_specs_and_names_the_field() -> None:
     with pytest.raises(ValidationError, match=r"cluster_name: 'Bad Name' is not a valid name .*'bad-name'"):
         RayDogClusterConfig(cluster_name="Bad Name")
-    with pytest.raises(ValidationError, match=r"worker_pool: Extra inputs are not permitted .*spelling"):
+    with pytest.raises(
+        ValidationError, match=r"worker_pool: unknown field .did you mean 'worker_pools'. .*spelling"
+    ):
         RayDogClusterConfig(worker_pool=[])
     with pytest.raises(ValidationError, match=r"head_node_compute_requirement_template_id: required"):
         RayDogClusterConfig(backend="yellowdog")

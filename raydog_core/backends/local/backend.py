@@ -8,6 +8,7 @@ ports and Ray temp dir, so several clusters and someone else's Ray share one mac
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -34,8 +35,9 @@ from raydog_core.backends.base import (
     NodeRole,
     NodeStatus,
     ObservabilityPorts,
+    PoolPlan,
 )
-from raydog_core.backends.local.gpus import assign_gpus, detect_gpu_ids
+from raydog_core.backends.local.gpus import assign_gpus, check_gpu_plan, detect_gpu_ids
 from raydog_core.backends.local.manifest import (
     TEMP_PREFIX,
     TEMP_ROOT,
@@ -65,6 +67,11 @@ class LocalBackend:
         self._lock = threading.Lock()
 
     # -- clusters ---------------------------------------------------------------------------------
+
+    def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
+        """Every node shares this machine's GPUs: refuse pools that would run out of them."""
+        gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
+        check_gpu_plan(gpus, [(f"{p.field}.num_gpus", p.count, p.resources.num_gpus) for p in pools])
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         cluster_id = f"{options.name}-{secrets.token_hex(4)}"
@@ -168,7 +175,8 @@ class LocalBackend:
                 raise RayDogError(f"pool {pool_id!r} does not exist in cluster {cluster_id}")
             taken = {g for ids in manifest.gpu_assigned.values() for g in ids}
             free = [g for g in manifest.gpus if g not in taken]
-            field = "head_node_resources.num_gpus" if launch.role == NodeRole.HEAD else "num_gpus"
+            role = "head_node" if launch.role == NodeRole.HEAD else "worker_node"
+            field = f"{role}_resources.num_gpus"
             gpu_sets = assign_gpus(free, [launch.resources.num_gpus] * count, manifest.gpus, field)
             node_ids = []
             for gpus in gpu_sets:
@@ -278,7 +286,8 @@ class LocalBackend:
         if manifest.lifetime_s:
             # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,
             # so a client killed with SIGKILL still leaves nothing running for ever.
-            argv = ["timeout", "--kill-after=10", f"{manifest.lifetime_s:.0f}", *argv]
+            # Whole seconds, rounded up: `timeout 0` would mean no limit at all.
+            argv = ["timeout", "--kill-after=10", str(math.ceil(manifest.lifetime_s)), *argv]
         log_path = directory / "logs" / f"{node_id}.log"
         proc, ref = processes.start_session(argv, env, str(home), str(log_path))
         with self._lock:

@@ -41,6 +41,27 @@ def gpus_wanted(requested: int | None, machine_has_gpus: bool) -> int:
     return 1 if machine_has_gpus else 0
 
 
+GPU_FIX = "use fewer GPU nodes, set num_gpus=0 for CPU-only nodes, or list more ids in gpu_ids"
+
+
+def check_gpu_plan(machine_gpus: Sequence[int], pools: Sequence[tuple[str, int, int | None]]) -> None:
+    """Before any node starts: fail, naming the first pool's field that asks for more GPUs than are left.
+
+    `pools` are (field, node count, GPUs per node or None), head first, in the order nodes start.
+    """
+    left = len(machine_gpus)
+    for field, count, requested in pools:
+        wanted = count * gpus_wanted(requested, bool(machine_gpus))
+        if wanted > left:
+            raise SpecError(
+                field,
+                f"{count} node(s) need {wanted} GPU(s) but only {left} of the machine's GPUs "
+                f"{list(machine_gpus)} are left for them",
+                GPU_FIX,
+            )
+        left -= wanted
+
+
 def assign_gpus(
     free: Sequence[int], requests: Sequence[int | None], all_gpus: Sequence[int], field: str
 ) -> list[list[int]]:
@@ -55,7 +76,7 @@ def assign_gpus(
             field,
             f"{len(wanted)} node(s) need {sum(wanted)} GPU(s) but only {len(remaining)} of the "
             f"machine's GPUs {list(all_gpus)} are free",
-            "use fewer GPU nodes, set num_gpus=0 for CPU-only nodes, or list more ids in gpu_ids",
+            GPU_FIX,
         )
     assignment = []
     for count in wanted:

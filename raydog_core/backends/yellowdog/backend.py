@@ -54,6 +54,7 @@ from raydog_core.backends.base import (
     NodeRole,
     NodeStatus,
     ObservabilityPorts,
+    PoolPlan,
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
@@ -137,6 +138,9 @@ class YellowDogBackend:
         )
 
     # -- clusters -----------------------------------------------------------------------------------
+
+    def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
+        """Nothing to check on the client: each node's machine comes from its compute requirement template."""
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         naming.check_name("cluster_name", options.name, naming.MAX_CLUSTER_NAME_LENGTH)
