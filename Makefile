@@ -5,9 +5,9 @@ demo:  ## the main job: a real workload on a local RayDog cluster (head + 2 work
 	bash scripts/bootstrap.sh
 	nox -s demo
 
-test:  ## every test, in one environment per integration (Prefect and Airflow cannot share one)
+test:  ## every test, in one environment per integration (Prefect and Airflow cannot share one), in two lanes
 	bash scripts/bootstrap.sh
-	nox -s lint core prefect airflow
+	bash scripts/test_lanes.sh
 
 lint:
 	nox -s lint

@@ -405,7 +405,7 @@ class RayDogNodeProvider(NodeProvider):
             self._tag_store.close()
             self._tag_store = None
         if cluster_id is not None:
-            failures = self._session(cluster_id).shut_down()
+            failures = self._session(cluster_id, need_ports=False).shut_down()
             for failure in failures:
                 log.warning("shut-down of %s: %s", cluster_id, failure)
             shutil.rmtree(self._private_dir(cluster_id), ignore_errors=True)
@@ -663,16 +663,21 @@ class RayDogNodeProvider(NodeProvider):
         assert cluster_id is not None
         return auth.load_token(cluster_id)
 
-    def _session(self, cluster_id: str | None = None) -> ClusterSession:
-        """This cluster through the life-cycle layer the builder uses too (ports from the cluster facts)."""
+    def _session(self, cluster_id: str | None = None, *, need_ports: bool = True) -> ClusterSession:
+        """This cluster through the life-cycle layer the builder uses too (ports from the cluster facts;
+        only a teardown may go on without them, nodes never get guessed ports)."""
         cluster_id = cluster_id or self._cluster_id
-        assert cluster_id is not None
+        if cluster_id is None:
+            raise RayDogError(f"cluster {self.cluster_name} does not exist: run `ray up` first")
         meta = self._meta
-        ports = (
-            HeadPorts(int(meta["gcs_port"]), int(meta["dashboard_port"]), int(meta["client_port"]))
-            if meta.get("gcs_port")
-            else HeadPorts()
-        )
+        if meta.get("gcs_port"):
+            ports = HeadPorts(int(meta["gcs_port"]), int(meta["dashboard_port"]), int(meta["client_port"]))
+        elif need_ports:
+            raise RayDogError(
+                f"the ports of cluster {self.cluster_name} are unknown: its tag store lost them"
+            )
+        else:
+            ports = HeadPorts()
         return ClusterSession.attach(
             self._backend,
             ClusterHandle(cluster_id, ports),

@@ -6,6 +6,7 @@ are corrupted. The last test runs `ray down` and counts the leaks of all of them
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,24 @@ class Cluster:
 
     def workers(self) -> list[NodeInfo]:
         return [n for n in self.nodes() if n.role == NodeRole.WORKER and n.status == NodeStatus.RUNNING]
+
+    def steady_worker(self, settle_s: float = 3.0, timeout_s: float = 120.0) -> NodeInfo:
+        """The one running worker, once the same one has been the only one for `settle_s`: with 20 % of
+        API calls failing, Ray's instance manager may launch a spare and terminate it again meanwhile."""
+        seen: list[tuple[str, float]] = []
+
+        def settled() -> bool:
+            workers = self.workers()
+            now = time.monotonic()
+            if len(workers) != 1:
+                seen.clear()
+                return False
+            if not seen or seen[0][0] != workers[0].node_id:
+                seen[:] = [(workers[0].node_id, now)]
+            return now - seen[0][1] >= settle_s
+
+        assert wait_until(settled, timeout_s, 0.5), f"no single steady worker: {self.workers()}"
+        return self.workers()[0]
 
     def exec(self, command: str) -> str:
         return ray_cli("exec", str(self.config), command).stdout
@@ -122,7 +141,7 @@ def test_up_and_min_workers_work_through_transient_errors(cluster: Cluster) -> N
 @TRANSIENT
 @NODE_DIES
 def test_a_worker_whose_instance_dies_is_replaced(cluster: Cluster) -> None:
-    (worker,) = cluster.workers()
+    worker = cluster.steady_worker()
     cluster.emulator.kill_instance_of_task(worker.node_id)
     dead = next(n for n in cluster.nodes() if n.node_id == worker.node_id)
     assert dead.status == NodeStatus.FAILED and "ALLOCATION_LOST" in dead.detail
@@ -137,8 +156,8 @@ def test_the_monitor_survives_a_tag_store_that_lost_its_data(cluster: Cluster) -
     """Every key of the tag store is gone (Redis keeps no data across a restart): the monitor goes on
     from the backend's view and replaces a worker that goes."""
     try:
+        worker = cluster.steady_worker()
         cluster.tag_store.clear()
-        (worker,) = cluster.workers()
         cluster.backend.terminate_nodes(cluster.cluster_id, [worker.node_id])
         assert wait_until(lambda: any(n.node_id != worker.node_id for n in cluster.workers()), 120, 1.0), (
             "no replacement worker after the tag store lost its data"
