@@ -23,8 +23,8 @@ def _pytest(session: nox.Session, *paths: str) -> None:
     session.run("pytest", "-p", "no:cacheprovider", "-ra", *paths, *session.posargs)
 
 
-# The packages mypy checks (settings in pyproject.toml's [tool.mypy]). raydog_prefect joins when it settles,
-# in a session of its own: it needs Prefect installed, which cannot share this environment with Airflow.
+# The packages mypy checks here (settings in pyproject.toml's [tool.mypy]); raydog_prefect is checked in the
+# prefect session: it needs Prefect installed, which cannot share this environment with Airflow.
 TYPED_PACKAGES = ("raydog_core", "raydog_airflow")
 
 
@@ -47,7 +47,10 @@ def core(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def prefect(session: nox.Session) -> None:
-    _install(session, "prefect,test")
+    """raydog_prefect: type-checked here (it needs Prefect, which cannot share lint's environment with
+    Airflow), then its tests."""
+    _install(session, "prefect,test,lint")
+    session.run("mypy", "-p", "raydog_prefect")
     _pytest(session, "tests/prefect")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar
 
 from prefect.blocks.core import Block
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, HttpUrl, PrivateAttr, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 
 from raydog_core import credentials as core_credentials
@@ -33,7 +33,7 @@ class YellowDogCredentials(Block):
 
     _block_type_name = "RayDog YellowDog Credentials"
     _block_type_slug = "raydog-yellowdog-credentials"
-    _documentation_url = DOCS_URL
+    _documentation_url = HttpUrl(DOCS_URL)
     _code_example = """from raydog_prefect import YellowDogCredentials
 
 credentials = YellowDogCredentials.load("BLOCK_NAME")"""
@@ -74,7 +74,7 @@ class RayDogClusterConfig(Block, ClusterFields):
 
     _block_type_name = "RayDog Cluster Config"
     _block_type_slug = "raydog-cluster-config"
-    _documentation_url = DOCS_URL
+    _documentation_url = HttpUrl(DOCS_URL)
     _code_example = """from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner
 
 config = RayDogClusterConfig.load("BLOCK_NAME")

@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass, field, replace
 from functools import partial
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
@@ -137,7 +137,9 @@ class RayDogTaskRunner(RayTaskRunner):
         return self.from_settings(self.settings)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.settings == self.settings  # type: ignore[attr-defined]
+        if not isinstance(other, RayDogTaskRunner) or type(other) is not type(self):
+            return False
+        return other.settings == self.settings
 
     __hash__ = None  # type: ignore[assignment]  # mutable settings, like RayTaskRunner
 
@@ -253,7 +255,7 @@ class RayDogTaskRunner(RayTaskRunner):
         self, config: RayDogClusterConfig, flow_run_id: str | None, logger: Any
     ) -> RayDogCluster:
         """The cluster an earlier attempt of this flow run parked, if still running; else a new one."""
-        cluster = retries.take(flow_run_id) if self._reuses(flow_run_id) else None
+        cluster = retries.take(flow_run_id) if flow_run_id and self._reuses(flow_run_id) else None
         if cluster is not None and still_running(cluster):
             logger.info(
                 "Reusing RayDog cluster %s (%s) from an earlier attempt of this flow run",
@@ -349,7 +351,8 @@ class RayDogTaskRunner(RayTaskRunner):
             return RayDogClusterConfig.from_spec(source)
         name = source.removeprefix(RayDogClusterConfig.get_block_type_slug() + "/")
         try:
-            return RayDogClusterConfig.load(name, _sync=True)
+            # Prefect's sync_compatible adds `_sync`, which its signature does not show.
+            return cast(RayDogClusterConfig, RayDogClusterConfig.load(name, _sync=True))  # type: ignore[call-arg]
         except RuntimeError as error:
             # Prefect says only "failed validation"; the cause names the field and the fix.
             if not isinstance(error.__cause__, ValidationError):
