@@ -175,9 +175,18 @@ def test_request_resources_scales_up(cluster: Cluster, tmp_path: Path) -> None:
         "print('CPUS', ray.cluster_resources().get('CPU', 0))\n"
         "request_resources(num_cpus=0)\n"
     )
+
+    def worker_ids() -> set[str]:  # every worker the cluster has had, running or gone
+        return {
+            n.node_id for n in cluster.backend.list_nodes(cluster.cluster_id) if n.role == NodeRole.WORKER
+        }
+
+    running_before, known_before = {n.node_id for n in cluster.workers()}, worker_ids()
     result = ray_cli("submit", str(cluster.config), str(script))
     assert "CPUS 5.0" in result.stdout, result.stdout[-2000:]
-    assert len(cluster.workers()) == 2
+    # Two workers ran at the peak; once the request is withdrawn, idle scale-down may take one away.
+    started = worker_ids() - known_before
+    assert len(running_before) + len(started) >= 2, (running_before, started)
 
 
 @CORRUPT_STATE
