@@ -7,6 +7,12 @@ with RayDogCluster(cluster_name="demo") as cluster:      # local backend, defaul
     ray.init(address=cluster.ray_address)
 ```
 
+Built inside a with-block, the cluster is *leased*: this process renews a lease on it in the background,
+and if the process dies without shutting it down (even by SIGKILL), the watchdog on the head ends the
+cluster once `lease_timeout` has passed (see `raydog_core.leases`). A plain `build()` keeps upstream's
+meaning: the cluster lives until someone holding its state shuts it down, or its lifetime ends.
+`build(lease=...)` chooses either explicitly; `hold_lease()` takes a lease from any process.
+
 Everything is validated before the first resource exists; any failure during `build()` (a script that
 exits, a timeout, Ctrl+C) shuts down what was created and raises a clear error.
 """
@@ -22,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from raydog_core import auth, client_auth, naming
+from raydog_core import auth, client_auth, leases, naming
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -51,7 +57,7 @@ from raydog_core.spec import (
     build_model,
     check_pool_for_backend,
 )
-from raydog_core.state import ClusterState, HeadState, ObservabilityState, PoolState
+from raydog_core.state import ClusterState, HeadState, LeaseState, ObservabilityState, PoolState
 
 log = logging.getLogger("raydog")
 
@@ -115,6 +121,7 @@ class RayDogCluster:
         self._shut_down = False
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
+        self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -209,6 +216,7 @@ class RayDogCluster:
         *,
         wait_for_workers: bool = True,
         wait_for_head: bool = True,
+        lease: bool | None = None,
     ) -> tuple[str, str | None]:
         """Start the cluster; returns (head private IP, head public IP or None) once Ray's head is up.
 
@@ -217,6 +225,9 @@ class RayDogCluster:
         as soon as the head is launched, in phase "building" and with no worker started (workers need the
         head's address): something else waits for the head and grows the cluster from `state`
         (`raydog_core.operations.finish_build`, used by Airflow's deferrable build).
+
+        `lease`: whether this process holds a lease on the cluster until `shut_down()` (see the module
+        docstring); default: inside a with-block, where this client can reach the head.
         """
         self._check_open()
         if self._built or self._session is not None:
@@ -225,14 +236,22 @@ class RayDogCluster:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
+        leased = leases.choose_leased(lease, self._sigterm is not None, backend.capabilities, self.spec)
+        terms = leases.terms_for(self.spec, leased)
         try:
-            self._session = ClusterSession.open(backend, self._cluster_options(), self.spec.ray_auth_mode)
+            self._session = ClusterSession.open(
+                backend, self._cluster_options(), self.spec.ray_auth_mode, lease=terms
+            )
             self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
+            if leased:  # taken as soon as the head's watchdog answers, renewed until shut_down()
+                self._lease = self._lease_keeper("builder")
             head = self._start_head(deadline, observability_ip, wait=wait_for_head)
             if head is None:
                 return "", None
+            if self._lease is not None:
+                self._lease.wait_taken()
             for pool in self._pools.values():
                 self._launch_pool(pool)
             self._publish_state()
@@ -293,6 +312,9 @@ class RayDogCluster:
         self._shut_down = True
         if self._session is None:
             return
+        keeper, self._lease = self._lease, None
+        if keeper is not None:
+            keeper.stop(release=False)  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
         if self._state is not None:
@@ -303,6 +325,38 @@ class RayDogCluster:
         log.info("cluster %s shut down", self.spec.cluster_name)
         if failures:
             raise ShutdownError(failures)
+
+    def hold_lease(self, kind: str = "client") -> leases.LeaseKeeper:
+        """Take a lease on this cluster now and renew it in the background until `stop()` (or use it as
+        a context manager); any process holding the cluster's state and token can. A cluster built with
+        leases ends by itself once no lease has been renewed for its `lease_timeout`."""
+        keeper = self._lease_keeper(kind)
+        try:
+            keeper.wait_taken()
+        except BaseException:
+            keeper.stop(release=False)
+            raise
+        return keeper
+
+    def _lease_keeper(self, kind: str) -> leases.LeaseKeeper:
+        session = self._require_session()
+        state = self.state
+        keeper = leases.LeaseKeeper(
+            lambda: session.lease_client(session.vouched_head(state)),
+            leases.holder_name(kind),
+            self._lease_terms(),
+        )
+        keeper.start()
+        return keeper
+
+    def _lease_terms(self) -> LeaseState:
+        terms = self.state.lease
+        if terms is None or self.state.head.lease_port is None:
+            raise RayDogError(
+                f"cluster {self.spec.cluster_name} was built without leases (build(lease=True), or inside "
+                "a with-block, gives it a lease endpoint)"
+            )
+        return terms
 
     def save_state_to_json(self) -> str:
         return self.state.to_json()
@@ -456,7 +510,9 @@ class RayDogCluster:
                 gcs_port=handle.ports.gcs,
                 dashboard_port=handle.ports.dashboard,
                 client_port=handle.ports.client,
+                lease_port=handle.ports.lease if self._session and self._session.lease else None,
             ),
+            lease=self._session.lease if self._session else None,
             observability=ObservabilityState(
                 prometheus_port=handle.observability.prometheus,
                 grafana_port=handle.observability.grafana,

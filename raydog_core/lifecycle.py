@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from raydog_core import auth, commands
+from raydog_core import auth, commands, leases
 from raydog_core.backends.base import (
     Backend,
     ClusterHandle,
@@ -30,7 +30,7 @@ from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, 
 from raydog_core.node_env import role_environment
 from raydog_core.ports import is_listening
 from raydog_core.ray_nodes import alive_ray_nodes
-from raydog_core.state import ClusterState, ObservabilityState
+from raydog_core.state import ClusterState, LeaseState, ObservabilityState
 
 T = TypeVar("T")
 
@@ -68,43 +68,59 @@ def poll_until(
 
 @dataclass
 class ClusterSession:
-    """A cluster opened on a backend, with the Ray token its nodes share (never logged or saved)."""
+    """A cluster opened on a backend, with the Ray token its nodes share (never logged or saved).
+
+    `lease` is set for a cluster that ends itself once no lease holds it: its head runs the watchdog.
+    """
 
     backend: Backend
     handle: ClusterHandle
     cluster_name: str
     auth_mode: str
     token: str | None = field(default=None, repr=False)
+    lease: LeaseState | None = None
 
     @classmethod
-    def open(cls, backend: Backend, options: ClusterOptions, auth_mode: str) -> ClusterSession:
+    def open(
+        cls, backend: Backend, options: ClusterOptions, auth_mode: str, lease: LeaseState | None = None
+    ) -> ClusterSession:
         """Create the cluster's container and its token (kept in a 0600 file for this user's clients)."""
         handle = backend.open_cluster(options)
         token = auth.cluster_token() if auth_mode == "token" else None
         if token:
             auth.save_token(handle.cluster_id, token)
-        return cls(backend, handle, options.name, auth_mode, token)
+        return cls(backend, handle, options.name, auth_mode, token, lease)
 
     @classmethod
     def attach(
-        cls, backend: Backend, handle: ClusterHandle, cluster_name: str, auth_mode: str, token: str | None
+        cls,
+        backend: Backend,
+        handle: ClusterHandle,
+        cluster_name: str,
+        auth_mode: str,
+        token: str | None,
+        lease: LeaseState | None = None,
     ) -> ClusterSession:
         """An existing cluster; `token` is None where this machine does not hold it."""
-        return cls(backend, handle, cluster_name, auth_mode, token if auth_mode == "token" else None)
+        return cls(backend, handle, cluster_name, auth_mode, token if auth_mode == "token" else None, lease)
 
     @classmethod
     def from_state(cls, state: ClusterState, backend: Backend) -> ClusterSession:
         """The session of a built cluster, from its saved state, with the token if this machine has it."""
         head = state.head
         observability = state.observability or ObservabilityState()
+        ports = HeadPorts(head.gcs_port, head.dashboard_port, head.client_port)
+        if head.lease_port is not None:
+            ports = HeadPorts(head.gcs_port, head.dashboard_port, head.client_port, head.lease_port)
         handle = ClusterHandle(
             state.cluster_id,
-            HeadPorts(head.gcs_port, head.dashboard_port, head.client_port),
+            ports,
             state.log_dir,
             ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
         )
         token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
-        return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token)
+        lease = state.lease if head.lease_port is not None else None
+        return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token, lease)
 
     @property
     def cluster_id(self) -> str:
@@ -132,7 +148,22 @@ class ClusterSession:
         )
         if self.token:
             env["RAY_AUTH_TOKEN"] = self.token
+        if self.lease is not None and role == NodeRole.HEAD:
+            env.update(
+                leases.watchdog_environment(self.lease, self.handle.ports.lease, self.handle.ports.dashboard)
+            )
+        if self.lease is not None and role == NodeRole.WORKER:
+            env.update(leases.worker_environment())
         return env
+
+    def lease_client(self, head: NodeInfo) -> leases.LeaseClient:
+        """The lease endpoint of this cluster's head, at the address its backend reports (`head` must
+        come from the backend, e.g. `vouched_head`): only a head this machine reaches directly."""
+        if self.lease is None:
+            raise RayDogError(
+                f"cluster {self.cluster_name} was built without leases: it has no lease endpoint"
+            )
+        return leases.LeaseClient(f"http://{head.private_ip}:{self.handle.ports.lease}", self.token)
 
     def require_token(self) -> None:
         """New nodes of a token-protected cluster need its token; say where it is when it is missing."""

@@ -55,6 +55,18 @@ NoBool = BeforeValidator(refuse_bool)
 Count = Annotated[int, NoBool]
 
 
+LEASE_TIMEOUT_RANGE = (timedelta(seconds=5), timedelta(days=7))
+IDLE_TTL_RANGE = (timedelta(0), timedelta(days=30))
+
+
+def check_duration(field: str, value: timedelta, bounds: tuple[timedelta, timedelta], fix: str) -> timedelta:
+    """A duration within `bounds` (inclusive), else an error naming the field, the bounds and a fix."""
+    low, high = bounds
+    if not low <= value <= high:
+        raise SpecError(field, f"must be between {low} and {high}, got {value}", fix)
+    return value
+
+
 def check_lifetime(
     field: str,
     value: timedelta | None,

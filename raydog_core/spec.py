@@ -127,6 +127,16 @@ class ClusterFields(BaseModel):
     cluster_lifetime: timedelta | None = Field(
         None, description="Nodes stop by themselves after this long, even if nobody shuts them down."
     )
+    lease_timeout: timedelta = Field(
+        timedelta(minutes=2),
+        description="A leased cluster (a with-block, a flow run, a DAG run) ends by itself once its "
+        "clients have not renewed their lease for this long.",
+    )
+    idle_ttl: timedelta | None = Field(
+        None,
+        description="How long the cluster stays up with no lease and no Ray work before it ends itself; "
+        "unset: at once for a leased cluster, never for an unleased one.",
+    )
     backend: BackendKind = Field("local", description="Where nodes run: 'local' processes or 'yellowdog'.")
     node_placement: NodePlacement | None = Field(
         None,
@@ -205,7 +215,7 @@ class ClusterSpec(ClusterFields, _Strict):
     def _valid_tag(cls, value: str | None) -> str | None:
         return None if value is None else naming.check_name("cluster_tag", value)
 
-    @field_validator("cluster_lifetime", "build_timeout", mode="before")
+    @field_validator("cluster_lifetime", "build_timeout", "lease_timeout", "idle_ttl", mode="before")
     @classmethod
     def _not_bool(cls, value: Any) -> Any:
         return limits.refuse_bool(value)
@@ -214,6 +224,20 @@ class ClusterSpec(ClusterFields, _Strict):
     @classmethod
     def _lifetime(cls, value: timedelta | None) -> timedelta | None:
         return limits.check_lifetime("cluster_lifetime", value)
+
+    @field_validator("lease_timeout")
+    @classmethod
+    def _lease_timeout(cls, value: timedelta) -> timedelta:
+        return limits.check_duration(
+            "lease_timeout", value, limits.LEASE_TIMEOUT_RANGE, "e.g. timedelta(minutes=2)"
+        )
+
+    @field_validator("idle_ttl")
+    @classmethod
+    def _idle_ttl(cls, value: timedelta | None) -> timedelta | None:
+        if value is None:
+            return None
+        return limits.check_duration("idle_ttl", value, limits.IDLE_TTL_RANGE, "e.g. timedelta(minutes=10)")
 
     @field_validator("build_timeout")
     @classmethod

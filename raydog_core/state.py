@@ -59,6 +59,16 @@ class HeadState(_Record):
     gcs_port: Port = 6379
     dashboard_port: Port = 8265
     client_port: Port = 10001
+    lease_port: Port | None = None  # the watchdog's lease endpoint, on clusters that have one
+
+
+class LeaseState(_Record):
+    """What a client needs to hold a lease on the cluster (with its token and a path to the head)."""
+
+    # A lease not renewed for this long lapses; None: leases are welcome but not needed (a `ray up` cluster
+    # or an unleased build with an idle TTL ends on idleness alone).
+    timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    idle_ttl_s: float = Field(0.0, ge=0, le=30 * 24 * 3600)  # the cluster stays up idle this long after
 
 
 class ObservabilityState(_Record):
@@ -97,6 +107,7 @@ class ClusterState(_Record):
     head: HeadState = Field(default_factory=HeadState)
     observability_host: IpAddress | None = None
     observability: ObservabilityState | None = None  # set when the cluster has an observability node
+    lease: LeaseState | None = None  # set when the cluster ends itself once no lease holds it
     # pool ids are never reused, even after the newest pool was removed
     next_pool_index: int = Field(1, ge=1, le=naming.MAX_WORKER_POOLS + 1, strict=True)
     pools: list[PoolState] = Field(default_factory=list, max_length=naming.MAX_WORKER_POOLS + 2)

@@ -40,6 +40,7 @@ class HeadPorts:
     gcs: int = 6379
     dashboard: int = 8265
     client: int = 10001
+    lease: int = 8270  # the head's watchdog (raydog_core/watchdog.py), on the head's loopback
 
 
 @dataclass(frozen=True)

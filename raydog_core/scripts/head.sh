@@ -98,4 +98,21 @@ fi
 ray start --head --port="${RAYDOG_GCS_PORT:-6379}" ${RAYDOG_RAY_START_ARGS:-} $autoscaling_args --block &
 ray_pid=$!
 children+=("$ray_pid")
+
+# The watchdog (raydog_core/watchdog.py, handed over in the environment) ends this head once no client
+# holds a lease on the cluster and it has been idle for its idle TTL: it exits 0 and so does this script.
+# Any other exit of the watchdog is a fault of its own: the head then runs on, to its lifetime.
+if [ -n "${RAYDOG_WATCHDOG_PROGRAM:-}" ]; then
+  python3 -c "$RAYDOG_WATCHDOG_PROGRAM" &
+  watchdog_pid=$!
+  children+=("$watchdog_pid")
+  status=0
+  wait -n -p finished "$ray_pid" "$watchdog_pid" || status=$?
+  if [ "${finished:-}" = "$watchdog_pid" ]; then
+    if [ "$status" -eq 0 ]; then exit 0; fi
+    echo "raydog: warning: the watchdog failed (status $status): this cluster now ends only at its lifetime" >&2
+  else
+    exit "$status"
+  fi
+fi
 wait "$ray_pid"

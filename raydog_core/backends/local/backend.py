@@ -82,7 +82,7 @@ class LocalBackend:
         temp_dir.mkdir(mode=0o700)
         # The observability ports too, though only a cluster with an observability node uses them:
         # the builder hands the same values to that node, the head and the workers.
-        gcs, dashboard, client, prometheus, grafana = free_ports(5)
+        gcs, dashboard, client, lease, prometheus, grafana = free_ports(6)
         gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
         manifest = Manifest(
             cluster_id=cluster_id,
@@ -92,13 +92,13 @@ class LocalBackend:
             created_at=datetime.now(UTC),
             lifetime_s=options.lifetime.total_seconds() if options.lifetime else None,
             temp_dir=temp_dir,
-            ports=ManifestPorts(gcs=gcs, dashboard=dashboard, client=client),
+            ports=ManifestPorts(gcs=gcs, dashboard=dashboard, client=client, lease=lease),
             gpus=gpus,
         )
         self._write(directory, manifest)
         return ClusterHandle(
             cluster_id,
-            HeadPorts(gcs, dashboard, client),
+            HeadPorts(gcs, dashboard, client, lease),
             str(directory / "logs"),
             ObservabilityPorts(prometheus, grafana),
         )
@@ -261,7 +261,7 @@ class LocalBackend:
         args = local_node_args(temp_dir)
         args += node_env.resource_args(launch.resources, len(gpus))
         if launch.role == NodeRole.HEAD:
-            ports = HeadPorts(**manifest.ports.model_dump())
+            ports = HeadPorts(**manifest.ports.model_dump(exclude_none=True))
             args += node_env.head_args(ports, include_dashboard=True, dashboard_host=LOOPBACK)
         env = node_env.clean_environment()
         env.update(launch.env)
@@ -284,10 +284,17 @@ class LocalBackend:
             env.setdefault("RAYDOG_PROMETHEUS_AGENT_PORT", str(free_ports(1)[0]))
         argv = ["bash", str(script_path)]
         if manifest.lifetime_s:
-            # The cluster's lifetime is enforced by coreutils in every node, with no supervisor of ours,
-            # so a client killed with SIGKILL still leaves nothing running for ever.
+            # The cluster's lifetime, counted from its creation, is enforced by coreutils in every node,
+            # with no supervisor of ours, so a client killed with SIGKILL still leaves nothing running for
+            # ever and a late worker does not outlive its cluster.
+            left = manifest.lifetime_s - (datetime.now(UTC) - manifest.created_at).total_seconds()
+            if left < 1:
+                raise RayDogError(
+                    f"cluster {manifest.cluster_id} has reached its lifetime ({manifest.lifetime_s:g} s): "
+                    "it takes no new nodes"
+                )
             # Whole seconds, rounded up: `timeout 0` would mean no limit at all.
-            argv = ["timeout", "--kill-after=10", str(math.ceil(manifest.lifetime_s)), *argv]
+            argv = ["timeout", "--kill-after=10", str(math.ceil(left)), *argv]
         log_path = directory / "logs" / f"{node_id}.log"
         proc, ref = processes.start_session(argv, env, str(home), str(log_path))
         with self._lock:

@@ -32,6 +32,7 @@ class ManifestPorts(_Record):
     gcs: int = Port
     dashboard: int = Port
     client: int = Port
+    lease: int | None = Field(None, ge=1, le=65535)  # None in manifests written before leases
 
 
 class ManifestPool(_Record):

@@ -93,7 +93,14 @@ class _Cluster:
     namespace: str
     name: str
     labels: dict[str, str]
-    lifetime: timedelta
+    ends_at: datetime  # creation + cluster lifetime: tasks started later get what is left of it
+
+    def time_left(self) -> timedelta:
+        """The task timeout of a node started now; a cluster past its lifetime takes no new nodes."""
+        left = self.ends_at - datetime.now(UTC)
+        if left < timedelta(seconds=1):
+            raise RayDogError(f"cluster {self.name} has reached its cluster_lifetime: it takes no new nodes")
+        return timedelta(seconds=int(left.total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,9 @@ class YellowDogBackend:
                 options.name,
                 lifetime,
             )
-        self._clusters[cluster_id] = _Cluster(options.namespace, options.name, dict(options.labels), lifetime)
+        self._clusters[cluster_id] = _Cluster(
+            options.namespace, options.name, dict(options.labels), datetime.now(UTC) + lifetime
+        )
         return ClusterHandle(
             cluster_id, self._ports(cluster_id), log_dir=None, observability=self._obs_ports(cluster_id)
         )
@@ -417,7 +426,7 @@ class YellowDogBackend:
                 taskTypes=[TASK_TYPE],
                 workerTags=[pool_name],
                 namespaces=[cluster.namespace],
-                taskTimeout=cluster.lifetime,
+                taskTimeout=cluster.time_left(),
             ),
             finishIfAllTasksFinished=True,
             finishIfAnyTaskFailed=role == NodeRole.HEAD,
@@ -657,14 +666,17 @@ class YellowDogBackend:
         if cluster_id not in self._clusters:
             requirement = self._get_requirement(cluster_id)
             groups = requirement.taskGroups or []
+            # The first task group (the head's, or the observability node's) was made with the cluster and
+            # got its whole lifetime.
             lifetime = next(
                 (g.runSpecification.taskTimeout for g in groups if g.runSpecification.taskTimeout), None
             )
+            created = requirement.createdTime or datetime.now(UTC)
             self._clusters[cluster_id] = _Cluster(
                 requirement.namespace,
                 requirement.name,
                 self._labels_of(requirement) or {},
-                lifetime or DEFAULT_LIFETIME,
+                created + (lifetime or DEFAULT_LIFETIME),
             )
         return self._clusters[cluster_id]
 

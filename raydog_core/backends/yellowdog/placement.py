@@ -51,7 +51,7 @@ def capabilities(placement: NodePlacement) -> BackendCapabilities:
 
 
 def head_ports(placement: NodePlacement) -> HeadPorts:
-    return HeadPorts(*free_ports(3)) if placement == NodePlacement.SHARED_HOST else HeadPorts()
+    return HeadPorts(*free_ports(4)) if placement == NodePlacement.SHARED_HOST else HeadPorts()
 
 
 def observability_ports(placement: NodePlacement) -> ObservabilityPorts:

@@ -1,0 +1,190 @@
+"""The head's watchdog: its rules (`Leases`, with time given explicitly) and the real program, run as
+the head script runs it (`python3 -c "$RAYDOG_WATCHDOG_PROGRAM"`), with the lease client against it.
+
+No Ray here: the program asks the dashboard for Ray activity and treats "no answer" as idle, which is
+what these cases need; the cases with real Ray clusters are in tests/faults/test_leases.py.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from raydog_core import leases
+from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
+from raydog_core.ports import free_ports
+from raydog_core.processes import wait_until
+from raydog_core.state import LeaseState
+from raydog_core.watchdog import Leases
+
+# -- the rules ----------------------------------------------------------------------------------------
+
+
+def test_start_up_grace_counts_as_a_lease() -> None:
+    rules = Leases(grace_s=10, idle_ttl_s=0, now=0)
+    assert rules.ends_in(now=5) == pytest.approx(5)
+    assert rules.ends_in(now=10) <= 0
+
+
+def test_a_lease_holds_the_cluster_until_it_lapses_then_the_idle_ttl_runs() -> None:
+    rules = Leases(grace_s=10, idle_ttl_s=30, now=0)
+    rules.renew("a", ttl_s=60, now=5)
+    assert rules.ends_in(now=64) == pytest.approx(1 + 30)
+    assert rules.ends_in(now=70) == pytest.approx(25)  # lapsed at 65: idle since then
+    assert rules.ends_in(now=95) <= 0
+
+
+def test_a_release_starts_the_idle_time_at_once() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=20, now=0)
+    rules.renew("a", ttl_s=600, now=1)
+    rules.renew("b", ttl_s=600, now=1)
+    assert rules.release("a", now=10)
+    assert rules.ends_in(now=10) > 500, "another lease still holds it"
+    assert rules.release("b", now=10)
+    assert not rules.release("b", now=10), "released twice"
+    assert rules.ends_in(now=10) == pytest.approx(20)
+    assert rules.ends_in(now=30) <= 0
+
+
+def test_ray_activity_holds_the_cluster_and_restarts_the_idle_time() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=10, now=0)
+    rules.activity(True, now=5)
+    assert rules.ends_in(now=100) > 0, "an attached driver keeps an idle-TTL cluster up"
+    rules.activity(False, now=100)  # busy until this look: idle from now
+    assert rules.ends_in(now=100) == pytest.approx(10)
+    rules.activity(None, now=101)  # the dashboard did not answer: counted as idle, never as a hang
+    assert rules.ends_in(now=110) <= 0
+
+
+def test_the_view_lists_live_leases_only() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=0, now=0)
+    rules.renew("short", ttl_s=1, now=0)
+    rules.renew("long", ttl_s=100, now=0)
+    view = rules.view(now=50)
+    assert [lease["holder"] for lease in view["leases"]] == ["long"]
+    assert view["ends_in_s"] == pytest.approx(50)
+
+
+# -- the program ---------------------------------------------------------------------------------------
+
+
+class Watchdog:
+    """The watchdog program as a head script starts it, and a lease client pointed at it."""
+
+    def __init__(self, lease_timeout_s: float | None, idle_ttl_s: float, token: str | None) -> None:
+        (port,) = free_ports(1)
+        terms = LeaseState(timeout_s=lease_timeout_s, idle_ttl_s=idle_ttl_s)
+        (dead_dashboard,) = free_ports(1)  # nothing listens: Ray activity is unknown, so idle
+        env = leases.watchdog_environment(terms, port, dead_dashboard)
+        if token:
+            env["RAY_AUTH_TOKEN"] = token
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", env["RAYDOG_WATCHDOG_PROGRAM"]],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self.client = LeaseClient(self.url, token)
+        assert wait_until(self._answers, 10, 0.1), "the watchdog never listened"
+
+    def _answers(self) -> bool:
+        try:
+            self.client.view()
+            return True
+        except LeaseError:
+            return False
+
+    def ended_within(self, seconds: float) -> bool:
+        try:
+            self.output = self.process.communicate(timeout=seconds)[0]
+        except subprocess.TimeoutExpired:
+            return False
+        return self.process.returncode == 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+@pytest.fixture
+def token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+@pytest.fixture
+def watchdog_factory(token: str) -> Iterator:
+    started: list[Watchdog] = []
+
+    def make(lease_timeout_s: float | None = 2.0, idle_ttl_s: float = 0.0) -> Watchdog:
+        watchdog = Watchdog(lease_timeout_s, idle_ttl_s, token)
+        started.append(watchdog)
+        return watchdog
+
+    yield make
+    for watchdog in started:
+        watchdog.stop()
+
+
+def test_nobody_takes_a_lease_and_the_cluster_ends_after_the_grace(watchdog_factory) -> None:
+    watchdog = watchdog_factory(lease_timeout_s=2.0)
+    assert watchdog.ended_within(15), "the watchdog did not end an unleased cluster"
+    assert "ending the cluster" in watchdog.output
+
+
+def test_a_kept_lease_holds_the_cluster_and_its_lapse_ends_it(watchdog_factory) -> None:
+    watchdog = watchdog_factory(lease_timeout_s=2.0)
+    keeper = LeaseKeeper(lambda: watchdog.client, "flow-run:abc", LeaseState(timeout_s=2.0))
+    keeper.start()
+    keeper.wait_taken()
+    assert not watchdog.ended_within(5), "the cluster ended although its lease was renewed"
+    view = watchdog.client.view()
+    assert [lease["holder"] for lease in view["leases"]] == ["flow-run:abc"]
+    keeper.stop(release=False)  # the holder dies: nobody releases, the lease lapses
+    assert watchdog.ended_within(15)
+
+
+def test_releasing_the_last_lease_ends_the_cluster_after_its_idle_ttl(watchdog_factory) -> None:
+    watchdog = watchdog_factory(lease_timeout_s=60.0, idle_ttl_s=1.0)
+    with LeaseKeeper(lambda: watchdog.client, "run-1", LeaseState(timeout_s=60.0)):
+        pass
+    assert watchdog.ended_within(15), "a released lease did not end the cluster after its idle TTL"
+
+
+def test_idle_ttl_alone_ends_an_unleased_cluster(watchdog_factory) -> None:
+    watchdog = watchdog_factory(lease_timeout_s=None, idle_ttl_s=2.0)
+    assert watchdog.ended_within(15)
+
+
+def test_requests_without_the_token_or_with_bad_input_are_refused(watchdog_factory) -> None:
+    watchdog = watchdog_factory(lease_timeout_s=60.0)
+    with pytest.raises(LeaseError, match="401"):
+        LeaseClient(watchdog.url, "wrong-token").renew("intruder", 600)
+    with pytest.raises(LeaseError, match="401"):
+        LeaseClient(watchdog.url, None).view()
+    with pytest.raises(LeaseError, match="400"):
+        watchdog.client.renew("semi;colon", 60)
+    with pytest.raises(LeaseError, match="400"):
+        watchdog.client.renew("ok", -1)
+    with pytest.raises(LeaseError, match="400"):
+        watchdog.client.renew("ok", float("nan"))
+    assert watchdog.client.view()["leases"] == [], "a refused request took a lease"
+
+
+def test_a_keeper_that_cannot_take_its_lease_says_why() -> None:
+    (port,) = free_ports(1)
+    keeper = LeaseKeeper(lambda: LeaseClient(f"http://127.0.0.1:{port}", None), "x", LeaseState(timeout_s=5))
+    keeper.start()
+    try:
+        with pytest.raises(LeaseError, match=r"not reachable.*custom head script"):
+            keeper.wait_taken(timeout_s=1.5)
+    finally:
+        keeper.stop()
