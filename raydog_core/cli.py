@@ -21,7 +21,14 @@ from raydog_core.backends.base import Backend
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import RayDogError
 from raydog_core.proxy import RayDogClusterProxy
-from raydog_core.reaper import Selector, reap, run_finished_check, run_status_sources, select_clusters
+from raydog_core.reaper import (
+    Selector,
+    list_and_tidy,
+    reap,
+    run_finished_check,
+    run_status_sources,
+    select_clusters,
+)
 from raydog_core.spec import load_spec_file
 from raydog_core.state import ClusterState
 
@@ -219,7 +226,7 @@ backend_option = click.option(
 @click.option("--all", "include_stopped", is_flag=True, help="Include clusters that are shut down.")
 def list_clusters(backend: str, include_stopped: bool) -> None:
     """List the RayDog clusters this machine or these credentials can see."""
-    records = _backend(backend).list_clusters()
+    records = list_and_tidy(_backend(backend))
     click.echo(f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} LABELS")
     for record in records:
         if record.state != "running" and not include_stopped:

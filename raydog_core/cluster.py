@@ -338,6 +338,13 @@ class RayDogCluster:
             raise
         return keeper
 
+    def lease_view(self) -> dict[str, Any]:
+        """The leases on this cluster as its head's watchdog sees them: holders and seconds left, idle
+        seconds, seconds until the cluster ends itself."""
+        self._lease_terms()
+        session = self._require_session()
+        return session.lease_client(session.vouched_head(self.state)).view()
+
     def _lease_keeper(self, kind: str) -> leases.LeaseKeeper:
         session = self._require_session()
         state = self.state

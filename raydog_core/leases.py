@@ -35,7 +35,7 @@ RENEWALS_PER_TIMEOUT = 4  # renew four times per lease timeout: three renewals m
 DEFAULT_TTL_S = 120.0  # a lease on a cluster that does not need leases (it ends on idleness alone)
 FIRST_TAKE_S = 30.0  # how long a ready head's watchdog may take to answer the first time
 TAKE_RETRY_S = 0.5  # until the first lease is taken
-HEAD_LOST_AFTER_S = 15  # a worker of a self-ending cluster leaves once its head has not answered this long
+HEAD_LOST_AFTER_S = 10  # a worker of a self-ending cluster leaves once its head has not answered this long
 WORKER_RECONNECT_S = 30  # and Ray's own backstop for custom worker scripts (Ray's default: 60)
 
 

@@ -136,7 +136,9 @@ def is_alive(state: StateLike, backend: Backend) -> bool:
     state = load_state(state)
     if any(not node.status.is_final for node in backend.list_nodes(state.cluster_id)):
         return True
-    return any(r.cluster_id == state.cluster_id and r.state == "running" for r in backend.list_clusters())
+    return any(
+        r.cluster_id == state.cluster_id and r.state in ("running", "ending") for r in backend.list_clusters()
+    )
 
 
 def shut_down(state: StateLike, backend: Backend) -> bool:

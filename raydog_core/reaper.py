@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from raydog_core import auth
 from raydog_core.backends import Backend
 from raydog_core.backends.base import ClusterRecord
 from raydog_core.lifecycle import shut_down_cluster
@@ -97,9 +98,19 @@ def select_clusters(
     now = datetime.now(UTC)
     return [
         record
-        for record in backend.list_clusters()
-        if (include_stopped or record.state == "running") and selector.matches(record, now)
+        for record in list_and_tidy(backend)
+        if (include_stopped or record.state != "stopped") and selector.matches(record, now)
     ]
+
+
+def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
+    """Every cluster the backend lists; a cluster that ended by itself (a lapsed lease, idleness, its
+    lifetime) leaves its token file on this machine: removed here, so nothing of it stays but logs."""
+    records = backend.list_clusters()
+    for record in records:
+        if record.state in ("ended", "ending"):
+            auth.delete_token(record.cluster_id)
+    return records
 
 
 def reap(backend: Backend, selector: Selector, dry_run: bool = False) -> list[ReapResult]:

@@ -56,6 +56,7 @@ FAULTS = (
     "client_sigkill",
     "corrupt_state",
     "stale_state",
+    "lease_lapses",  # the client is SIGKILLed and nobody recovers: the cluster ends itself
 )
 NOT_APPLICABLE = {("local", "transient_api_errors"): "the local backend has no API to fail"}
 LEAK_PROPERTY = "leaked_resources"

@@ -136,7 +136,9 @@ class ClusterRecord:
     labels: Mapping[str, str]
     created_at: datetime
     live_nodes: int
-    state: str  # "running" or "stopped"
+    # "running"; "stopped" (shut down); "ended" (by itself: leases lapsed, idle, lifetime); "ending" (its
+    # nodes are done but platform resources, e.g. YellowDog pools, are still being released)
+    state: str
     namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
 
 

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,16 @@ class LocalBackend:
         )
 
     def list_clusters(self) -> list[ClusterRecord]:
+        """Every cluster under this root; one whose nodes have all gone by themselves (its head's watchdog
+        ended it, or its lifetime did) is marked ended here and its temp dir removed, its logs kept."""
         records = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):
             manifest = self._read(manifest_path.parent)
             if manifest is None:
                 continue
             live = sum(1 for n in manifest.nodes.values() if processes.is_ours(n.process))
+            if manifest.state == "running" and not live and _has_ended(manifest):
+                manifest = self._mark_ended(manifest_path.parent) or manifest
             records.append(
                 ClusterRecord(
                     cluster_id=manifest.cluster_id,
@@ -119,7 +123,7 @@ class LocalBackend:
                     labels=manifest.labels,
                     created_at=manifest.created_at,
                     live_nodes=live,
-                    state="running" if manifest.state == "running" or live else "stopped",
+                    state="running" if live else manifest.state,
                 )
             )
         return records
@@ -344,6 +348,22 @@ class LocalBackend:
             )
         return directory
 
+    def _mark_ended(self, directory: Path) -> Manifest | None:
+        """Record that the cluster ended by itself and remove what only its nodes used (logs stay)."""
+        with self._manifest(directory) as manifest:
+            if manifest.state != "running" or any(
+                processes.is_ours(n.process) for n in manifest.nodes.values()
+            ):
+                return manifest  # someone shut it down, or added a node, meanwhile
+            manifest.state = "ended"
+            for node in manifest.nodes.values():
+                if node.status == NodeStatus.RUNNING:
+                    node.status = NodeStatus.TERMINATED
+            node_dirs = {n.temp_name: node_id for node_id, n in manifest.nodes.items()}
+            _keep_ray_logs(manifest.temp_dir, directory / "logs", node_dirs)
+            shutil.rmtree(manifest.temp_dir, ignore_errors=True)
+            return manifest
+
     def _read(self, directory: Path) -> Manifest | None:
         """The manifest, or None when it is missing or not a valid one (listing skips it)."""
         try:
@@ -369,6 +389,15 @@ class LocalBackend:
                 ) from None
             yield manifest
             self._write(directory, manifest)
+
+
+UNSTARTED_GRACE = timedelta(minutes=10)  # a cluster with no node yet is still being built, until this
+
+
+def _has_ended(manifest: Manifest) -> bool:
+    """No node runs: it ended if it ever had a head, or if its builder gave up before starting one."""
+    had_head = any(n.role == NodeRole.HEAD for n in manifest.nodes.values())
+    return had_head or datetime.now(UTC) - manifest.created_at > UNSTARTED_GRACE
 
 
 def _name(proc: Any) -> str:

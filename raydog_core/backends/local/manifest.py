@@ -64,7 +64,7 @@ class Manifest(_Record):
     pools: dict[str, ManifestPool] = Field(default_factory=dict)
     nodes: dict[str, ManifestNode] = Field(default_factory=dict)
     next_node: int = Field(1, ge=1)
-    state: Literal["running", "stopped"] = "running"
+    state: Literal["running", "stopped", "ended"] = "running"  # ended: by itself, not shut down
 
     @field_validator("temp_dir")
     @classmethod

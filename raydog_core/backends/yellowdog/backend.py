@@ -70,7 +70,9 @@ T = TypeVar("T")
 
 TASK_TYPE = "bash"
 TASK_ARGUMENTS = ["taskdata.txt"]  # the agent writes the task data to this file
-IDLE_SHUTDOWN = timedelta(minutes=3)  # nodes whose task ended, and empty pools, go away after this
+# Nodes whose task ended, and empty pools, go away after this: a cluster that ended itself (its head's
+# watchdog) is released by it, so it is short; a node idle that long is not needed by the autoscaler.
+IDLE_SHUTDOWN = timedelta(seconds=30)
 DEFAULT_LIFETIME = timedelta(hours=24)  # when no cluster_lifetime is given: nothing runs for ever
 LIVE_REQUIREMENT = [
     WorkRequirementStatus.RUNNING,
@@ -215,7 +217,7 @@ class YellowDogBackend:
                     labels=labels,
                     created_at=requirement.createdTime or datetime.now(UTC),
                     live_nodes=nodes,
-                    state="running",
+                    state="running" if live else "ending",
                 )
             )
         return records

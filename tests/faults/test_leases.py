@@ -1,0 +1,83 @@
+"""The lease column of the fault matrix: a client holding a lease is killed with SIGKILL, nobody runs
+any recovery, and nothing of its cluster is alive within `lease_timeout` + 60 s — its head's watchdog
+ends the head, the workers leave, and on YellowDog the pools' idle shutdown releases the instances.
+
+Real Ray with RayDog's default scripts: the watchdog and the workers' head watch are what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from raydog_core import RayDogCluster
+from raydog_core.processes import wait_until
+from raydog_core.testing.leaks import count_leaks
+from tests.faults.clients import raydog, signal_and_wait, start, write_spec
+
+BACKENDS = ("local", "yellowdog")
+LEASE_TIMEOUT_S = 5
+# The builder in a with-block, leased by default, as a user's program holds it: build, then "work".
+LEASED_CLIENT = """
+import sys, time
+from raydog_core import RayDogCluster
+from raydog_core.spec import load_spec_file
+with RayDogCluster(spec=load_spec_file(sys.argv[1]), on_state=lambda s: s.write(sys.argv[2])) as cluster:
+    cluster.build()
+    open(sys.argv[3], "w").close()  # built: the program is "working" now
+    time.sleep(600)
+"""
+
+
+def cells(fault: str) -> list:
+    return [
+        pytest.param(backend, marks=pytest.mark.fault_case("builder", backend, fault), id=backend)
+        for backend in BACKENDS
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", cells("lease_lapses"))
+def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
+    backend: str, env: dict, emulator_or_none, raydog_home: Path, tmp_path: Path, fault_leaks
+) -> None:
+    spec = write_spec(
+        tmp_path,
+        f"lease-{backend[:5]}",
+        backend,
+        lease_timeout=f"PT{LEASE_TIMEOUT_S}S",
+        worker_pools=[{"worker_pool_node_count": 1}],
+    )
+    state_file, built = tmp_path / "state.json", tmp_path / "built"
+    client = start([sys.executable, "-c", LEASED_CLIENT, str(spec), str(state_file), str(built)], env)
+    try:
+        assert wait_until(lambda: client.poll() is not None or built.exists(), 180, 0.5), (
+            "build() never returned"
+        )
+        assert client.poll() is None, client.communicate()[0]
+        state = json.loads(state_file.read_text())
+        assert state["lease"]["timeout_s"] == LEASE_TIMEOUT_S
+        holders = [lease["holder"] for lease in RayDogCluster.from_state(state).lease_view()["leases"]]
+        assert len(holders) == 1 and holders[0].startswith("builder:"), holders
+
+        signal_and_wait(client, signal.SIGKILL)
+        assert count_leaks(emulator=emulator_or_none, wait_s=0).total > 0, "the cluster died with its client"
+        fault_leaks.assert_none(emulator=emulator_or_none, wait_s=LEASE_TIMEOUT_S + 60)
+
+        listing = raydog("list", "--all", env=env)  # it is over everywhere: listed as ended, token gone
+        assert listing.returncode == 0, listing.stderr
+        if backend == "local":
+            assert "ended" in listing.stdout, listing.stdout
+        assert not (raydog_home / "tokens" / state["cluster_id"].replace(":", "_")).exists()
+        head_log = next(Path(state["log_dir"]).glob("*head*.log")) if state.get("log_dir") else None
+        if head_log is not None:
+            assert "no lease held" in head_log.read_text(), "the cluster did not end by its watchdog"
+    finally:
+        if client.poll() is None:
+            client.kill()
+        if state_file.is_file():
+            raydog("down", str(state_file), env=env)
