@@ -50,8 +50,3 @@ class ClusterSecrets:
 
     def delete(self, cluster_id: str) -> None:
         self.path(cluster_id).unlink(missing_ok=True)
-
-    def names(self) -> list[str]:
-        """File names present (cluster ids with ':' spelled '_'), for leak checks."""
-        directory = raydog_home() / self.directory
-        return sorted(p.name for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
