@@ -29,11 +29,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raydog_core import RayDogCluster, auth
 from raydog_core.backends import NodeRole
+from raydog_core.backends.base import NodeLaunch
+from raydog_core.backends.yellowdog.placement import observability_env
 from raydog_core.errors import SpecError
 from raydog_core.observability import password as observability_password
 from raydog_core.private_files import loose_entries
 from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.scripts import default_script
+from raydog_core.spec import NodePlacement
 from raydog_core.state import ClusterState, ObservabilityState
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES
 from raydog_core.testing.leaks import count_leaks
@@ -299,3 +302,21 @@ def configparser_section(ini: str, section: str) -> dict[str, str]:
     parser = configparser.ConfigParser()
     parser.read_string(ini)
     return dict(parser[section])
+
+
+@needs_prometheus
+def test_default_observability_script_refuses_to_serve_without_a_password(tmp_path) -> None:
+    """Prometheus would listen beyond loopback on YellowDog: never without the cluster's password."""
+    script = tmp_path / "observability.sh"
+    script.write_text(default_script("observability"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAYDOG_OBSERVABILITY_BIND": "0.0.0.0"}
+    result = subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "refusing to serve metrics unprotected" in result.stderr
+    assert (tmp_path / "observability").stat().st_mode & 0o077 == 0
+
+
+def test_observability_node_listens_beyond_loopback_only_on_its_own_machine() -> None:
+    own, shared = NodePlacement.OWN_MACHINE, NodePlacement.SHARED_HOST
+    launch = NodeLaunch(role=NodeRole.OBSERVABILITY, pool_name="o", script="", env={})
+    assert observability_env(own, launch, {}) == {"RAYDOG_OBSERVABILITY_BIND": "0.0.0.0"}
+    assert observability_env(shared, launch, {}) == {}  # the script's loopback default
