@@ -5,15 +5,11 @@ in state. The client keeps a copy in a 0600 file under $RAYDOG_HOME so another p
 from __future__ import annotations
 
 import os
-import re
 import secrets
-from pathlib import Path
 
-from raydog_core.errors import StateError
-from raydog_core.home import raydog_home
+from raydog_core.cluster_secrets import ClusterSecrets
 
 TOKEN_ENV_VAR = "RAYDOG_RAY_AUTH_TOKEN"
-_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 def new_token() -> str:
@@ -26,32 +22,11 @@ def cluster_token() -> str:
     return os.environ.get(TOKEN_ENV_VAR, "").strip() or new_token()
 
 
-def token_path(cluster_id: str) -> Path:
-    """The token file of a cluster: always directly under $RAYDOG_HOME/tokens, whatever the id says."""
-    name = cluster_id.replace(":", "_")
-    if not _PLAIN_ID.fullmatch(name):
-        raise StateError(f"cluster id {cluster_id!r} is not a plain identifier")
-    return raydog_home() / "tokens" / name
-
-
-def save_token(cluster_id: str, token: str) -> Path:
-    path = token_path(cluster_id)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token)
-    return path
-
-
-def load_token(cluster_id: str) -> str | None:
-    try:
-        return token_path(cluster_id).read_text().strip() or None
-    except OSError:
-        return None
-
-
-def delete_token(cluster_id: str) -> None:
-    token_path(cluster_id).unlink(missing_ok=True)
+TOKENS = ClusterSecrets("tokens")
+token_path = TOKENS.path
+save_token = TOKENS.save
+load_token = TOKENS.load
+delete_token = TOKENS.delete
 
 
 def client_environment(cluster_id: str, auth_mode: str) -> dict[str, str]:

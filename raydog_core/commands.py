@@ -17,6 +17,7 @@ from pathlib import Path
 
 from raydog_core import auth, processes
 from raydog_core.home import raydog_home
+from raydog_core.private_files import write_private
 
 log = logging.getLogger("raydog")
 KILL_AFTER_S = 5  # after the lifetime's SIGTERM, SIGKILL
@@ -31,11 +32,8 @@ def bounded(argv: list[str], seconds: float | None) -> list[str]:
 
 def record(cluster_id: str, ref: processes.ProcessRef) -> Path:
     """Write down a running command of this cluster; returns the record to `forget` when it ends."""
-    directory = _directory(cluster_id)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f"{ref.pid}-{int(ref.create_time * 1000)}.json"
-    path.write_text(json.dumps(ref.to_dict()))
-    return path
+    path = _directory(cluster_id) / f"{ref.pid}-{int(ref.create_time * 1000)}.json"
+    return write_private(path, json.dumps(ref.to_dict()))
 
 
 def forget(path: Path) -> None:

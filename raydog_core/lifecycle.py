@@ -28,6 +28,7 @@ from raydog_core.backends.base import (
 )
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, StateError
 from raydog_core.node_env import role_environment
+from raydog_core.observability import password as observability_password
 from raydog_core.ports import is_listening
 from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.state import ClusterState, LeaseState, ObservabilityState
@@ -136,7 +137,8 @@ class ClusterSession:
         observability_host: str | None = None,
         observability_ports: ObservabilityPorts | None = None,
     ) -> dict[str, str]:
-        """What every node of this role gets, the token included: the same through every door."""
+        """What every node of this role gets, the token included: the same through every door. With an
+        observability node, it and the head also get the cluster's observability password."""
         env = role_environment(
             self.cluster_name,
             role,
@@ -154,6 +156,8 @@ class ClusterSession:
             )
         if self.lease is not None and role == NodeRole.WORKER:
             env.update(leases.worker_environment())
+        if observability_ports is not None and role != NodeRole.WORKER:
+            env.update(observability_password.node_environment(self.cluster_id, role))
         return env
 
     def lease_client(self, head: NodeInfo) -> leases.LeaseClient:
@@ -302,9 +306,10 @@ def vouched_head(state: ClusterState, backend: Backend) -> NodeInfo:
 
 
 def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[str] = ()) -> list[str]:
-    """Commands run for it on this machine, its nodes and pools, then its token. Keeps going past
+    """Commands run for it on this machine, its nodes and pools, then its secrets. Keeps going past
     failures and returns them; idempotent. Every door ends a cluster through here."""
     commands.stop_all(cluster_id)
     failures = backend.shut_down(cluster_id, list(pool_ids))
     auth.delete_token(cluster_id)
+    observability_password.PASSWORDS.delete(cluster_id)
     return failures

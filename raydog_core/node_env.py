@@ -11,7 +11,9 @@ resources (and, locally, its ports and temp dir), so one script works on YellowD
 | `OBSERVABILITY_HOST` | head, workers | the observability node's private IP, when there is one |
 | `RAYDOG_PROMETHEUS_PORT`, `RAYDOG_GRAFANA_PORT` | all, with observability | where the observability node's Prometheus (remote-write receiver) and Grafana listen: 9090/3000 on YellowDog, free ports locally |
 | `RAYDOG_PROMETHEUS_AGENT_PORT` | head, with observability | loopback port of the head's Prometheus agent (set where nodes share a host; else a free one) |
-| `RAYDOG_OBSERVABILITY_BIND` | observability | address Prometheus and Grafana bind: 127.0.0.1 (default, nodes on one host), 0.0.0.0 on YellowDog |
+| `RAYDOG_OBSERVABILITY_BIND` | observability | address Prometheus and Grafana bind: 127.0.0.1 (default, nodes on one host), 0.0.0.0 on YellowDog (the head pushes and tunnels arrive over the private network; both ask for the password) |
+| `RAYDOG_OBSERVABILITY_PASSWORD` | head, observability | the cluster's observability password (Prometheus user `raydog`, Grafana `admin`); the scripts move it to a private file and unset it |
+| `RAYDOG_PROMETHEUS_PASSWORD_HASH` | observability | its bcrypt hash, for Prometheus' web config |
 | `RAYDOG_CLUSTER_NAME`, `RAYDOG_ROLE`, `RAYDOG_NODE_ID` | all | who this node is |
 | `RAY_AUTH_MODE` (+ `RAY_AUTH_TOKEN`) | all | Ray token authentication, always explicit |
 """

@@ -14,8 +14,11 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import psutil
+
+from raydog_core.private_files import PRIVATE_UMASK, append_private
 
 DEFAULT_GRACE_S = 1.0
 KILL_WAIT_S = 5.0
@@ -39,8 +42,9 @@ class ProcessRef:
 def start_session(
     argv: Sequence[str], env: Mapping[str, str], cwd: str, log_path: str
 ) -> tuple[subprocess.Popen[bytes], ProcessRef]:
-    """Start `argv` as the leader of a new session, output appended to `log_path`."""
-    with open(log_path, "ab") as log:
+    """Start `argv` as the leader of a new session, output appended to `log_path` (0600); whatever the
+    session writes is private to the user too (its umask, set in the child only)."""
+    with append_private(Path(log_path)) as log:
         proc = subprocess.Popen(
             list(argv),
             env=dict(env),
@@ -49,6 +53,7 @@ def start_session(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     return proc, ProcessRef(proc.pid, process_create_time(proc.pid))
 

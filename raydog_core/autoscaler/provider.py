@@ -64,6 +64,7 @@ from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError
 from raydog_core.home import raydog_home
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.ports import free_ports
+from raydog_core.private_files import private_dir, write_private
 from raydog_core.tagstore import DEFAULT_PORT, Tags, TagStore, TagStoreError, read_password
 
 log = logging.getLogger("raydog")
@@ -260,7 +261,7 @@ class RayDogNodeProvider(NodeProvider):
             try:
                 password = secrets.token_urlsafe(32)
                 password_file = self._private_dir() / "tag-store.password"
-                _write_private(password_file, password)
+                write_private(password_file, password)
                 env = self._head_env(session, type_name, port, password_file, password)
                 launch = NodeLaunch(
                     role=NodeRole.HEAD,
@@ -285,7 +286,7 @@ class RayDogNodeProvider(NodeProvider):
                 )
                 self._meta = tag_store.get_meta()
                 # A second copy on the client, for when its tag store cannot be read (see _connect).
-                _write_private(self._private_dir() / CLUSTER_FACTS, json.dumps(self._meta))
+                write_private(self._private_dir() / CLUSTER_FACTS, json.dumps(self._meta))
                 tag_store.set_tags([node_id], tags)
                 self._nodes = {node_id: head}
                 self._tags = {node_id: dict(tags)}
@@ -646,9 +647,7 @@ class RayDogNodeProvider(NodeProvider):
 
     def _private_dir(self, cluster_id: str | None = None) -> Path:
         """Client-side files of one cluster (0700): the tag store password, local nodes' homes."""
-        directory = raydog_home() / "autoscaler" / (cluster_id or self._cluster_id or "none")
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return directory
+        return private_dir(raydog_home() / "autoscaler" / (cluster_id or self._cluster_id or "none"))
 
     def _read_password(self) -> str:
         path = os.environ.get("RAYDOG_TAG_STORE_PASSWORD_FILE") if self._on_head else None
@@ -723,10 +722,3 @@ class RayDogNodeProvider(NodeProvider):
             if str(parent) != ".":
                 runner.run(f"mkdir -p ~/{parent}")
             runner.run_rsync_up(source, f"~/{target}")
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)

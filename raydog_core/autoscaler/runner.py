@@ -32,6 +32,7 @@ from ray.autoscaler.command_runner import CommandRunnerInterface
 
 from raydog_core import commands, processes
 from raydog_core.node_env import clean_environment
+from raydog_core.private_files import PRIVATE_UMASK, make_tree_private, private_dir
 
 log = logging.getLogger("raydog")
 
@@ -77,6 +78,7 @@ class RunningCommands:
                 env=dict(env),
                 stdout=subprocess.PIPE if with_output else None,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # the command's files in the node's home stay private, as a node's
             )
             ref = processes.ProcessRef(proc.pid, processes.process_create_time(proc.pid))
             self._refs.add(ref)
@@ -146,7 +148,7 @@ class LocalCommandRunner(CommandRunnerInterface):
         if environment_variables:
             exports = "; ".join(f"export {k}={_quote(v)}" for k, v in environment_variables.items())
             command = f"{exports}; {command}"
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
         env = self.environment()
         # No timeout: Ray's `timeout` bounds an SSH connection, not the command (a `ray submit` script).
         returncode, output = self._commands.run(
@@ -161,6 +163,7 @@ class LocalCommandRunner(CommandRunnerInterface):
 
     def run_rsync_up(self, source: str, target: str, options: Mapping[str, Any] | None = None) -> None:
         _copy(Path(source).expanduser(), self._node_path(target), source.endswith("/"))
+        make_tree_private(self.home)  # under $RAYDOG_HOME: private, whatever the source's modes
 
     def run_rsync_down(self, source: str, target: str, options: Mapping[str, Any] | None = None) -> None:
         _copy(self._node_path(source), Path(target).expanduser(), source.endswith("/"))

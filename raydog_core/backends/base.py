@@ -98,7 +98,7 @@ class NodeLaunch:
     role: NodeRole
     pool_name: str  # a valid YellowDog name, unique in the cluster ("demo-head", "demo-w1")
     script: str  # bash script text
-    env: Mapping[str, str]  # environment of every node of the pool
+    env: Mapping[str, str] = field(repr=False)  # environment of every node of the pool (holds secrets)
     resources: NodeResources = field(default_factory=NodeResources)
     yellowdog: YellowDogNodeOptions = field(default_factory=YellowDogNodeOptions)
     set_cloud_instance_id: bool = False  # export RAY_CLOUD_INSTANCE_ID=<node id> (autoscaler v2)

@@ -15,13 +15,22 @@ stop_children() {
 trap stop_children EXIT
 trap 'exit 143' TERM INT HUP
 
+# Secrets handed over in the task environment (YellowDog) go to private files and leave the env.
+move_to_file() {  # <variable> <file>: the file (0600) gets the variable's value; the variable is unset
+  (umask 077 && printf '%s' "${!1}" > "$2")
+  unset "$1"
+}
+
 # The autoscaler's tag store: Redis on loopback only, password from a file, never on a command line.
-# A password handed over in the task environment (YellowDog) goes to a private file and leaves the env.
 if [ -n "${RAYDOG_TAG_STORE_PASSWORD:-}" ] && [ -z "${RAYDOG_TAG_STORE_PASSWORD_FILE:-}" ]; then
   export RAYDOG_TAG_STORE_PASSWORD_FILE="$HOME/.raydog-tag-store-password"
-  (umask 077 && printf '%s' "$RAYDOG_TAG_STORE_PASSWORD" > "$RAYDOG_TAG_STORE_PASSWORD_FILE")
+  move_to_file RAYDOG_TAG_STORE_PASSWORD "$RAYDOG_TAG_STORE_PASSWORD_FILE"
 fi
 unset RAYDOG_TAG_STORE_PASSWORD
+observability_password_file="$HOME/.raydog-observability-password"
+if [ -n "${RAYDOG_OBSERVABILITY_PASSWORD:-}" ]; then
+  move_to_file RAYDOG_OBSERVABILITY_PASSWORD "$observability_password_file"
+fi
 if [ -n "${RAYDOG_TAG_STORE_PORT:-}" ]; then
   printf 'port %s\nbind 127.0.0.1\nprotected-mode yes\nrequirepass %s\nsave ""\nappendonly no\n' \
     "$RAYDOG_TAG_STORE_PORT" "$(cat "$RAYDOG_TAG_STORE_PASSWORD_FILE")" | redis-server - &
@@ -43,7 +52,8 @@ fi
 
 # With an observability node, Ray's dashboard reads metrics from its Prometheus and embeds its Grafana.
 # That node started first and cannot know this head, so metrics are pushed: a Prometheus agent here
-# scrapes every Ray node listed in Ray's own service-discovery file and remote-writes to it.
+# scrapes every Ray node listed in Ray's own service-discovery file and remote-writes to it. Its
+# Prometheus asks for the cluster's observability password (user `raydog`), for pushes and queries.
 ray_temp_dir() {  # --temp-dir= from our arguments (local nodes), else Ray's default
   local arg
   # shellcheck disable=SC2086
@@ -68,6 +78,9 @@ scrape_configs:
         refresh_interval: 5s
 remote_write:
   - url: "$RAY_PROMETHEUS_HOST/api/v1/write"
+    basic_auth:
+      username: raydog
+      password_file: "$observability_password_file"
 YAML
   (
     # Ray's dashboard writes the file every 5 s once it runs; a head without a dashboard never does.
@@ -87,6 +100,10 @@ if [ -n "${OBSERVABILITY_HOST:-}" ]; then
   export RAY_PROMETHEUS_HOST="http://$OBSERVABILITY_HOST:${RAYDOG_PROMETHEUS_PORT:-9090}"
   export RAY_GRAFANA_HOST="http://$OBSERVABILITY_HOST:${RAYDOG_GRAFANA_PORT:-3000}"
   export RAY_GRAFANA_IFRAME_HOST="${RAY_GRAFANA_IFRAME_HOST:-$RAY_GRAFANA_HOST}"
+  if [ -s "$observability_password_file" ]; then  # Ray's dashboard queries Prometheus with it
+    RAY_PROMETHEUS_HEADERS="{\"Authorization\": \"Basic $(printf 'raydog:%s' "$(cat "$observability_password_file")" | base64 -w0)\"}"
+    export RAY_PROMETHEUS_HEADERS
+  fi
   if command -v prometheus >/dev/null; then
     start_metrics_agent
   else

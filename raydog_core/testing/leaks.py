@@ -1,14 +1,16 @@
 """Leak accounting as a number: what a test (or a crashed client) left alive, counted per kind.
 
 A fault test does not only ask "is anything left?": the fault matrix reports how many resources each
-case leaked, so every check yields a count. Three kinds are counted:
+case leaked, so every check yields a count. Four kinds are counted:
 
 - local processes of every cluster under a RAYDOG_HOME (`LocalBackend.live_resources()`), and the
   commands run for clusters on this machine (`ray exec`, `ray submit`: `raydog_core.commands`);
 - live resources on a YellowDog emulator (work requirements, pools, compute requirements, instances
   and task processes: `Emulator.live_resources()`);
 - Redis keys of a cluster in its tag store (`TagStore.keys()`), for each tag store given. A store
-  nobody listens on any more holds no keys (it lived on the cluster's head), so it counts 0.
+  nobody listens on any more holds no keys (it lived on the cluster's head), so it counts 0;
+- files stopped clusters left under the RAYDOG_HOME: local temp dirs, token and password files
+  (`raydog_core.testing.leftover_files`; with an emulator, its clusters are judged too).
 
 ```python
 from raydog_core.testing.leaks import count_leaks
@@ -33,6 +35,7 @@ from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.home import raydog_home
 from raydog_core.ports import is_listening
 from raydog_core.tagstore import TagStore
+from raydog_core.testing.leftover_files import leftover_files
 
 DEFAULT_WAIT_S = 15.0
 POLL_S = 0.2
@@ -40,6 +43,8 @@ POLL_S = 0.2
 
 class _LiveResources(Protocol):
     def live_resources(self) -> list[str]: ...
+
+    def live_cluster_ids(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,12 @@ class LeakCount:
     emulator: list[str] = field(default_factory=list)
     redis_keys: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
-        return len(self.processes) + len(self.emulator) + len(self.redis_keys) + len(self.commands)
+        kinds = (self.processes, self.emulator, self.redis_keys, self.commands, self.files)
+        return sum(len(kind) for kind in kinds)
 
     def describe(self) -> str:
         if not self.total:
@@ -63,6 +70,7 @@ class LeakCount:
             *self.emulator,
             *(f"redis key {key}" for key in self.redis_keys),
             *self.commands,
+            *self.files,
         ]
         return f"{self.total} resource(s) left alive: " + "; ".join(parts)
 
@@ -88,6 +96,7 @@ def count_leaks(
             commands=[
                 f"command pid {ref.pid} of cluster {cluster}" for cluster, ref in commands.live(home=home)
             ],
+            files=leftover_files(home, emulator.live_cluster_ids() if emulator is not None else None),
         )
         if leaks.total == 0 or time.monotonic() >= deadline:
             return leaks

@@ -8,12 +8,15 @@ running grafana-server on them is not.
 
 from __future__ import annotations
 
+import base64
+import configparser
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -26,11 +29,18 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from raydog_core import RayDogCluster, auth
 from raydog_core.backends import NodeRole
+from raydog_core.backends.base import NodeLaunch
+from raydog_core.backends.yellowdog.placement import observability_env
 from raydog_core.errors import SpecError
+from raydog_core.observability import password as observability_password
+from raydog_core.private_files import loose_entries
 from raydog_core.ray_nodes import alive_ray_nodes
 from raydog_core.scripts import default_script
+from raydog_core.spec import NodePlacement
 from raydog_core.state import ClusterState, ObservabilityState
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES
+from raydog_core.testing.leaks import count_leaks
+from raydog_core.testing.secrets_scan import assert_no_secrets, scan_text, scan_tree
 from raydog_core.tunnels import RayTunnels, SSHTunnelSpec
 
 pytestmark = pytest.mark.slow
@@ -118,36 +128,84 @@ def _is_head(node: dict[str, Any]) -> bool:
 
 
 @needs_prometheus
-def test_ray_metrics_reach_observability_prometheus(local_backend) -> None:
-    """Default scripts, head + 1 worker: both nodes' metrics arrive; Ray's dashboard finds Prometheus."""
-    with RayDogCluster(cluster_name="obs-metrics", enable_observability=True) as cluster:
-        cluster.add_worker_pool(worker_pool_node_count=1)
+@pytest.mark.parametrize("kind", ["local", "yellowdog"])
+def test_ray_metrics_reach_observability_prometheus(kind: str, request, raydog_home) -> None:
+    """Default scripts, head + 1 worker: both nodes' metrics arrive, pushed with the cluster's password;
+    Ray's dashboard queries Prometheus with it; without it Prometheus refuses reads and pushes; the
+    password reaches no log, state or repr, and nothing is left afterwards (YellowDog: the real SDK
+    against the emulator, the password in the task environment)."""
+    kwargs = backend_kwargs(kind, request)
+    worker_template = {"worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0]} if kwargs else {}
+    with RayDogCluster(cluster_name=f"obs-m-{kind[:5]}", enable_observability=True, **kwargs) as cluster:
+        cluster.add_worker_pool(worker_pool_node_count=1, **worker_template)
         cluster.build()
         state = cluster.state
         assert state.observability is not None and state.observability.prometheus_port not in (9090, 3000)
+        password = observability_password.PASSWORDS.load(state.cluster_id)
+        assert password and _mode(observability_password.PASSWORDS.path(state.cluster_id)) == 0o600
         token = auth.load_token(state.cluster_id)
         exporters = {
             f"{n['raylet']['nodeManagerAddress']}:{n['raylet']['metricsExportPort']}"
             for n in alive_ray_nodes(state.dashboard_url or "", token)
         }
         assert len(exporters) == 2
-        instances = _wait_for_node_metrics(state, exporters)
+        instances = _wait_for_node_metrics(state, exporters, password)
         assert instances == exporters
         health = _dashboard_get(state, token, "/api/prometheus_health")
         assert health["result"] is True, health
-    assert local_backend.live_resources() == []
+        for path, data in (("/api/v1/query?query=up", None), ("/api/v1/write", b"x")):
+            assert _prometheus_status(state, path, data, None) == 401
+            assert _prometheus_status(state, path, data, "raydog:wrong") == 401
+        texts = {"state": cluster.save_state_to_json(), "repr": repr(cluster) + repr(cluster.nodes())}
+    secrets = {"observability password": password, "its basic-auth header": _basic(f"raydog:{password}")}
+    hits = scan_tree([raydog_home], secrets, allowed=_password_files(raydog_home))
+    hits += [hit for where, text in texts.items() for hit in scan_text(where, text, secrets)]
+    assert_no_secrets(hits)
+    assert observability_password.PASSWORDS.load(state.cluster_id) is None  # deleted at shut-down
+    emulator = request.getfixturevalue("yellowdog_emulator") if kwargs else None
+    leaks = count_leaks(raydog_home, emulator=emulator)
+    assert leaks.total == 0, leaks.describe()
 
 
-def _wait_for_node_metrics(state: ClusterState, exporters: set[str]) -> set[str]:
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def _basic(credentials: str) -> str:
+    return base64.b64encode(credentials.encode()).decode()
+
+
+def _password_files(home: Path) -> list[Path]:
+    """Where the password belongs: the client's file and, on nodes sharing this host, the nodes' own
+    private copies (the head's, the observability node's and its Grafana datasource)."""
+    return [
+        home / "observability",
+        *home.glob("local/*/nodes/*/home/.raydog-observability-password"),
+        *home.glob("local/*/nodes/*/home/observability"),
+    ]
+
+
+def _prometheus_status(state: ClusterState, path: str, data: bytes | None, credentials: str | None) -> int:
+    request = urllib.request.Request(f"{state.prometheus_url}{path}", data=data)
+    if credentials:
+        request.add_header("Authorization", f"Basic {_basic(credentials)}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _wait_for_node_metrics(state: ClusterState, exporters: set[str], password: str) -> set[str]:
     """The `instance` labels of the ray_node_* series in the observability node's Prometheus, once they
     cover every Ray node (or what there is after METRICS_WAIT_S)."""
     query = urllib.parse.quote('count by (instance) ({__name__=~"ray_node_.+"})')
     deadline = time.monotonic() + METRICS_WAIT_S
     instances: set[str] = set()
+    request = urllib.request.Request(f"{state.prometheus_url}/api/v1/query?query={query}")
+    request.add_header("Authorization", f"Basic {_basic(f'raydog:{password}')}")
     while time.monotonic() < deadline and not exporters <= instances:
-        with urllib.request.urlopen(
-            f"{state.prometheus_url}/api/v1/query?query={query}", timeout=10
-        ) as reply:
+        with urllib.request.urlopen(request, timeout=10) as reply:
             result = json.loads(reply.read())["data"]["result"]
         instances = {series["metric"]["instance"] for series in result}
         time.sleep(2)
@@ -191,26 +249,39 @@ def test_default_head_script_warns_once_without_prometheus(tmp_path) -> None:
 
 def test_grafana_provisioning_uses_rays_dashboards(tmp_path: Path) -> None:
     prometheus = "http://127.0.0.1:19090"
+    (tmp_path / "password").write_text("s3cret\n")
+    output = tmp_path / "grafana"
     subprocess.run(
-        [sys.executable, "-m", "raydog_core.observability.grafana", str(tmp_path), prometheus],
+        [
+            sys.executable,
+            "-m",
+            "raydog_core.observability.grafana",
+            str(output),
+            prometheus,
+            str(tmp_path / "password"),
+        ],
         check=True,
         capture_output=True,
     )
-    datasources = yaml.safe_load((tmp_path / "provisioning/datasources/raydog.yml").read_text())
+    assert loose_entries(output) == []  # the datasource holds the password
+    datasources = yaml.safe_load((output / "provisioning/datasources/raydog.yml").read_text())
     (datasource,) = datasources["datasources"]
     assert datasource["type"] == "prometheus" and datasource["url"] == prometheus
+    assert datasource["basicAuth"] is True and datasource["basicAuthUser"] == "raydog"
+    assert datasource["secureJsonData"] == {"basicAuthPassword": "s3cret"}
     assert datasource["name"] == "Prometheus"  # the name Ray's dashboard passes to embedded panels
-    providers = yaml.safe_load((tmp_path / "provisioning/dashboards/raydog.yml").read_text())["providers"]
+    providers = yaml.safe_load((output / "provisioning/dashboards/raydog.yml").read_text())["providers"]
     dashboards = Path(providers[0]["options"]["path"])
-    assert dashboards == tmp_path / "dashboards"
+    assert dashboards == output / "dashboards"
     by_uid = {}
     for path in dashboards.glob("*.json"):
         dashboard = json.loads(path.read_text())
         by_uid[dashboard["uid"]] = dashboard
     assert "rayDefaultDashboard" in by_uid and len(by_uid) >= 2
     assert by_uid["rayDefaultDashboard"]["panels"]
-    ini = (tmp_path / "grafana.ini").read_text()
-    assert f"provisioning = {tmp_path / 'provisioning'}" in ini and "allow_embedding = true" in ini
+    ini = (output / "grafana.ini").read_text()
+    assert f"provisioning = {output / 'provisioning'}" in ini and "allow_embedding = true" in ini
+    assert configparser_section(ini, "auth.anonymous") == {"enabled": "false"}
 
 
 def test_observability_tunnels_follow_the_state() -> None:
@@ -225,3 +296,27 @@ def test_observability_tunnels_follow_the_state() -> None:
         SSHTunnelSpec(3000, 13000, "10.0.0.7"),
     ]
     assert ClusterState.from_json(state.to_json()).observability == state.observability
+
+
+def configparser_section(ini: str, section: str) -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read_string(ini)
+    return dict(parser[section])
+
+
+@needs_prometheus
+def test_default_observability_script_refuses_to_serve_without_a_password(tmp_path) -> None:
+    """Prometheus would listen beyond loopback on YellowDog: never without the cluster's password."""
+    script = tmp_path / "observability.sh"
+    script.write_text(default_script("observability"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RAYDOG_OBSERVABILITY_BIND": "0.0.0.0"}
+    result = subprocess.run(["/bin/bash", str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "refusing to serve metrics unprotected" in result.stderr
+    assert (tmp_path / "observability").stat().st_mode & 0o077 == 0
+
+
+def test_observability_node_listens_beyond_loopback_only_on_its_own_machine() -> None:
+    own, shared = NodePlacement.OWN_MACHINE, NodePlacement.SHARED_HOST
+    launch = NodeLaunch(role=NodeRole.OBSERVABILITY, pool_name="o", script="", env={})
+    assert observability_env(own, launch, {}) == {"RAYDOG_OBSERVABILITY_BIND": "0.0.0.0"}
+    assert observability_env(shared, launch, {}) == {}  # the script's loopback default

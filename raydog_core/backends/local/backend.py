@@ -50,6 +50,13 @@ from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
 from raydog_core.local_node_args import LOOPBACK, local_node_args
 from raydog_core.ports import free_ports
+from raydog_core.private_files import (
+    FILE_MODE,
+    make_tree_private,
+    private_dir,
+    replace_private,
+    write_private,
+)
 
 MANIFEST = "cluster.json"
 LOG_TAIL_LINES = 20
@@ -76,7 +83,9 @@ class LocalBackend:
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         cluster_id = f"{options.name}-{secrets.token_hex(4)}"
         directory = self.root / cluster_id
-        (directory / "logs").mkdir(parents=True, exist_ok=False)
+        private_dir(self.root)
+        directory.mkdir(mode=0o700)  # fails on a (most unlikely) id already taken
+        private_dir(directory / "logs")
         # Ray's temp dir must stay short: its Unix sockets live below it (~107-character limit).
         temp_dir = TEMP_ROOT / f"{TEMP_PREFIX}{secrets.token_hex(4)}"
         temp_dir.mkdir(mode=0o700)
@@ -254,9 +263,9 @@ class LocalBackend:
     ) -> ManifestNode:
         node_dir = directory / "nodes" / node_id
         home = node_dir / "home"
-        home.mkdir(parents=True)
+        private_dir(home)
         script_path = node_dir / "taskdata.txt"  # the name the YellowDog agent gives task data
-        script_path.write_text(launch.script)
+        write_private(script_path, launch.script)
         # Each node its own temp dir and explicit ports: nodes starting at the same moment on one host
         # otherwise race for log file names and for the ports Ray picks itself.
         temp_name = f"n{manifest.next_node - 1}"  # short: Ray's Unix sockets live below it
@@ -367,20 +376,18 @@ class LocalBackend:
     def _read(self, directory: Path) -> Manifest | None:
         """The manifest, or None when it is missing or not a valid one (listing skips it)."""
         try:
-            with FileLock(str(directory / "lock")):
+            with FileLock(str(directory / "lock"), mode=FILE_MODE):
                 return Manifest.parse((directory / MANIFEST).read_text())
         except (OSError, ValueError):  # a pydantic ValidationError is a ValueError
             return None
 
     def _write(self, directory: Path, manifest: Manifest) -> None:
-        tmp = directory / f"{MANIFEST}.tmp"
-        tmp.write_text(manifest.dump())
-        tmp.replace(directory / MANIFEST)
+        replace_private(directory / MANIFEST, manifest.dump())
 
     @contextmanager
     def _manifest(self, directory: Path) -> Iterator[Manifest]:
         """Read-modify-write of the manifest under a file lock shared with other processes."""
-        with FileLock(str(directory / "lock")):
+        with FileLock(str(directory / "lock"), mode=FILE_MODE):
             try:
                 manifest = Manifest.parse((directory / MANIFEST).read_text())
             except ValueError as error:
@@ -414,3 +421,4 @@ def _keep_ray_logs(temp_dir: Path, log_dir: Path, node_dirs: dict[str, str]) -> 
         target = log_dir / f"{node_dirs.get(short, short)}.ray"
         if not target.exists():
             shutil.move(str(node_logs), str(target))
+    make_tree_private(log_dir)  # what the nodes wrote, whatever umask a custom script set

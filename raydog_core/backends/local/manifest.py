@@ -24,6 +24,11 @@ _TEMP_NAME = re.compile(rf"{TEMP_PREFIX}[0-9a-f]{{8}}")
 Port = Field(ge=1, le=65535)
 
 
+def is_cluster_temp_dir(path: Path) -> bool:
+    """Whether `path` is a name this backend gives a cluster's temp dir (`/tmp/rd-<hex>`)."""
+    return path.parent == TEMP_ROOT and bool(_TEMP_NAME.fullmatch(path.name))
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -69,7 +74,7 @@ class Manifest(_Record):
     @field_validator("temp_dir")
     @classmethod
     def _made_by_this_backend(cls, value: Path) -> Path:
-        if value.parent != TEMP_ROOT or not _TEMP_NAME.fullmatch(value.name):
+        if not is_cluster_temp_dir(value):
             raise ValueError(f"temp_dir {str(value)!r} is not a local cluster's temp dir")
         return value
 

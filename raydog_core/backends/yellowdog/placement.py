@@ -10,7 +10,7 @@ platform reached through a local proxy is still a platform whose nodes own their
 | head / observability ports | Ray's and Prometheus' usual ones | free ports of this host |
 | other Ray ports, temp dir | Ray's defaults | free ports, a short per-node temp dir |
 | `--num-gpus` | only when the spec gives it (else Ray counts the machine's) | always (0 by default) |
-| observability bind address | 0.0.0.0 (the head pushes over the private network) | loopback |
+| observability bind address | 0.0.0.0 (the head pushes over the private network; password-protected) | loopback |
 | head's Prometheus agent port | Ray's default | a free one |
 | client reaches nodes directly | no: SSH tunnel through the head | yes |
 | node files at local paths | no | yes |

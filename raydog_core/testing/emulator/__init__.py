@@ -134,6 +134,11 @@ class Emulator:
         """Every live work requirement, pool, compute requirement, instance and task process."""
         return self.platform.live_resources()
 
+    def live_cluster_ids(self) -> list[str]:
+        """Ids of the work requirements still live: a YellowDog cluster's id is its work requirement's."""
+        with self.platform.lock:
+            return [r.id for r in self.platform.requirements.values() if not r.finished]
+
     def wait_until_clean(self, timeout_s: float = 15.0) -> list[str]:
         """The leak check with a bounded wait for terminations in progress; returns what is left."""
         from raydog_core.processes import wait_until
