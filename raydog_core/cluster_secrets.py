@@ -50,3 +50,10 @@ class ClusterSecrets:
 
     def delete(self, cluster_id: str) -> None:
         self.path(cluster_id).unlink(missing_ok=True)
+
+    def cluster_ids(self) -> list[str]:
+        """The clusters that have a file here. A YellowDog id (`ydid:...`, which holds no `_`) is stored
+        with `_` for `:`; a local id holds no `:`."""
+        directory = raydog_home() / self.directory
+        names = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        return [name.replace("_", ":") if name.startswith("ydid_") else name for name in names]

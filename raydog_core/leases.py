@@ -37,6 +37,10 @@ FIRST_TAKE_S = 30.0  # how long a ready head's watchdog may take to answer the f
 TAKE_RETRY_S = 0.5  # until the first lease is taken
 HEAD_LOST_AFTER_S = 10  # a worker of a self-ending cluster leaves once its head has not answered this long
 WORKER_RECONNECT_S = 30  # and Ray's own backstop for custom worker scripts (Ray's default: 60)
+# A worker told to stop asks the GCS to drain it first; with its head gone that can only time out, and
+# a raylet that outlives its GCS's reconnect timeout dies "unexpectedly", leaving Ray's agents behind
+# for a minute more. Well below WORKER_RECONNECT_S - HEAD_LOST_AFTER_S: the stop stays graceful.
+WORKER_DRAIN_S = 5
 
 
 class LeaseError(RayDogError):
@@ -101,6 +105,7 @@ def worker_environment() -> dict[str, str]:
     return {
         "RAYDOG_HEAD_LOST_AFTER_S": str(HEAD_LOST_AFTER_S),
         "RAY_gcs_rpc_server_reconnect_timeout_s": str(WORKER_RECONNECT_S),
+        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(WORKER_DRAIN_S),
     }
 
 

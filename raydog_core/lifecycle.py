@@ -310,6 +310,11 @@ def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[st
     failures and returns them; idempotent. Every door ends a cluster through here."""
     commands.stop_all(cluster_id)
     failures = backend.shut_down(cluster_id, list(pool_ids))
+    forget_secrets(cluster_id)
+    return failures
+
+
+def forget_secrets(cluster_id: str) -> None:
+    """The secrets this machine keeps for a cluster that is over (shut down, or ended by itself)."""
     auth.delete_token(cluster_id)
     observability_password.PASSWORDS.delete(cluster_id)
-    return failures

@@ -21,7 +21,7 @@ from typing import Protocol
 from raydog_core import auth
 from raydog_core.backends import Backend
 from raydog_core.backends.base import ClusterRecord
-from raydog_core.lifecycle import shut_down_cluster
+from raydog_core.lifecycle import forget_secrets, shut_down_cluster
 
 log = logging.getLogger("raydog")
 
@@ -109,8 +109,22 @@ def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     records = backend.list_clusters()
     for record in records:
         if record.state in ("ended", "ending"):
-            auth.delete_token(record.cluster_id)
+            forget_secrets(record.cluster_id)
+    listed = {record.cluster_id for record in records}
+    for cluster_id in auth.TOKENS.cluster_ids():
+        if cluster_id not in listed and _ended_unlisted(backend, cluster_id):
+            forget_secrets(cluster_id)
     return records
+
+
+def _ended_unlisted(backend: Backend, cluster_id: str) -> bool:
+    """A cluster the backend no longer lists but knows, whose every node has finished (YellowDog: a
+    finished work requirement). One it does not know (another backend's, another account's) is left."""
+    try:
+        nodes = backend.list_nodes(cluster_id)
+    except Exception:  # noqa: BLE001 - not this backend's cluster, or not reachable now: leave it
+        return False
+    return bool(nodes) and all(node.status.is_final for node in nodes)
 
 
 def reap(backend: Backend, selector: Selector, dry_run: bool = False) -> list[ReapResult]:

@@ -13,9 +13,24 @@ stop_ray() {
   if [ -n "$ray_pid" ]; then kill -TERM "$ray_pid" 2>/dev/null || true; wait "$ray_pid" || true; fi
   echo "raydog: worker node stopped"
 }
+# Left behind when the head is gone: Ray's agents outlive their raylet for a minute trying to tell the
+# dead GCS about it. Where this node has a session of its own (local nodes, emulated instances), what is
+# left in it once Ray stopped is this node's own; elsewhere (an agent's shared session) nothing is touched.
+# They handle SIGTERM by telling that same dead GCS, so what is still there after a grace gets SIGKILL.
+stop_leftovers() {
+  local sid pid signal
+  sid="$(ps -o sid= -p $$ | tr -d ' ')"
+  [ "$sid" = "$(ps -o pgid= -p $$ | tr -d ' ')" ] || [ "$sid" = "$PPID" ] || return 0
+  for signal in TERM KILL; do
+    for pid in $(ps -o pid= -s "$sid"); do
+      [ "$pid" = "$$" ] || [ "$pid" = "$PPID" ] || [ "$pid" = "$sid" ] || kill "-$signal" "$pid" 2>/dev/null || true
+    done
+    [ "$signal" = KILL ] || sleep 2
+  done
+}
 trap stop_ray EXIT
 trap 'exit 143' TERM INT HUP
-trap 'exit 0' USR1  # the head is gone for good: the cluster has ended, and this node with it
+trap 'stop_ray; stop_leftovers; trap - EXIT; exit 0' USR1  # the head is gone: the cluster has ended
 
 # shellcheck disable=SC2086  # RAYDOG_RAY_START_ARGS is a list of arguments without spaces
 ray start --address="$RAY_HEAD_IP:${RAYDOG_GCS_PORT:-6379}" ${RAYDOG_RAY_START_ARGS:-} --block &
