@@ -338,6 +338,10 @@ class RayDogCluster:
             raise
         return keeper
 
+    def can_hold_lease(self) -> bool:
+        """Whether this client reaches the head directly, so that `build(lease=True)` works here."""
+        return self._ensure_backend().capabilities.nodes_reachable
+
     def lease_view(self) -> dict[str, Any]:
         """The leases on this cluster as its head's watchdog sees them: holders and seconds left, idle
         seconds, seconds until the cluster ends itself."""

@@ -273,7 +273,16 @@ class RayDogTaskRunner(RayTaskRunner):
             cluster.spec.backend,
             cluster.spec.cluster_labels,
         )
-        cluster.build()  # a failed or interrupted build shuts down what it created
+        # Leased where this process reaches the head: if the flow's process dies, even by SIGKILL, the
+        # cluster ends itself once `lease_timeout` has passed (a parked cluster stays leased meanwhile).
+        leased = cluster.can_hold_lease()
+        if not leased:
+            logger.warning(
+                "RayDog cluster %s is not leased (its head is reachable only through the tunnel): it lives "
+                "until this flow run shuts it down, its crash hook runs, or its cluster_lifetime ends",
+                cluster.spec.cluster_name,
+            )
+        cluster.build(lease=leased)  # a failed or interrupted build shuts down what it created
         return cluster
 
     def _releaser(self, cluster: RayDogCluster, flow_run_id: str | None, logger: Any) -> ExitCallback:
