@@ -18,6 +18,11 @@ def run_digest(dag_id: str, run_id: str) -> str:
     return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:16]
 
 
+def lease_holder(dag_id: str, run_id: str) -> str:
+    """The one lease every task of a DAG run renews on its cluster (a lease holder name)."""
+    return f"airflow:{dag_id[:120]}:{run_digest(dag_id, run_id)}"
+
+
 def dag_run_labels(dag_id: str, run_id: str) -> dict[str, str]:
     """Labels of every cluster built in one DAG run."""
     return {ORCHESTRATOR_LABEL: ORCHESTRATOR, DAG_LABEL: dag_id, RUN_LABEL: run_digest(dag_id, run_id)}

@@ -217,6 +217,7 @@ class RayDogCluster:
         wait_for_workers: bool = True,
         wait_for_head: bool = True,
         lease: bool | None = None,
+        lease_holder: str | None = None,
     ) -> tuple[str, str | None]:
         """Start the cluster; returns (head private IP, head public IP or None) once Ray's head is up.
 
@@ -226,8 +227,11 @@ class RayDogCluster:
         head's address): something else waits for the head and grows the cluster from `state`
         (`raydog_core.operations.finish_build`, used by Airflow's deferrable build).
 
-        `lease`: whether this process holds a lease on the cluster until `shut_down()` (see the module
-        docstring); default: inside a with-block, where this client can reach the head.
+        `lease`: whether the cluster is leased (see the module docstring); default: inside a with-block,
+        where this client can reach the head. This builder then holds the lease until `shut_down()`
+        (under the name `lease_holder`, default `builder:<host>:<pid>:<hex>`) where it reaches the head;
+        elsewhere (`lease=True` with `lease_holder`) the caller must take the lease within
+        `build_timeout`, e.g. through its tunnel (`leases.LeaseKeeper`).
         """
         self._check_open()
         if self._built or self._session is not None:
@@ -236,7 +240,13 @@ class RayDogCluster:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
-        leased = leases.choose_leased(lease, self._sigterm is not None, backend.capabilities, self.spec)
+        leased = leases.choose_leased(
+            lease,
+            self._sigterm is not None,
+            backend.capabilities,
+            self.spec,
+            held_elsewhere=lease_holder is not None,
+        )
         terms = leases.terms_for(self.spec, leased)
         try:
             self._session = ClusterSession.open(
@@ -245,8 +255,9 @@ class RayDogCluster:
             self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
-            if leased:  # taken as soon as the head's watchdog answers, renewed until shut_down()
-                self._lease = self._lease_keeper("builder")
+            if leased and backend.capabilities.nodes_reachable:
+                # Taken as soon as the head's watchdog answers, renewed until shut_down().
+                self._lease = self._lease_keeper(lease_holder or leases.holder_name("builder"))
             head = self._start_head(deadline, observability_ip, wait=wait_for_head)
             if head is None:
                 return "", None
@@ -312,9 +323,7 @@ class RayDogCluster:
         self._shut_down = True
         if self._session is None:
             return
-        keeper, self._lease = self._lease, None
-        if keeper is not None:
-            keeper.stop(release=False)  # the cluster goes now: nothing to release
+        self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
         if self._state is not None:
@@ -326,11 +335,12 @@ class RayDogCluster:
         if failures:
             raise ShutdownError(failures)
 
-    def hold_lease(self, kind: str = "client") -> leases.LeaseKeeper:
+    def hold_lease(self, holder: str | None = None) -> leases.LeaseKeeper:
         """Take a lease on this cluster now and renew it in the background until `stop()` (or use it as
         a context manager); any process holding the cluster's state and token can. A cluster built with
-        leases ends by itself once no lease has been renewed for its `lease_timeout`."""
-        keeper = self._lease_keeper(kind)
+        leases ends by itself once no lease has been renewed for its `lease_timeout`. Holders that
+        share a name (the tasks of one DAG run) renew one lease."""
+        keeper = self._lease_keeper(holder or leases.holder_name("client"))
         try:
             keeper.wait_taken()
         except BaseException:
@@ -349,13 +359,18 @@ class RayDogCluster:
         session = self._require_session()
         return session.lease_client(session.vouched_head(self.state)).view()
 
-    def _lease_keeper(self, kind: str) -> leases.LeaseKeeper:
+    def release_lease_keeper(self) -> None:
+        """Stop renewing this builder's lease without releasing it: it holds for one more lease_timeout,
+        for the next holder of the same name (the next task of a DAG run) to take over."""
+        keeper, self._lease = self._lease, None
+        if keeper is not None:
+            keeper.stop(release=False)
+
+    def _lease_keeper(self, holder: str) -> leases.LeaseKeeper:
         session = self._require_session()
         state = self.state
         keeper = leases.LeaseKeeper(
-            lambda: session.lease_client(session.vouched_head(state)),
-            leases.holder_name(kind),
-            self._lease_terms(),
+            lambda: session.lease_client(session.vouched_head(state)), holder, self._lease_terms()
         )
         keeper.start()
         return keeper

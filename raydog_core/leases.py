@@ -48,17 +48,24 @@ class LeaseError(RayDogError):
 
 
 def choose_leased(
-    asked: bool | None, in_with_block: bool, capabilities: BackendCapabilities, spec: ClusterFields
+    asked: bool | None,
+    in_with_block: bool,
+    capabilities: BackendCapabilities,
+    spec: ClusterFields,
+    *,
+    held_elsewhere: bool = False,
 ) -> bool:
-    """Whether a build holds a lease: as asked, else inside a with-block where the head is reachable.
+    """Whether a build makes a leased cluster: as asked, else inside a with-block where the head is
+    reachable.
 
     A client that cannot reach the head (YellowDog nodes on machines of their own, no tunnel) cannot
-    renew a lease: asking for one is an error before anything is created; the with-block default falls
-    back to an unleased cluster, with a warning, bounded by its lifetime.
+    renew a lease: asking for one is an error before anything is created, unless the lease is
+    `held_elsewhere` (through a tunnel the caller opens after the build, within `build_timeout`); the
+    with-block default falls back to an unleased cluster, with a warning, bounded by its lifetime.
     """
     if asked is False:
         return False
-    if capabilities.nodes_reachable:
+    if capabilities.nodes_reachable or (asked and held_elsewhere):
         return asked is True or in_with_block
     if asked:
         raise SpecError(
@@ -80,7 +87,11 @@ def terms_for(spec: ClusterFields, leased: bool) -> LeaseState | None:
     """The cluster's keep-alive terms: leases needed (leased), idleness alone (an idle TTL), or none."""
     idle_ttl_s = spec.idle_ttl.total_seconds() if spec.idle_ttl is not None else 0.0
     if leased:
-        return LeaseState(timeout_s=spec.lease_timeout.total_seconds(), idle_ttl_s=idle_ttl_s)
+        return LeaseState(
+            timeout_s=spec.lease_timeout.total_seconds(),
+            idle_ttl_s=idle_ttl_s,
+            first_lease_within_s=max(spec.build_timeout, spec.lease_timeout).total_seconds(),
+        )
     if spec.idle_ttl is not None:
         return LeaseState(timeout_s=None, idle_ttl_s=idle_ttl_s)
     return None
@@ -96,6 +107,8 @@ def watchdog_environment(terms: LeaseState, lease_port: int, dashboard_port: int
     }
     if terms.timeout_s is not None:
         env["RAYDOG_LEASE_TIMEOUT_S"] = f"{terms.timeout_s:g}"
+    if terms.first_lease_within_s is not None:
+        env["RAYDOG_FIRST_LEASE_GRACE_S"] = f"{terms.first_lease_within_s:g}"
     return env
 
 

@@ -69,6 +69,7 @@ class LeaseState(_Record):
     # or an unleased build with an idle TTL ends on idleness alone).
     timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     idle_ttl_s: float = Field(0.0, ge=0, le=30 * 24 * 3600)  # the cluster stays up idle this long after
+    first_lease_within_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)  # default: timeout_s
 
 
 class ObservabilityState(_Record):

@@ -19,6 +19,7 @@ and a custom head script can do the same (see docs/leases.md). Configuration, al
 | `RAYDOG_LEASE_HOST` | address it binds: 127.0.0.1 by default (clients come through a tunnel or the host) |
 | `RAYDOG_LEASE_TIMEOUT_S` | when set, the cluster needs leases: this long after start-up or after the last lease lapsed, with no Ray activity for the idle TTL, it ends |
 | `RAYDOG_IDLE_TTL_S` | how long the cluster stays up idle once no lease holds it (0 when unset) |
+| `RAYDOG_FIRST_LEASE_GRACE_S` | how long the first lease may take to come (default: the lease timeout); the build's timeout, so a client still waiting for its workers, or one that takes its lease through a tunnel opened after the build, is not too late |
 | `RAYDOG_DASHBOARD_PORT` | the head's Ray dashboard, asked whether drivers are active |
 | `RAY_AUTH_TOKEN` | the cluster's Ray token: lease requests must carry it as a bearer token |
 
@@ -60,6 +61,7 @@ class Leases:
         self.idle_ttl_s = idle_ttl_s
         self._expiry: dict[str, float] = {}
         self._held_until = now + grace_s  # the latest moment any lease (or the start-up grace) held it
+        self._taken = False  # the first lease ends the start-up grace: from then on, leases alone count
         self._busy_at: float | None = None  # when Ray activity was last seen
         self._busy = False  # whether the last look saw Ray activity
         self._lock = threading.Lock()
@@ -71,7 +73,8 @@ class Leases:
                 if len(self._expiry) >= MAX_LEASES:
                     raise OverflowError(f"more than {MAX_LEASES} leases")
             self._expiry[holder] = now + ttl_s
-            self._held_until = max(self._held_until, now + ttl_s)
+            self._held_until = now + ttl_s if not self._taken else max(self._held_until, now + ttl_s)
+            self._taken = True
             return ttl_s
 
     def release(self, holder: str, now: float) -> bool:
@@ -223,7 +226,10 @@ def main() -> int:
     idle_ttl = _seconds("RAYDOG_IDLE_TTL_S", 0.0) or 0.0
     token = os.environ.get("RAY_AUTH_TOKEN") or None
     dashboard_port = int(os.environ.get("RAYDOG_DASHBOARD_PORT") or 0)
-    leases = Leases(grace_s=lease_timeout or 0.0, idle_ttl_s=idle_ttl, now=time.monotonic())
+    grace = _seconds("RAYDOG_FIRST_LEASE_GRACE_S", lease_timeout or 0.0) or 0.0
+    leases = Leases(
+        grace_s=grace if lease_timeout is not None else 0.0, idle_ttl_s=idle_ttl, now=time.monotonic()
+    )
     server = ThreadingHTTPServer(
         (os.environ.get("RAYDOG_LEASE_HOST", "127.0.0.1"), int(os.environ["RAYDOG_LEASE_PORT"])),
         make_handler(leases, token),

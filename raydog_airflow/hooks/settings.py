@@ -17,7 +17,7 @@ memory when a tunnel opens, never written to a file.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from raydog_core import auth
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import SpecError, StateError
+from raydog_core.leases import LeaseClient, LeaseKeeper
 from raydog_core.lifecycle import vouched_head
 from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
@@ -111,9 +112,13 @@ class RayDogConnectionSettings:
         if self.credentials is not None:
             state.check_platform(self.credentials.api_url)
 
+    def dashboard_url(self, state: ClusterState) -> AbstractContextManager[str]:
+        """The head's dashboard (Ray Jobs API) as this machine reaches it: directly, or by SSH tunnel."""
+        return self.head_url(state, state.head.dashboard_port)
+
     @contextmanager
-    def dashboard_url(self, state: ClusterState) -> Iterator[str]:
-        """The head's dashboard (Ray Jobs API) as this machine reaches it: directly, or by SSH tunnel.
+    def head_url(self, state: ClusterState, port: int) -> Iterator[str]:
+        """`http://` to this port of the head as this machine reaches it: directly, or by SSH tunnel.
 
         The head's address comes from the backend, never from the state alone (the cluster's token is
         sent there). The tunnel is used when the connection names an SSH user and the backend's nodes
@@ -125,7 +130,6 @@ class RayDogConnectionSettings:
             head = vouched_head(state, backend)
         finally:
             backend.close()
-        port = state.head.dashboard_port
         if self.ssh is None or self.backend == "local":
             yield f"http://{head.public_ip or head.private_ip}:{port}"
             return
@@ -134,6 +138,34 @@ class RayDogConnectionSettings:
         self.ssh.check_files(prefix="ssh_")
         with tunnel_to_head(head, self.ssh, [port]) as tunnels:
             yield f"http://127.0.0.1:{tunnels.local_port(port)}"
+
+    def reaches_head(self) -> bool:
+        """Whether this machine reaches a head's loopback-bound ports: on its host, or by SSH tunnel."""
+        if self.ssh is not None and self.backend != "local":
+            return True
+        backend = self.create_backend()
+        try:
+            return backend.capabilities.nodes_reachable
+        finally:
+            backend.close()
+
+    @contextmanager
+    def hold_lease(self, state: ClusterState, holder: str) -> Iterator[None]:
+        """Renew the DAG run's lease on the cluster while the block runs, and leave it fresh: it holds for
+        one more `lease_timeout` after the task, for the next task of the run to take over. A cluster
+        built without leases, or one this machine cannot reach, is left as it is."""
+        if state.lease is None or state.head.lease_port is None or not self.reaches_head():
+            yield
+            return
+        with self.head_url(state, state.head.lease_port) as url:
+            client = LeaseClient(url, ray_token(state))
+            keeper = LeaseKeeper(lambda: client, holder, state.lease)
+            keeper.start()
+            try:
+                keeper.wait_taken()
+                yield
+            finally:
+                keeper.stop(release=False)
 
 
 def ray_token(state: ClusterState) -> str | None:

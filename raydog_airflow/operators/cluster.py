@@ -22,7 +22,7 @@ from airflow.sdk.configuration import conf
 from raydog_airflow.cluster_xcom import STATE_XCOM_KEY, push_state, state_argument, unique_states
 from raydog_airflow.hooks.raydog import RayDogHook
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
-from raydog_airflow.labels import dag_run_labels
+from raydog_airflow.labels import dag_run_labels, lease_holder
 from raydog_airflow.triggers.raydog import RayDogClusterTrigger
 from raydog_core import naming, operations
 from raydog_core.cluster import RayDogCluster
@@ -31,6 +31,12 @@ from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, load_spec
 from raydog_core.state import ClusterState
 
 SpecArgument = ClusterSpec | Mapping[str, Any] | str | None
+
+
+def _holder(context: Context) -> str:
+    """The DAG run's lease: every RayDog task of the run renews the same one."""
+    dag_run = context["dag_run"]
+    return lease_holder(dag_run.dag_id, dag_run.run_id)
 
 
 def _default_deferrable() -> bool:
@@ -79,19 +85,25 @@ class RayDogBuildOperator(BaseOperator):
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         spec = self.cluster_spec(context, settings)
         ti = context["ti"]
+        # Leased where this machine reaches the head: if the DAG run's tasks stop renewing (their worker
+        # died, even by SIGKILL), the cluster ends itself once lease_timeout has passed.
+        lease = {"lease": settings.reaches_head(), "lease_holder": _holder(context)}
         with closing(settings.create_backend()) as backend:
             if not self.deferrable:
                 self._cluster = RayDogCluster(
                     spec=spec, backend=backend, on_state=lambda s: push_state(ti, s)
                 )
-                self._cluster.build(wait_for_workers=self.wait_for_workers)
-                return self._built(ti, self._cluster.state)
+                self._cluster.build(wait_for_workers=self.wait_for_workers, **lease)
+                self._cluster.release_lease_keeper()  # fresh for one lease_timeout: the next task renews
+                with settings.hold_lease(self._cluster.state, _holder(context)):  # through a tunnel
+                    return self._built(ti, self._cluster.state)
             # Head only: workers need its address, and are started when the trigger says it is up.
             head_only = spec.model_copy(update={"worker_pools": []})
             self._cluster = RayDogCluster(
                 spec=head_only, backend=backend, on_state=lambda s: push_state(ti, s)
             )
-            self._cluster.build(wait_for_head=False)
+            self._cluster.build(wait_for_head=False, **lease)
+            self._cluster.release_lease_keeper()  # the first lease may take until build_timeout
             state = self._cluster.state
         self.log.info("cluster %s: head launched, waiting for it in the triggerer", spec.cluster_name)
         self.defer(
@@ -120,6 +132,8 @@ class RayDogBuildOperator(BaseOperator):
                 wait_for_workers=False,
             )
         push_state(context["ti"], state)
+        with settings.hold_lease(state, _holder(context)):
+            pass  # taken now that the head is up, fresh for the next task
         if self.wait_for_workers and spec.worker_pools:
             self.defer(
                 trigger=RayDogClusterTrigger(
@@ -230,7 +244,7 @@ class RayDogAddWorkerPoolOperator(BaseOperator):
         state = state_argument(self.cluster_state)
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         settings.check_state(state)
-        with closing(settings.create_backend()) as backend:
+        with settings.hold_lease(state, _holder(context)), closing(settings.create_backend()) as backend:
             new_state, pool_id = operations.add_worker_pool(
                 state,
                 self._pool_fields(),
@@ -275,7 +289,7 @@ class RayDogRemoveWorkerPoolOperator(BaseOperator):
         state = state_argument(self.cluster_state)
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         settings.check_state(state)
-        with closing(settings.create_backend()) as backend:
+        with settings.hold_lease(state, _holder(context)), closing(settings.create_backend()) as backend:
             new_state = operations.remove_worker_pool(state, self.worker_pool, backend)
         self.log.info("worker pool %s removed from cluster %s", self.worker_pool, new_state.cluster_name)
         return push_state(context["ti"], new_state)

@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowException
 from raydog_airflow.cluster_xcom import state_argument
 from raydog_airflow.hooks.raydog import RayDogHook, job_client
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
+from raydog_airflow.labels import lease_holder
 from raydog_airflow.links.raydog import RayDashboardLink
 from raydog_airflow.operators.cluster import _default_deferrable
 from raydog_airflow.ray_jobs import (
@@ -100,6 +101,10 @@ class RayDogSubmitJobOperator(BaseOperator):
         _check_still_running(settings, state)
         ti = context["ti"]
         with ExitStack() as stack:
+            # The DAG run's lease, renewed while the job is followed here; a deferred job is Ray work,
+            # which keeps the cluster up by itself.
+            dag_run = context["dag_run"]
+            stack.enter_context(settings.hold_lease(state, lease_holder(dag_run.dag_id, dag_run.run_id)))
             url = stack.enter_context(settings.dashboard_url(state))
             client = job_client(url, state)
             base = self.submission_id or submission_id_base(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)

@@ -39,6 +39,7 @@ from raydog_core import lifecycle
 from raydog_core.backends.base import NodeRole
 from raydog_core.cluster import RayDogCluster
 from raydog_core.processes import wait_until
+from raydog_core.reaper import list_and_tidy
 
 DAG_PROCESS = Path(__file__).with_name("dag_process.py")
 BUILD_FAILED = {"build_cluster": "failed", "submit_job": "upstream_failed", "shut_down": "success"}
@@ -270,11 +271,14 @@ def test_sigterm_during_the_build_the_task_and_callback_clean_up(
     fault_leaks.assert_none(emulator=target.emulator)
 
 
-def start_dag_process(tmp_path: Path, target: Target, spec: dict[str, Any]) -> subprocess.Popen:
+def start_dag_process(
+    tmp_path: Path, target: Target, spec: dict[str, Any], **conf: Any
+) -> subprocess.Popen:
     """The fault DAG under dag.test() in its own process; returns once its head node is launched."""
     backend = target.open_backend()
+    run_conf = json.dumps({"spec": spec, **conf})
     process = subprocess.Popen(
-        [sys.executable, str(DAG_PROCESS), "raydog_test_faults", target.backend, json.dumps({"spec": spec})],
+        [sys.executable, str(DAG_PROCESS), "raydog_test_faults", target.backend, run_conf],
         stdout=open(tmp_path / "dag.log", "w"),  # noqa: SIM115 - closed with the process
         stderr=subprocess.STDOUT,
     )
@@ -376,6 +380,45 @@ def test_sigkill_during_the_build_then_reap_run_finished_cleans_up(
     dag.on_failure_callback({"dag": dag, "run_id": dag_run.run_id, "reason": "task_failure"})
     assert "found by its labels" not in caplog.text  # nothing left for it
     fault_leaks.assert_none(emulator=target.emulator)
+
+
+@pytest.mark.parametrize("target", backend_cells("lease_lapses", ray=True), indirect=True)
+def test_sigkill_of_the_task_with_no_recovery_the_lease_lapses_and_the_cluster_ends(
+    target: Target, fault_leaks, tmp_path: Path
+) -> None:
+    """SIGKILL of the Airflow task process, and nothing runs after it (no scheduler, no callback, no
+    reap): the DAG run held a lease on its cluster, so the watchdog on the head ends the cluster once
+    `lease_timeout` has passed (its short job, Ray work, finishing first)."""
+    lease_timeout_s, job_s = 5, 10
+    spec = target.spec("kill-lease", lease_timeout=f"PT{lease_timeout_s}S")
+    process = start_dag_process(tmp_path, target, spec, entrypoint=f"sleep {job_s}")
+    dag_id = f"raydog_test_faults_{target.backend}"
+    backend = target.open_backend()
+    try:
+
+        def leased() -> bool:
+            state = xcom_value(latest_dag_run(dag_id), "build_cluster", STATE_XCOM_KEY)
+            if not state or not state.get("head", {}).get("private_ip"):
+                return False
+            return bool(RayDogCluster.from_state(state, backend=backend).lease_view()["leases"])
+
+        assert wait_until(lambda: process.poll() is not None or leased(), 180, 1.0), "no lease was taken"
+        assert process.poll() is None, (tmp_path / "dag.log").read_text()[-3000:]
+        process.kill()
+        process.wait(timeout=60)
+        assert fault_leaks.count(emulator=target.emulator, wait_s=0).total > 0  # the kill did leave it
+        fault_leaks.counts.clear()
+
+        def nothing_alive() -> bool:
+            left = fault_leaks.count(emulator=target.emulator, wait_s=0)
+            fault_leaks.counts.clear()
+            return not (left.processes or left.emulator)
+
+        wait_until(nothing_alive, lease_timeout_s + job_s + 60, 1.0)
+        list_and_tidy(backend)  # what `raydog list` does: the ended cluster's token goes too
+    finally:
+        backend.close()
+    fault_leaks.assert_none(emulator=target.emulator, wait_s=0)
 
 
 # -- corrupt or stale state -------------------------------------------------------------------------------
