@@ -93,7 +93,9 @@ def terms_for(spec: ClusterFields, leased: bool) -> LeaseState | None:
             first_lease_within_s=max(spec.build_timeout, spec.lease_timeout).total_seconds(),
         )
     if spec.idle_ttl is not None:
-        return LeaseState(timeout_s=None, idle_ttl_s=idle_ttl_s)
+        return LeaseState(
+            timeout_s=None, idle_ttl_s=idle_ttl_s, first_lease_within_s=spec.build_timeout.total_seconds()
+        )
     return None
 
 

@@ -8,6 +8,7 @@ and a node gets the same environment whichever door built the cluster.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -27,6 +28,7 @@ from raydog_core.backends.base import (
     ObservabilityPorts,
 )
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, StateError
+from raydog_core.home import raydog_home
 from raydog_core.node_env import role_environment
 from raydog_core.observability import password as observability_password
 from raydog_core.ports import is_listening
@@ -315,6 +317,9 @@ def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[st
 
 
 def forget_secrets(cluster_id: str) -> None:
-    """The secrets this machine keeps for a cluster that is over (shut down, or ended by itself)."""
+    """The secrets this machine keeps for a cluster that is over (shut down, or ended by itself): its
+    token, observability password, and a `ray up` cluster's client-side files (tag-store password)."""
     auth.delete_token(cluster_id)
     observability_password.PASSWORDS.delete(cluster_id)
+    if "/" not in cluster_id and cluster_id not in (".", ".."):
+        shutil.rmtree(raydog_home() / "autoscaler" / cluster_id, ignore_errors=True)

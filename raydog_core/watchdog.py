@@ -19,7 +19,7 @@ and a custom head script can do the same (see docs/leases.md). Configuration, al
 | `RAYDOG_LEASE_HOST` | address it binds: 127.0.0.1 by default (clients come through a tunnel or the host) |
 | `RAYDOG_LEASE_TIMEOUT_S` | when set, the cluster needs leases: this long after start-up or after the last lease lapsed, with no Ray activity for the idle TTL, it ends |
 | `RAYDOG_IDLE_TTL_S` | how long the cluster stays up idle once no lease holds it (0 when unset) |
-| `RAYDOG_FIRST_LEASE_GRACE_S` | how long the first lease may take to come (default: the lease timeout); the build's timeout, so a client still waiting for its workers, or one that takes its lease through a tunnel opened after the build, is not too late |
+| `RAYDOG_FIRST_LEASE_GRACE_S` | how long the first lease may take to come (default: the lease timeout): the build's timeout, so a client still waiting for its workers, or one that takes its lease through a tunnel opened after the build, is not too late; also how long a head whose Ray has not answered yet counts as starting rather than idle |
 | `RAYDOG_DASHBOARD_PORT` | the head's Ray dashboard, asked whether drivers are active |
 | `RAY_AUTH_TOKEN` | the cluster's Ray token: lease requests must carry it as a bearer token |
 
@@ -57,8 +57,10 @@ class Leases:
     lease, the start-up counts as a lease of `grace_s`.
     """
 
-    def __init__(self, grace_s: float, idle_ttl_s: float, now: float) -> None:
+    def __init__(self, grace_s: float, idle_ttl_s: float, now: float, startup_s: float = 0.0) -> None:
         self.idle_ttl_s = idle_ttl_s
+        self._starting_until = now + startup_s  # Ray not seen yet: still starting, not idle, until then
+        self._ray_seen = False
         self._expiry: dict[str, float] = {}
         self._held_until = now + grace_s  # the latest moment any lease (or the start-up grace) held it
         self._taken = False  # the first lease ends the start-up grace: from then on, leases alone count
@@ -90,6 +92,9 @@ class Leases:
         """What the last look at Ray saw: active drivers hold the cluster like a lease does; an unknown
         answer (the dashboard not up, or off) counts as idle, so a cluster cannot hang on it."""
         with self._lock:
+            self._ray_seen = self._ray_seen or active is not None
+            if active is None and not self._ray_seen and now < self._starting_until:
+                active = True  # a head whose Ray is still starting is not idle yet
             if active or self._busy:  # busy until this look, at least
                 self._busy_at = now
             self._busy = bool(active)
@@ -228,7 +233,10 @@ def main() -> int:
     dashboard_port = int(os.environ.get("RAYDOG_DASHBOARD_PORT") or 0)
     grace = _seconds("RAYDOG_FIRST_LEASE_GRACE_S", lease_timeout or 0.0) or 0.0
     leases = Leases(
-        grace_s=grace if lease_timeout is not None else 0.0, idle_ttl_s=idle_ttl, now=time.monotonic()
+        grace_s=grace if lease_timeout is not None else 0.0,
+        idle_ttl_s=idle_ttl,
+        now=time.monotonic(),
+        startup_s=grace,
     )
     server = ThreadingHTTPServer(
         (os.environ.get("RAYDOG_LEASE_HOST", "127.0.0.1"), int(os.environ["RAYDOG_LEASE_PORT"])),

@@ -30,6 +30,7 @@ from raydog_core.spec import (
     build_model,
 )
 from raydog_core.ssh_access import SshAccess
+from raydog_core.state import LeaseState
 from raydog_core.tagstore import DEFAULT_PORT
 
 FILE_PREFIX = "file:"
@@ -89,6 +90,13 @@ class ProviderConfig(BaseModel):
     ray_head_node_task_script: str | None = None
     ray_worker_node_task_script: str | None = None
     cluster_lifetime_hours: Number = Field(1.0, gt=0, allow_inf_nan=False)
+    idle_ttl_minutes: Number | None = Field(
+        None,
+        ge=0,
+        allow_inf_nan=False,
+        description="the whole cluster ends itself after this long with no Ray driver or job (the head's "
+        "watchdog, docs/leases.md); None: never, only cluster_lifetime_hours ends it",
+    )
     head_node_build_timeout_minutes: Number = Field(10.0, gt=0, allow_inf_nan=False)
     files_to_upload: list[str | UploadFile] = Field(default_factory=list)
     head_node_tag_server_port: limits.Count = Field(
@@ -138,6 +146,16 @@ class ProviderConfig(BaseModel):
             )
         return value
 
+    @field_validator("idle_ttl_minutes")
+    @classmethod
+    def _idle_ttl(cls, value: float | None) -> float | None:
+        if value is None:
+            return None
+        limits.check_duration(
+            "provider.idle_ttl_minutes", timedelta(minutes=value), limits.IDLE_TTL_RANGE, "e.g. 30"
+        )
+        return value
+
     @field_validator("node_placement")
     @classmethod
     def _placement_for_yellowdog(cls, value: NodePlacement | None, info: Any) -> NodePlacement | None:
@@ -175,6 +193,15 @@ class ProviderConfig(BaseModel):
     @property
     def lifetime_s(self) -> float:
         return self.cluster_lifetime_hours * 3600
+
+    @property
+    def keep_alive(self) -> LeaseState | None:
+        """Idle termination of the whole cluster, when asked for: idleness alone, no lease needed."""
+        if self.idle_ttl_minutes is None:
+            return None
+        return LeaseState(
+            timeout_s=None, idle_ttl_s=self.idle_ttl_minutes * 60, first_lease_within_s=self.build_timeout_s
+        )
 
     @property
     def build_timeout_s(self) -> float:

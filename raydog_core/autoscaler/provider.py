@@ -250,6 +250,7 @@ class RayDogNodeProvider(NodeProvider):
                     lifetime=timedelta(seconds=self.config.lifetime_s),
                 ),
                 self.config.ray_auth_mode,
+                lease=self.config.keep_alive,
             )
             handle = session.handle
             self._cluster_id = handle.cluster_id
@@ -280,6 +281,7 @@ class RayDogNodeProvider(NodeProvider):
                         "gcs_port": handle.ports.gcs,
                         "dashboard_port": handle.ports.dashboard,
                         "client_port": handle.ports.client,
+                        "lease_port": handle.ports.lease,
                         "head_node_id": node_id,
                         f"pool:{type_name}": pool_id,
                     }
@@ -670,7 +672,12 @@ class RayDogNodeProvider(NodeProvider):
             raise RayDogError(f"cluster {self.cluster_name} does not exist: run `ray up` first")
         meta = self._meta
         if meta.get("gcs_port"):
-            ports = HeadPorts(int(meta["gcs_port"]), int(meta["dashboard_port"]), int(meta["client_port"]))
+            ports = HeadPorts(
+                int(meta["gcs_port"]),
+                int(meta["dashboard_port"]),
+                int(meta["client_port"]),
+                int(meta.get("lease_port") or HeadPorts.lease),
+            )
         elif need_ports:
             raise RayDogError(
                 f"the ports of cluster {self.cluster_name} are unknown: its tag store lost them"
@@ -683,6 +690,7 @@ class RayDogNodeProvider(NodeProvider):
             self.cluster_name,
             self.config.ray_auth_mode,
             self._token(cluster_id),
+            lease=self.config.keep_alive,
         )
 
     def _head_env(

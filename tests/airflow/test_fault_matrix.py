@@ -271,9 +271,7 @@ def test_sigterm_during_the_build_the_task_and_callback_clean_up(
     fault_leaks.assert_none(emulator=target.emulator)
 
 
-def start_dag_process(
-    tmp_path: Path, target: Target, spec: dict[str, Any], **conf: Any
-) -> subprocess.Popen:
+def start_dag_process(tmp_path: Path, target: Target, spec: dict[str, Any], **conf: Any) -> subprocess.Popen:
     """The fault DAG under dag.test() in its own process; returns once its head node is launched."""
     backend = target.open_backend()
     run_conf = json.dumps({"spec": spec, **conf})

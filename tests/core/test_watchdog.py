@@ -188,3 +188,17 @@ def test_a_keeper_that_cannot_take_its_lease_says_why() -> None:
             keeper.wait_taken(timeout_s=1.5)
     finally:
         keeper.stop()
+
+
+def test_a_head_whose_ray_has_not_answered_yet_is_starting_not_idle() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=5, now=0, startup_s=60)
+    rules.activity(None, now=30)  # the dashboard is not up yet
+    assert rules.ends_in(now=40) > 0, "an idle TTL shorter than Ray's start ended the head before it ran"
+    rules.activity(False, now=40)  # Ray answers: idle from now
+    assert rules.ends_in(now=45) <= 0
+
+
+def test_the_first_lease_ends_the_start_up_grace() -> None:
+    rules = Leases(grace_s=600, idle_ttl_s=0, now=0)  # the build may take ten minutes to take it
+    rules.renew("builder", ttl_s=5, now=10)
+    assert rules.ends_in(now=16) <= 0, "once taken, a lapsed lease ends the cluster, not the build grace"

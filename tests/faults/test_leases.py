@@ -94,3 +94,36 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
             client.kill()
         if state_file.is_file():
             raydog("down", str(state_file), env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param(b, marks=pytest.mark.fault_case("ray_up", b, "lease_lapses"), id=b) for b in BACKENDS],
+)
+def test_an_idle_ray_up_cluster_ends_itself_after_its_idle_ttl(
+    backend: str, env: dict, emulator_or_none, tmp_path: Path, fault_leaks
+) -> None:
+    """`ray up` with `idle_ttl_minutes`, and the `ray` client gone (nothing of it runs after `ray up`
+    returns): with no Ray driver and no job, the head's watchdog ends the whole cluster by itself, and
+    a later `ray down` has nothing left to do."""
+    from tests.autoscaler.autoscaler_cli import ray_cli
+    from tests.faults.clients import ray_up_config
+
+    idle_ttl_s = 6
+    config = ray_up_config(
+        tmp_path, f"idle-{backend[:5]}", backend, **{"provider.idle_ttl_minutes": idle_ttl_s / 60}
+    )
+    ray_cli("up", "-y", "--no-config-cache", str(config), timeout=400)
+    assert count_leaks(emulator=emulator_or_none, wait_s=0).total > 0, "`ray up` left no cluster"
+
+    def nothing_alive() -> bool:
+        left = count_leaks(emulator=emulator_or_none, wait_s=0)
+        return not (left.processes or left.emulator)
+
+    try:
+        assert wait_until(nothing_alive, idle_ttl_s + 60, 1.0), "the idle cluster did not end itself"
+        raydog("list", "--all", "--backend", backend, env=env)  # tidies what this machine kept of it
+        fault_leaks.assert_none(emulator=emulator_or_none, wait_s=0)
+    finally:
+        ray_cli("down", "-y", str(config), check=False)
