@@ -218,6 +218,7 @@ class RayDogCluster:
         wait_for_head: bool = True,
         lease: bool | None = None,
         lease_holder: str | None = None,
+        hold_lease: bool = True,
     ) -> tuple[str, str | None]:
         """Start the cluster; returns (head private IP, head public IP or None) once Ray's head is up.
 
@@ -229,9 +230,9 @@ class RayDogCluster:
 
         `lease`: whether the cluster is leased (see the module docstring); default: inside a with-block,
         where this client can reach the head. This builder then holds the lease until `shut_down()`
-        (under the name `lease_holder`, default `builder:<host>:<pid>:<hex>`) where it reaches the head;
-        elsewhere (`lease=True` with `lease_holder`) the caller must take the lease within
-        `build_timeout`, e.g. through its tunnel (`leases.LeaseKeeper`).
+        (under the name `lease_holder`, default `builder:<host>:<pid>:<hex>`); with `hold_lease=False`
+        the caller takes it instead, within `build_timeout`, e.g. through its SSH tunnel to the head
+        (`leases.LeaseKeeper`), which also works where this builder cannot reach the head.
         """
         self._check_open()
         if self._built or self._session is not None:
@@ -245,7 +246,7 @@ class RayDogCluster:
             self._sigterm is not None,
             backend.capabilities,
             self.spec,
-            held_elsewhere=lease_holder is not None,
+            held_elsewhere=not hold_lease,
         )
         terms = leases.terms_for(self.spec, leased)
         try:
@@ -255,7 +256,7 @@ class RayDogCluster:
             self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
-            if leased and backend.capabilities.nodes_reachable:
+            if leased and hold_lease:
                 # Taken as soon as the head's watchdog answers, renewed until shut_down().
                 self._lease = self._lease_keeper(lease_holder or leases.holder_name("builder"))
             head = self._start_head(deadline, observability_ip, wait=wait_for_head)

@@ -29,6 +29,7 @@ class RayConnection:
     address: str
     dashboard_url: str | None
     tunnels: RayTunnels | None = None
+    lease_url: str | None = None  # the head's lease endpoint through the tunnel, on a leased cluster
 
     def close(self) -> None:
         if self.tunnels is not None:
@@ -85,10 +86,15 @@ def _through_ssh(cluster: RayDogCluster, config: RayDogClusterConfig) -> RayConn
 
     check_connection(config)
     head = cluster.state.head
-    tunnels = tunnel_to_head(cluster.head_node(), ssh_access(config), [head.client_port, head.dashboard_port])
+    ports = [head.client_port, head.dashboard_port]
+    leased = cluster.state.lease is not None and head.lease_port is not None
+    if leased:
+        ports.append(head.lease_port)  # type: ignore[arg-type]  # not None when leased
+    tunnels = tunnel_to_head(cluster.head_node(), ssh_access(config), ports)
     tunnels.start_tunnels()
     return RayConnection(
         address=f"ray://{LOOPBACK}:{tunnels.local_port(head.client_port)}",
         dashboard_url=f"http://{LOOPBACK}:{tunnels.local_port(head.dashboard_port)}",
         tunnels=tunnels,
+        lease_url=f"http://{LOOPBACK}:{tunnels.local_port(head.lease_port)}" if leased else None,  # type: ignore[arg-type]
     )

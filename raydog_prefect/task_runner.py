@@ -38,13 +38,15 @@ from prefect_ray import RayTaskRunner
 from prefect_ray.task_runners import PrefectRayFuture
 from pydantic import ValidationError
 
+from raydog_core import auth
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import SpecError
+from raydog_core.leases import LeaseClient, LeaseKeeper, holder_name
 from raydog_core.spec import ClusterSpec
 from raydog_prefect import retries
 from raydog_prefect.blocks import RayDogClusterConfig
-from raydog_prefect.connection import RayConnection, check_connection, open_connection
+from raydog_prefect.connection import RayConnection, check_connection, open_connection, resolve_mode
 from raydog_prefect.labels import ORCHESTRATOR, ORCHESTRATOR_LABEL, flow_run_labels
 from raydog_prefect.logs import flush_forwarder, logs_forwarded, start_forwarder
 from raydog_prefect.teardown import still_running, tear_down
@@ -241,6 +243,7 @@ class RayDogTaskRunner(RayTaskRunner):
         stack.callback(
             _logged, logger, "Closing the connection to the RayDog cluster", self._close_connection
         )
+        self._hold_lease_through_tunnel(stack, cluster, flow_run_id)
         self._connect_ray(stack, self._connection.address)
         self._forward_task_logs(stack, logger)
         logger.info(
@@ -273,16 +276,21 @@ class RayDogTaskRunner(RayTaskRunner):
             cluster.spec.backend,
             cluster.spec.cluster_labels,
         )
-        # Leased where this process reaches the head: if the flow's process dies, even by SIGKILL, the
-        # cluster ends itself once `lease_timeout` has passed (a parked cluster stays leased meanwhile).
-        leased = cluster.can_hold_lease()
+        # Leased where this process reaches the head, directly (the builder holds the lease) or through
+        # its SSH tunnel (the runner does, once connected): if the flow's process dies, even by SIGKILL,
+        # the cluster ends itself once `lease_timeout` has passed.
+        through_tunnel = resolve_mode(config) == "ssh-tunnel"
+        leased = through_tunnel or cluster.can_hold_lease()
         if not leased:
             logger.warning(
-                "RayDog cluster %s is not leased (its head is reachable only through the tunnel): it lives "
-                "until this flow run shuts it down, its crash hook runs, or its cluster_lifetime ends",
+                "RayDog cluster %s is not leased (ray_connection %r cannot reach its head's lease "
+                "endpoint): it lives until this flow run shuts it down, its crash hook runs, or its "
+                "cluster_lifetime ends",
                 cluster.spec.cluster_name,
+                config.ray_connection,
             )
-        cluster.build(lease=leased)  # a failed or interrupted build shuts down what it created
+        # A failed or interrupted build shuts down what it created.
+        cluster.build(lease=leased, lease_holder=_lease_holder(flow_run_id), hold_lease=not through_tunnel)
         return cluster
 
     def _releaser(self, cluster: RayDogCluster, flow_run_id: str | None, logger: Any) -> ExitCallback:
@@ -308,6 +316,20 @@ class RayDogTaskRunner(RayTaskRunner):
                 tear_down(cluster, logger)
 
         return release
+
+    def _hold_lease_through_tunnel(
+        self, stack: ExitStack, cluster: RayDogCluster, flow_run_id: str | None
+    ) -> None:
+        """Through an SSH tunnel, the flow run's lease goes the way its Ray traffic goes."""
+        terms = cluster.state.lease
+        url = self._connection.lease_url if self._connection else None
+        if terms is None or url is None:
+            return
+        client = LeaseClient(url, auth.load_token(cluster.cluster_id or ""))
+        keeper = LeaseKeeper(lambda: client, _lease_holder(flow_run_id), terms)
+        keeper.start()
+        stack.callback(keeper.stop, release=False)  # the cluster is shut down or parked next
+        keeper.wait_taken()
 
     def _connect_ray(self, stack: ExitStack, address: str | None) -> None:
         """prefect-ray's own start (`ray.init`, or the Ray already connected), safe to SIGTERM.
@@ -373,6 +395,10 @@ class RayDogTaskRunner(RayTaskRunner):
                 f"the saved Block is invalid: {problem}",
                 "correct it in the Prefect UI or save the Block again",
             ) from None
+
+
+def _lease_holder(flow_run_id: str | None) -> str:
+    return f"prefect-flow-run:{flow_run_id}" if flow_run_id else holder_name("prefect")
 
 
 def flow_run_cluster() -> RayDogCluster | None:

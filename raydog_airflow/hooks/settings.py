@@ -130,7 +130,7 @@ class RayDogConnectionSettings:
             head = vouched_head(state, backend)
         finally:
             backend.close()
-        if self.ssh is None or self.backend == "local":
+        if not self.through_tunnel():
             yield f"http://{head.public_ip or head.private_ip}:{port}"
             return
         from raydog_core.tunnels import tunnel_to_head
@@ -139,9 +139,13 @@ class RayDogConnectionSettings:
         with tunnel_to_head(head, self.ssh, [port]) as tunnels:
             yield f"http://127.0.0.1:{tunnels.local_port(port)}"
 
+    def through_tunnel(self) -> bool:
+        """Whether this connection reaches heads through an SSH tunnel (YellowDog with an SSH user)."""
+        return self.ssh is not None and self.backend != "local"
+
     def reaches_head(self) -> bool:
         """Whether this machine reaches a head's loopback-bound ports: on its host, or by SSH tunnel."""
-        if self.ssh is not None and self.backend != "local":
+        if self.through_tunnel():
             return True
         backend = self.create_backend()
         try:

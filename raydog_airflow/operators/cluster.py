@@ -87,7 +87,11 @@ class RayDogBuildOperator(BaseOperator):
         ti = context["ti"]
         # Leased where this machine reaches the head: if the DAG run's tasks stop renewing (their worker
         # died, even by SIGKILL), the cluster ends itself once lease_timeout has passed.
-        lease = {"lease": settings.reaches_head(), "lease_holder": _holder(context)}
+        lease = {
+            "lease": settings.reaches_head(),
+            "lease_holder": _holder(context),
+            "hold_lease": not settings.through_tunnel(),  # else taken through the tunnel, below
+        }
         with closing(settings.create_backend()) as backend:
             if not self.deferrable:
                 self._cluster = RayDogCluster(
