@@ -63,6 +63,11 @@ def _seen_from_inside_the_flow(ssh: SSHServer) -> dict[str, Any]:
             c.status == psutil.CONN_ESTABLISHED and c.raddr and c.raddr.port == ssh.port for c in sockets
         ),
         "tunnel_ports": list(connection.tunnels.local_ports().values()),
+        "lease_url": connection.lease_url,
+        "lease_tunnelled": connection.lease_url
+        == f"http://{LOOPBACK}:{connection.tunnels.local_port(head.lease_port)}",
+        "lease_holders": [lease["holder"] for lease in runner.raydog_cluster.lease_view()["leases"]],
+        "flow_run_id": str(FlowRunContext.get().flow_run.id),
     }
 
 
@@ -124,6 +129,9 @@ def test_flow_reaches_yellowdog_head_through_a_real_ssh_tunnel(
     assert seen["local_port"] != seen["head_client_port"]
     assert seen["listening_here"], "the tunnel's local end was not a socket of this process"
     assert seen["ssh_connected"], "no SSH connection to the sshd carried the tunnel"
+    # The flow run's lease went the way its Ray traffic went: through the tunnel, taken by the runner.
+    assert seen["lease_tunnelled"], seen["lease_url"]
+    assert seen["lease_holders"] == [f"prefect-flow-run:{seen['flow_run_id']}"]
 
     assert not any(is_listening(LOOPBACK, port) for port in seen["tunnel_ports"])
     assert not any(
