@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,12 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
             left = count_leaks(emulator=emulator_or_none, wait_s=0)
             return not (left.processes or left.emulator)
 
+        killed = time.monotonic()
         wait_until(nothing_alive, LEASE_TIMEOUT_S + 60, 1.0)
+        # A figure, not a check: how long after the kill the last of the cluster was gone.
+        print(
+            f"{backend}: nothing alive {time.monotonic() - killed:.0f} s after SIGKILL (lease {LEASE_TIMEOUT_S} s)"
+        )
         # It is over everywhere: `raydog list` shows it ended and removes what this machine kept of it
         # (its token), so the leak count, files included, is zero with no reaper and no shut-down.
         listing = raydog("list", "--all", "--backend", backend, env=env)
