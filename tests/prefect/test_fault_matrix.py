@@ -42,6 +42,7 @@ from raydog_core.backends import create_backend
 from raydog_core.backends.base import NodeRole
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import BuildTimeoutError, NodeFailedError
+from raydog_core.reaper import list_and_tidy
 from raydog_prefect import FLOW_RUN_LABEL, RayDogClusterConfig, RayDogTaskRunner, shut_down_flow_run_cluster
 from raydog_prefect.labels import flow_run_labels
 
@@ -262,6 +263,40 @@ def start_building_flow(tmp_path: Path, target: Target, cluster_name: str):
         env=target.environment(),
     )
     return process, backend, config
+
+
+@pytest.mark.parametrize("target", backend_cells("lease_lapses", ray=True), indirect=True)
+def test_sigkill_with_no_hook_at_all_the_lease_lapses_and_the_cluster_ends_itself(
+    target: Target, fault_leaks, tmp_path: Path
+) -> None:
+    """SIGKILL mid-run and no crash hook runs (the worker's host died with it): the flow run held a
+    lease on its cluster, so the watchdog on its head ends it once `lease_timeout` has passed."""
+    lease_timeout_s = 5
+    config = target.config("lease-kill", lease_timeout=timedelta(seconds=lease_timeout_s))
+    backend = create_backend(config.backend, config.credentials())
+    try:
+        process = start_flow_process(
+            tmp_path,
+            ready=Path.exists,
+            config_json=config.model_dump_json(exclude={"yellowdog_credentials"}),
+            env=target.environment(),
+        )
+        process.kill()
+        process.wait(timeout=60)
+        assert fault_leaks.count(emulator=target.emulator, wait_s=0).total > 0  # the kill did leave it
+        fault_leaks.counts.clear()
+
+        def nothing_alive() -> bool:
+            left = fault_leaks.count(emulator=target.emulator, wait_s=0)
+            fault_leaks.counts.clear()
+            return not (left.processes or left.emulator)
+
+        wait_until(nothing_alive, lease_timeout_s + 60, "the cluster to end itself")
+        ended = [c for c in list_and_tidy(backend) if c.name == "lease-kill"]  # what `raydog list` does
+        assert all(c.state != "running" for c in ended), ended
+    finally:
+        backend.close()
+    fault_leaks.assert_none(emulator=target.emulator, wait_s=0)
 
 
 @pytest.mark.parametrize("target", backend_cells("client_sigterm"), indirect=True)

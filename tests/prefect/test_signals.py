@@ -4,7 +4,6 @@ task runs on a local cluster. (The same faults during the build and on YellowDog
 from __future__ import annotations
 
 import signal
-from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -13,8 +12,6 @@ from prefect.client.orchestration import get_client
 from prefect_helpers import flow_output, start_flow_process
 
 from raydog_core.backends.local.backend import LocalBackend
-from raydog_core.processes import wait_until
-from raydog_core.reaper import list_and_tidy
 from raydog_prefect import FLOW_RUN_LABEL, shut_down_flow_run_cluster
 
 pytestmark = pytest.mark.slow
@@ -63,24 +60,3 @@ def test_sigkill_then_the_crash_hook_shuts_it_down_once(
     assert backend.live_resources() == []
     assert shut_down_flow_run_cluster(signalled_flow, flow_run, flow_run.state) == []  # second: nothing to do
     fault_leaks.assert_none()
-
-
-@pytest.mark.fault_case("prefect", "local", "lease_lapses")
-def test_sigkill_with_no_hook_at_all_the_lease_lapses_and_the_cluster_ends_itself(
-    tmp_path: Path, backend: LocalBackend, fault_leaks
-) -> None:
-    """SIGKILL mid-run and no crash hook runs (the worker's host died with it): the flow run held a
-    lease on its cluster, so the watchdog on its head ends it once `lease_timeout` has passed."""
-    from flow_process import CONFIG
-
-    lease_timeout_s = 5
-    config = CONFIG.model_copy(update={"lease_timeout": timedelta(seconds=lease_timeout_s)})
-    process = start_flow_process(tmp_path, ready=Path.exists, config_json=config.model_dump_json())
-    (record,) = [c for c in backend.list_clusters() if c.state == "running"]
-    process.kill()
-    process.wait(timeout=60)
-    assert backend.live_resources(), "a SIGKILLed flow process cannot have shut its cluster down"
-
-    wait_until(lambda: not backend.live_resources(), lease_timeout_s + 60, 1.0)
-    assert [c.state for c in list_and_tidy(backend) if c.cluster_id == record.cluster_id] == ["ended"]
-    fault_leaks.assert_none(wait_s=0)
