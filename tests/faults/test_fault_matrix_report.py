@@ -45,7 +45,7 @@ def test_cells_totals_and_the_latest_run_of_a_test_wins(tmp_path: Path, capsys) 
     assert cells_of_row[3] == "n/a"  # transient API errors on the local backend
     assert cells_of_row[6] == "\u2713 0"  # client_sigkill: the rerun passed
     assert cells_of_row[8] == "\u2713 0"  # stale_state: two tests, one counted
-    assert "Cases run: 2 of 68 applicable (3 tests); passed: 2; resources leaked: 0" in text
+    assert "Cases run: 2 of 76 applicable (3 tests); passed: 2; resources leaked: 0" in text
     assert main(["report", str(tmp_path)]) == 0
     assert capsys.readouterr().out == text
 
