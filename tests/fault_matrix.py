@@ -113,6 +113,17 @@ class LeakRecorder:
     home: Path
     counts: list[LeakCount] = field(default_factory=list)
 
+    def wait_until_nothing_runs(self, *, emulator: Emulator | None = None, timeout_s: float) -> float:
+        """Until no process and no emulator resource of the test is alive (files aside: a listing tidies
+        those away); records nothing. Returns the seconds waited, a figure for the test to print."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            left = count_leaks(self.home, emulator=emulator, wait_s=0)
+            if not (left.processes or left.emulator):
+                break
+            time.sleep(1.0)
+        return time.monotonic() - started
+
     def count(
         self,
         *,

@@ -407,12 +407,7 @@ def test_sigkill_of_the_task_with_no_recovery_the_lease_lapses_and_the_cluster_e
         assert fault_leaks.count(emulator=target.emulator, wait_s=0).total > 0  # the kill did leave it
         fault_leaks.counts.clear()
 
-        def nothing_alive() -> bool:
-            left = fault_leaks.count(emulator=target.emulator, wait_s=0)
-            fault_leaks.counts.clear()
-            return not (left.processes or left.emulator)
-
-        wait_until(nothing_alive, lease_timeout_s + job_s + 60, 1.0)
+        fault_leaks.wait_until_nothing_runs(emulator=target.emulator, timeout_s=lease_timeout_s + job_s + 60)
         list_and_tidy(backend)  # what `raydog list` does: the ended cluster's token goes too
     finally:
         backend.close()

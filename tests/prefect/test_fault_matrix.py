@@ -286,12 +286,7 @@ def test_sigkill_with_no_hook_at_all_the_lease_lapses_and_the_cluster_ends_itsel
         assert fault_leaks.count(emulator=target.emulator, wait_s=0).total > 0  # the kill did leave it
         fault_leaks.counts.clear()
 
-        def nothing_alive() -> bool:
-            left = fault_leaks.count(emulator=target.emulator, wait_s=0)
-            fault_leaks.counts.clear()
-            return not (left.processes or left.emulator)
-
-        wait_until(nothing_alive, lease_timeout_s + 60, "the cluster to end itself")
+        fault_leaks.wait_until_nothing_runs(emulator=target.emulator, timeout_s=lease_timeout_s + 60)
         ended = [c for c in list_and_tidy(backend) if c.name == "lease-kill"]  # what `raydog list` does
         assert all(c.state != "running" for c in ended), ended
     finally:
