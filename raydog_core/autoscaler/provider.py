@@ -528,15 +528,17 @@ class RayDogNodeProvider(NodeProvider):
             return {}
 
     def _find_cluster(self) -> Any:
-        """The running cluster of exactly this name, in this namespace, that a RayDog provider created
-        (newest if several): a cluster of the same name in another namespace is someone else's."""
+        """The cluster of exactly this name, in this namespace, that a RayDog provider created (newest if
+        several), unless it was shut down: a cluster of the same name in another namespace is someone
+        else's. One that ended by itself (its head died, its idle TTL) is found too, so `ray down` or
+        the next `ray up` removes what is left of it, its client-side secrets included."""
         self.backend_calls += 1
         records = [
             r
             for r in self._backend.list_clusters()
             if r.name == self.cluster_name
             and r.namespace == self.config.cluster_namespace
-            and r.state == "running"
+            and r.state in ("running", "ending", "ended")
             and r.labels.get(AUTOSCALER_LABEL) == "true"
         ]
         if len(records) > 1:
