@@ -93,8 +93,8 @@ class Leases:
         answer (the dashboard not up, or off) counts as idle, so a cluster cannot hang on it."""
         with self._lock:
             self._ray_seen = self._ray_seen or active is not None
-            if active is None and not self._ray_seen and now < self._starting_until:
-                active = True  # a head whose Ray is still starting is not idle yet
+            if active is None and not (self._ray_seen or self._taken) and now < self._starting_until:
+                active = True  # a head whose Ray is still starting (and nobody has used yet) is not idle
             if active or self._busy:  # busy until this look, at least
                 self._busy_at = now
             self._busy = bool(active)

@@ -12,10 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
+import psutil
 import pytest
 
 from raydog_core import leases
+from raydog_core.backends.base import ClusterOptions, NodeLaunch, NodeRole
+from raydog_core.errors import RayDogError
 from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.ports import free_ports
 from raydog_core.processes import wait_until
@@ -202,3 +206,31 @@ def test_the_first_lease_ends_the_start_up_grace() -> None:
     rules = Leases(grace_s=600, idle_ttl_s=0, now=0)  # the build may take ten minutes to take it
     rules.renew("builder", ttl_s=5, now=10)
     assert rules.ends_in(now=16) <= 0, "once taken, a lapsed lease ends the cluster, not the build grace"
+
+
+# -- the cluster's lifetime, counted from its creation ----------------------------------------------------
+
+
+def test_a_late_local_node_gets_only_what_is_left_of_the_cluster_lifetime(local_backend) -> None:
+    """`cluster_lifetime` is the cluster's: a node started later does not outlive it, and a cluster past
+    its lifetime takes no new node (stand-in nodes: `sleep`)."""
+    handle = local_backend.open_cluster(
+        ClusterOptions(name="late", namespace="raydog", lifetime=timedelta(seconds=120))
+    )
+    cluster_id = handle.cluster_id
+    sleeper = NodeLaunch(role=NodeRole.HEAD, pool_name="late-head", script="exec sleep 600\n", env={})
+    try:
+        with local_backend._manifest(local_backend._directory(cluster_id)) as manifest:
+            manifest.created_at -= timedelta(seconds=100)  # the cluster is 100 s old
+        _, (node_id,) = local_backend.create_pool(cluster_id, sleeper, 1)
+        ref = local_backend.node_process(cluster_id, node_id)
+        argv = psutil.Process(ref.pid).cmdline()
+        assert argv[:2] == ["timeout", "--kill-after=10"] and 15 <= int(argv[2]) <= 20, argv
+
+        with local_backend._manifest(local_backend._directory(cluster_id)) as manifest:
+            manifest.created_at -= timedelta(seconds=30)  # now past its lifetime
+        with pytest.raises(RayDogError, match="reached its lifetime"):
+            local_backend.add_nodes(cluster_id, "late-head", sleeper, 1)
+    finally:
+        local_backend.shut_down(cluster_id)
+    assert local_backend.live_resources() == []
