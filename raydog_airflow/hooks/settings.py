@@ -130,18 +130,22 @@ class RayDogConnectionSettings:
             head = vouched_head(state, backend)
         finally:
             backend.close()
-        if not self.through_tunnel():
+        access = self._tunnel_access()
+        if access is None:
             yield f"http://{head.public_ip or head.private_ip}:{port}"
             return
         from raydog_core.tunnels import tunnel_to_head
 
-        self.ssh.check_files(prefix="ssh_")
-        with tunnel_to_head(head, self.ssh, [port]) as tunnels:
+        access.check_files(prefix="ssh_")
+        with tunnel_to_head(head, access, [port]) as tunnels:
             yield f"http://127.0.0.1:{tunnels.local_port(port)}"
 
     def through_tunnel(self) -> bool:
         """Whether this connection reaches heads through an SSH tunnel (YellowDog with an SSH user)."""
-        return self.ssh is not None and self.backend != "local"
+        return self._tunnel_access() is not None
+
+    def _tunnel_access(self) -> SshAccess | None:
+        return self.ssh if self.backend != "local" else None
 
     def reaches_head(self) -> bool:
         """Whether this machine reaches a head's loopback-bound ports: on its host, or by SSH tunnel."""

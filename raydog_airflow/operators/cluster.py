@@ -87,26 +87,25 @@ class RayDogBuildOperator(BaseOperator):
         ti = context["ti"]
         # Leased where this machine reaches the head: if the DAG run's tasks stop renewing (their worker
         # died, even by SIGKILL), the cluster ends itself once lease_timeout has passed.
-        lease = {
-            "lease": settings.reaches_head(),
-            "lease_holder": _holder(context),
-            "hold_lease": not settings.through_tunnel(),  # else taken through the tunnel, below
-        }
+        leased, holder = settings.reaches_head(), _holder(context)
+        hold = not settings.through_tunnel()  # else taken through the tunnel, below
         with closing(settings.create_backend()) as backend:
             if not self.deferrable:
                 self._cluster = RayDogCluster(
                     spec=spec, backend=backend, on_state=lambda s: push_state(ti, s)
                 )
-                self._cluster.build(wait_for_workers=self.wait_for_workers, **lease)
+                self._cluster.build(
+                    wait_for_workers=self.wait_for_workers, lease=leased, lease_holder=holder, hold_lease=hold
+                )
                 self._cluster.release_lease_keeper()  # fresh for one lease_timeout: the next task renews
-                with settings.hold_lease(self._cluster.state, _holder(context)):  # through a tunnel
+                with settings.hold_lease(self._cluster.state, holder):  # through a tunnel
                     return self._built(ti, self._cluster.state)
             # Head only: workers need its address, and are started when the trigger says it is up.
             head_only = spec.model_copy(update={"worker_pools": []})
             self._cluster = RayDogCluster(
                 spec=head_only, backend=backend, on_state=lambda s: push_state(ti, s)
             )
-            self._cluster.build(wait_for_head=False, **lease)
+            self._cluster.build(wait_for_head=False, lease=leased, lease_holder=holder, hold_lease=hold)
             self._cluster.release_lease_keeper()  # the first lease may take until build_timeout
             state = self._cluster.state
         self.log.info("cluster %s: head launched, waiting for it in the triggerer", spec.cluster_name)
