@@ -382,12 +382,13 @@ def test_sigkill_during_the_build_then_reap_run_finished_cleans_up(
 
 @pytest.mark.parametrize("target", backend_cells("lease_lapses", ray=True), indirect=True)
 def test_sigkill_of_the_task_with_no_recovery_the_lease_lapses_and_the_cluster_ends(
-    target: Target, fault_leaks, tmp_path: Path
+    target: Target, fault_leaks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGKILL of the Airflow task process, and nothing runs after it (no scheduler, no callback, no
     reap): the DAG run held a lease on its cluster, so the watchdog on the head ends the cluster once
     `lease_timeout` has passed (its short job, Ray work, finishing first)."""
     lease_timeout_s, job_s = 5, 10
+    monkeypatch.setenv("RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S", "5")  # emulated idle nodes go after 5 s, not 30
     spec = target.spec("kill-lease", lease_timeout=f"PT{lease_timeout_s}S")
     process = start_dag_process(tmp_path, target, spec, entrypoint=f"sleep {job_s}")
     dag_id = f"raydog_test_faults_{target.backend}"

@@ -22,6 +22,9 @@ from tests.faults.clients import raydog, signal_and_wait, start, write_spec
 
 BACKENDS = ("local", "yellowdog")
 LEASE_TIMEOUT_S = 5
+# Idle YellowDog nodes and pools go after 30 s by default; the emulated ones here after 5 s, so a case
+# measures the lease and the watchdog, not the platform's idle timer.
+QUICK_IDLE_SHUTDOWN = {"RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S": "5"}
 # The builder in a with-block, leased by default, as a user's program holds it: build, then "work".
 LEASED_CLIENT = """
 import sys, time
@@ -60,7 +63,10 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
         worker_pools=[{"worker_pool_node_count": 1, **worker_template(backend)}],
     )
     state_file, built = tmp_path / "state.json", tmp_path / "built"
-    client = start([sys.executable, "-c", LEASED_CLIENT, str(spec), str(state_file), str(built)], env)
+    client = start(
+        [sys.executable, "-c", LEASED_CLIENT, str(spec), str(state_file), str(built)],
+        {**env, **QUICK_IDLE_SHUTDOWN},
+    )
     try:
         assert wait_until(lambda: client.poll() is not None or built.exists(), 180, 0.5), (
             "build() never returned"
@@ -102,7 +108,7 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
     [pytest.param(b, marks=pytest.mark.fault_case("ray_up", b, "lease_lapses"), id=b) for b in BACKENDS],
 )
 def test_an_idle_ray_up_cluster_ends_itself_after_its_idle_ttl(
-    backend: str, env: dict, emulator_or_none, tmp_path: Path, fault_leaks
+    backend: str, env: dict, emulator_or_none, tmp_path: Path, fault_leaks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`ray up` with `idle_ttl_minutes`, and the `ray` client gone (nothing of it runs after `ray up`
     returns): with no Ray driver and no job, the head's watchdog ends the whole cluster by itself, and
@@ -111,6 +117,8 @@ def test_an_idle_ray_up_cluster_ends_itself_after_its_idle_ttl(
     from tests.faults.clients import ray_up_config
 
     idle_ttl_s = 6
+    for key, value in QUICK_IDLE_SHUTDOWN.items():
+        monkeypatch.setenv(key, value)  # for the `ray` CLI, the provider's process
     config = ray_up_config(
         tmp_path, f"idle-{backend[:5]}", backend, **{"provider.idle_ttl_minutes": idle_ttl_s / 60}
     )

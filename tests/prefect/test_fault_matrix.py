@@ -279,7 +279,8 @@ def test_sigkill_with_no_hook_at_all_the_lease_lapses_and_the_cluster_ends_itsel
             tmp_path,
             ready=Path.exists,
             config_json=config.model_dump_json(exclude={"yellowdog_credentials"}),
-            env=target.environment(),
+            # Emulated idle nodes and pools go after 5 s (30 s by default): the case measures the lease.
+            env={**target.environment(), "RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S": "5"},
         )
         process.kill()
         process.wait(timeout=60)

@@ -13,6 +13,7 @@ client dies: tasks time out at the cluster lifetime and idle nodes and pools shu
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -123,14 +124,14 @@ class YellowDogBackend:
         credentials: YellowDogCredentials,
         *,
         placement: NodePlacement | str | None = None,
-        idle_shutdown: timedelta = IDLE_SHUTDOWN,
+        idle_shutdown: timedelta | None = None,
     ) -> None:
         self._credentials = credentials
         self._client = create_client(credentials)
         self.api_url = credentials.api_url
         self.placement = node_placement.resolve_placement(placement)
         self.capabilities = node_placement.capabilities(self.placement)
-        self.idle_shutdown = idle_shutdown
+        self.idle_shutdown = idle_shutdown or _idle_shutdown_from_environment()
         self._requirement_lock = threading.Lock()  # read-modify-write of a work requirement
         self._clusters: dict[str, _Cluster] = {}
         self._groups: dict[str, _Group] = {}  # task group id -> pool
@@ -799,6 +800,24 @@ def _present(value: T | None, what: str) -> T:
     if value is None:
         raise RayDogError(f"the YellowDog platform returned no {what}")
     return value
+
+
+IDLE_SHUTDOWN_ENV = "RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S"
+
+
+def _idle_shutdown_from_environment() -> timedelta:
+    """$RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S (seconds, at least 1), else IDLE_SHUTDOWN: how long a node
+    whose task ended, or an empty pool, is kept for the next task before the platform releases it."""
+    raw = os.environ.get(IDLE_SHUTDOWN_ENV, "").strip()
+    if not raw:
+        return IDLE_SHUTDOWN
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 1 <= seconds <= 24 * 3600:
+        raise SpecError(IDLE_SHUTDOWN_ENV, f"{raw!r} is not a number of seconds from 1 to 86400", "e.g. 30")
+    return timedelta(seconds=seconds)
 
 
 def _finished(requirement: WorkRequirement) -> bool:
