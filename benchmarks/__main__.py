@@ -29,6 +29,7 @@ MODULES = [
     "autoscaler_latency",
     "prefect_overhead",
     "autoscaling_timeline",
+    "lease_memory",
 ]
 RESULTS = Path(__file__).parent / "results"
 SEPARATE_RESULTS = {"airflow_overhead": "airflow.json", "soak": "soak.json"}

@@ -99,6 +99,23 @@ def _timeline(data: dict[str, Any]) -> Iterator[Row]:
     )
 
 
+def _lease_memory(data: dict[str, Any]) -> Iterator[Row]:
+    yield (
+        "the head's watchdog (leases), PSS",
+        f"{data['watchdog_pss_mib']} MiB",
+        f"{data['head_node_pss_mib']} MiB the whole head node",
+        _ratio(data["watchdog_share_of_head"]),
+        f"< {data['target_mib']:g} MiB",
+    )
+    yield (
+        "a worker's head watch, PSS",
+        f"{data['worker_head_watch_pss_mib']} MiB",
+        f"{data['worker_node_pss_mib']} MiB the whole worker node",
+        _ratio(data["worker_head_watch_pss_mib"] / data["worker_node_pss_mib"]),
+        f"< {data['target_mib']:g} MiB",
+    )
+
+
 def _soak(data: dict[str, Any]) -> Iterator[Row]:
     rss, faults = data["memory"]["rss_mb"], data["faults"]
     yield (
@@ -121,6 +138,7 @@ SECTIONS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "yellowdog_scaling": lambda d: _yellowdog(d["yellowdog_scaling"]),
     "autoscaling_timeline": _timeline,
     "soak": _soak,
+    "lease_memory": _lease_memory,
 }
 
 

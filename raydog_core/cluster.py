@@ -248,7 +248,11 @@ class RayDogCluster:
             self.spec,
             held_elsewhere=not hold_lease,
         )
-        terms = leases.terms_for(self.spec, leased)
+        head_script = load_script(self.spec.head_node_ray_start_script, "head")
+        terms = leases.without_watchdog(
+            leases.terms_for(self.spec, leased), head_script, self.spec.cluster_name
+        )
+        leased = leased and terms is not None
         try:
             self._session = ClusterSession.open(
                 backend, self._cluster_options(), self.spec.ray_auth_mode, lease=terms

@@ -99,6 +99,20 @@ def terms_for(spec: ClusterFields, leased: bool) -> LeaseState | None:
     return None
 
 
+def without_watchdog(terms: LeaseState | None, head_script: str, cluster_name: str) -> LeaseState | None:
+    """The terms, or None where the head's script does not start the watchdog (a custom script written
+    before leases): such a cluster cannot end itself, and says so, instead of failing its build."""
+    if terms is None or "RAYDOG_WATCHDOG_PROGRAM" in head_script:
+        return terms
+    log.warning(
+        "cluster %s is not leased and has no idle TTL: its head script does not start the watchdog "
+        '(python3 -c "$RAYDOG_WATCHDOG_PROGRAM", see docs/leases.md); it lives until shut down or until '
+        "its cluster_lifetime",
+        cluster_name,
+    )
+    return None
+
+
 def watchdog_environment(terms: LeaseState, lease_port: int, dashboard_port: int) -> dict[str, str]:
     """What the head's script needs to start the watchdog (`python3 -c "$RAYDOG_WATCHDOG_PROGRAM"`)."""
     env = {

@@ -18,6 +18,7 @@ do, plus a cluster of the same name left by an earlier run whose head is gone.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from ray.autoscaler.tags import (
     TAG_RAY_USER_NODE_TYPE,
 )
 
-from raydog_core import auth
+from raydog_core import auth, leases
 from raydog_core.autoscaler.config import (
     BOOTSTRAP_CONFIG,
     NodeTypeConfig,
@@ -65,6 +66,7 @@ from raydog_core.home import raydog_home
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.ports import free_ports
 from raydog_core.private_files import private_dir, write_private
+from raydog_core.state import LeaseState
 from raydog_core.tagstore import DEFAULT_PORT, Tags, TagStore, TagStoreError, read_password
 
 log = logging.getLogger("raydog")
@@ -250,7 +252,7 @@ class RayDogNodeProvider(NodeProvider):
                     lifetime=timedelta(seconds=self.config.lifetime_s),
                 ),
                 self.config.ray_auth_mode,
-                lease=self.config.keep_alive,
+                lease=self._keep_alive_terms,
             )
             handle = session.handle
             self._cluster_id = handle.cluster_id
@@ -692,8 +694,13 @@ class RayDogNodeProvider(NodeProvider):
             self.cluster_name,
             self.config.ray_auth_mode,
             self._token(cluster_id),
-            lease=self.config.keep_alive,
+            lease=self._keep_alive_terms,
         )
+
+    @functools.cached_property
+    def _keep_alive_terms(self) -> LeaseState | None:
+        """`idle_ttl_minutes`, where the head's script starts the watchdog that enforces it."""
+        return leases.without_watchdog(self.config.keep_alive, self.config.script("head"), self.cluster_name)
 
     def _head_env(
         self, session: ClusterSession, type_name: str, port: int, password_file: Path, password: str

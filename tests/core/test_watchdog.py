@@ -23,6 +23,7 @@ from raydog_core.errors import RayDogError
 from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.ports import free_ports
 from raydog_core.processes import wait_until
+from raydog_core.scripts import default_script
 from raydog_core.state import LeaseState
 from raydog_core.watchdog import Leases
 
@@ -234,3 +235,11 @@ def test_a_late_local_node_gets_only_what_is_left_of_the_cluster_lifetime(local_
     finally:
         local_backend.shut_down(cluster_id)
     assert local_backend.live_resources() == []
+
+
+def test_a_custom_head_script_without_the_watchdog_gets_no_lease_and_a_warning(caplog) -> None:
+    terms = LeaseState(timeout_s=120)
+    assert leases.without_watchdog(terms, default_script("head"), "c") == terms
+    with caplog.at_level("WARNING", logger="raydog"):
+        assert leases.without_watchdog(terms, "#!/bin/bash\nexec ray start --head --block\n", "c") is None
+    assert "does not start the watchdog" in caplog.text
