@@ -69,7 +69,7 @@ def test_files_of_a_stopped_local_cluster_are_counted(tmp_path, monkeypatch, yel
     ):
         monkeypatch.setenv("RAYDOG_HOME", str(home_))
         set_state(backend_, id_, "stopped")  # a state this version's shut-down reads
-        shut_down_cluster(backend_, id_)
-        (home_ / "autoscaler" / id_ / "tag-store.password").unlink()
+        shut_down_cluster(backend_, id_)  # its secrets go with it, a `ray up` cluster's files too
+        assert not (home_ / "autoscaler" / id_).exists()
         assert PASSWORDS.load(id_) is None
         assert count_leaks(home_, emulator=yellowdog_emulator).total == 0
