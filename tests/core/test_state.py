@@ -101,6 +101,10 @@ def _with(**changes) -> dict:
         ({"pools": [{"pool_id": "p", "role": "worker", "node_count": -1}]}, "pools.0.node_count"),
         ({"pools": [{"pool_id": "p", "role": "worker", "node_ids": ["../x"]}]}, "pools.0.node_ids"),
         ({"next_pool_index": 0}, "next_pool_index"),
+        ({"head__lease_port": 0}, "head.lease_port"),
+        ({"lease": {"timeout_s": -5}}, "lease.timeout_s"),
+        ({"lease": {"timeout_s": 60, "idle_ttl_s": float("nan")}}, "lease.idle_ttl_s"),
+        ({"lease": {"timeout_s": 60, "holder": "x"}}, "lease.holder"),
     ],
 )
 def test_state_is_validated_like_a_spec(changes: dict, words: str) -> None:
