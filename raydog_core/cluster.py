@@ -263,6 +263,7 @@ class RayDogCluster:
             if leased and hold_lease:
                 # Taken as soon as the head's watchdog answers, renewed until shut_down().
                 self._lease = self._lease_keeper(lease_holder or leases.holder_name("builder"))
+                self._lease.start()
             head = self._start_head(deadline, observability_ip, wait=wait_for_head)
             if head is None:
                 return "", None
@@ -345,13 +346,7 @@ class RayDogCluster:
         a context manager); any process holding the cluster's state and token can. A cluster built with
         leases ends by itself once no lease has been renewed for its `lease_timeout`. Holders that
         share a name (the tasks of one DAG run) renew one lease."""
-        keeper = self._lease_keeper(holder or leases.holder_name("client"))
-        try:
-            keeper.wait_taken()
-        except BaseException:
-            keeper.stop(release=False)
-            raise
-        return keeper
+        return self._lease_keeper(holder or leases.holder_name("client")).take()
 
     def can_hold_lease(self) -> bool:
         """Whether this client reaches the head directly, so that `build(lease=True)` works here."""
@@ -374,11 +369,9 @@ class RayDogCluster:
     def _lease_keeper(self, holder: str) -> leases.LeaseKeeper:
         session = self._require_session()
         state = self.state
-        keeper = leases.LeaseKeeper(
+        return leases.LeaseKeeper(
             lambda: session.lease_client(session.vouched_head(state)), holder, self._lease_terms()
         )
-        keeper.start()
-        return keeper
 
     def _lease_terms(self) -> LeaseState:
         terms = self.state.lease

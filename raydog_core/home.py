@@ -25,6 +25,14 @@ def raydog_home() -> Path:
     return home
 
 
+def autoscaler_files(cluster_id: str) -> Path:
+    """Client-side files of one `ray up` cluster (tag-store password, bootstrap config, node homes),
+    directly under $RAYDOG_HOME/autoscaler whatever the id says."""
+    if not cluster_id or "/" in cluster_id or cluster_id in (".", ".."):
+        raise ValueError(f"cluster id {cluster_id!r} is not a plain identifier")
+    return raydog_home() / "autoscaler" / cluster_id
+
+
 def _make_private(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = home.stat()

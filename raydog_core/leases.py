@@ -204,9 +204,7 @@ class LeaseKeeper:
         self.failures = 0
 
     def __enter__(self) -> LeaseKeeper:
-        self.start()
-        self.wait_taken()
-        return self
+        return self.take()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -214,6 +212,16 @@ class LeaseKeeper:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._keep, name="raydog-lease", daemon=True)
         self._thread.start()
+
+    def take(self) -> LeaseKeeper:
+        """Start renewing and wait until the lease is held; on failure nothing keeps running."""
+        self.start()
+        try:
+            self.wait_taken()
+        except BaseException:
+            self.stop(release=False)
+            raise
+        return self
 
     def wait_taken(self, timeout_s: float = FIRST_TAKE_S) -> None:
         """Until the lease is held; a client that cannot hold one must not go on as if it did."""

@@ -28,7 +28,7 @@ from raydog_core.backends.base import (
     ObservabilityPorts,
 )
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, StateError
-from raydog_core.home import raydog_home
+from raydog_core.home import autoscaler_files
 from raydog_core.node_env import role_environment
 from raydog_core.observability import password as observability_password
 from raydog_core.ports import is_listening
@@ -321,5 +321,4 @@ def forget_secrets(cluster_id: str) -> None:
     token, observability password, and a `ray up` cluster's client-side files (tag-store password)."""
     auth.delete_token(cluster_id)
     observability_password.PASSWORDS.delete(cluster_id)
-    if "/" not in cluster_id and cluster_id not in (".", ".."):
-        shutil.rmtree(raydog_home() / "autoscaler" / cluster_id, ignore_errors=True)
+    shutil.rmtree(autoscaler_files(cluster_id), ignore_errors=True)

@@ -326,10 +326,8 @@ class RayDogTaskRunner(RayTaskRunner):
         if terms is None or url is None:
             return
         client = LeaseClient(url, auth.load_token(cluster.cluster_id or ""))
-        keeper = LeaseKeeper(lambda: client, _lease_holder(flow_run_id), terms)
-        keeper.start()
+        keeper = LeaseKeeper(lambda: client, _lease_holder(flow_run_id), terms).take()
         stack.callback(keeper.stop, release=False)  # the cluster is shut down or parked next
-        keeper.wait_taken()
 
     def _connect_ray(self, stack: ExitStack, address: str | None) -> None:
         """prefect-ray's own start (`ray.init`, or the Ray already connected), safe to SIGTERM.

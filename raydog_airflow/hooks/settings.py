@@ -167,10 +167,8 @@ class RayDogConnectionSettings:
             return
         with self.head_url(state, state.head.lease_port) as url:
             client = LeaseClient(url, ray_token(state))
-            keeper = LeaseKeeper(lambda: client, holder, state.lease)
-            keeper.start()
+            keeper = LeaseKeeper(lambda: client, holder, state.lease).take()
             try:
-                keeper.wait_taken()
                 yield
             finally:
                 keeper.stop(release=False)

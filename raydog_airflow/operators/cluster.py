@@ -98,15 +98,17 @@ class RayDogBuildOperator(BaseOperator):
                     wait_for_workers=self.wait_for_workers, lease=leased, lease_holder=holder, hold_lease=hold
                 )
                 self._cluster.release_lease_keeper()  # fresh for one lease_timeout: the next task renews
-                with settings.hold_lease(self._cluster.state, holder):  # through a tunnel
-                    return self._built(ti, self._cluster.state)
+                if not hold:
+                    with settings.hold_lease(self._cluster.state, holder):  # through the tunnel
+                        pass
+                return self._built(ti, self._cluster.state)
             # Head only: workers need its address, and are started when the trigger says it is up.
             head_only = spec.model_copy(update={"worker_pools": []})
             self._cluster = RayDogCluster(
                 spec=head_only, backend=backend, on_state=lambda s: push_state(ti, s)
             )
-            self._cluster.build(wait_for_head=False, lease=leased, lease_holder=holder, hold_lease=hold)
-            self._cluster.release_lease_keeper()  # the first lease may take until build_timeout
+            # The head is not up yet: the task resumed after it takes the lease (within build_timeout).
+            self._cluster.build(wait_for_head=False, lease=leased, lease_holder=holder, hold_lease=False)
             state = self._cluster.state
         self.log.info("cluster %s: head launched, waiting for it in the triggerer", spec.cluster_name)
         self.defer(

@@ -62,7 +62,7 @@ from raydog_core.backends.base import (
     NodeStatus,
 )
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError, RayDogError, SpecError
-from raydog_core.home import raydog_home
+from raydog_core.home import autoscaler_files, raydog_home
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.ports import free_ports
 from raydog_core.private_files import private_dir, write_private
@@ -653,7 +653,7 @@ class RayDogNodeProvider(NodeProvider):
 
     def _private_dir(self, cluster_id: str | None = None) -> Path:
         """Client-side files of one cluster (0700): the tag store password, local nodes' homes."""
-        return private_dir(raydog_home() / "autoscaler" / (cluster_id or self._cluster_id or "none"))
+        return private_dir(autoscaler_files(cluster_id or self._cluster_id or "none"))
 
     def _read_password(self) -> str:
         path = os.environ.get("RAYDOG_TAG_STORE_PASSWORD_FILE") if self._on_head else None

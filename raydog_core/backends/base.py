@@ -7,12 +7,14 @@ environment, reports what is alive (the truth, not a cache) and removes what it 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from raydog_core.errors import RayDogError
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
 
@@ -185,3 +187,14 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release client-side resources (connections); never touches the cluster."""
+
+
+def lifetime_left(ends_at: datetime, cluster: str) -> timedelta:
+    """What is left of a cluster's lifetime for a node started now, in whole seconds rounded up (a zero
+    limit would mean none); a cluster past its lifetime takes no new nodes."""
+    left = ends_at - datetime.now(UTC)
+    if left < timedelta(seconds=1):
+        raise RayDogError(
+            f"cluster {cluster} has reached its lifetime (cluster_lifetime): it takes no new nodes"
+        )
+    return timedelta(seconds=math.ceil(left.total_seconds()))

@@ -8,7 +8,6 @@ ports and Ray temp dir, so several clusters and someone else's Ray share one mac
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ from raydog_core.backends.base import (
     NodeStatus,
     ObservabilityPorts,
     PoolPlan,
+    lifetime_left,
 )
 from raydog_core.backends.local.gpus import assign_gpus, check_gpu_plan, detect_gpu_ids
 from raydog_core.backends.local.manifest import (
@@ -300,14 +300,9 @@ class LocalBackend:
             # The cluster's lifetime, counted from its creation, is enforced by coreutils in every node,
             # with no supervisor of ours, so a client killed with SIGKILL still leaves nothing running for
             # ever and a late worker does not outlive its cluster.
-            left = manifest.lifetime_s - (datetime.now(UTC) - manifest.created_at).total_seconds()
-            if left < 1:
-                raise RayDogError(
-                    f"cluster {manifest.cluster_id} has reached its lifetime ({manifest.lifetime_s:g} s): "
-                    "it takes no new nodes"
-                )
-            # Whole seconds, rounded up: `timeout 0` would mean no limit at all.
-            argv = ["timeout", "--kill-after=10", str(math.ceil(left)), *argv]
+            ends_at = manifest.created_at + timedelta(seconds=manifest.lifetime_s)
+            left = lifetime_left(ends_at, manifest.cluster_id)
+            argv = ["timeout", "--kill-after=10", str(int(left.total_seconds())), *argv]
         log_path = directory / "logs" / f"{node_id}.log"
         proc, ref = processes.start_session(argv, env, str(home), str(log_path))
         with self._lock:

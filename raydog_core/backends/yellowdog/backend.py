@@ -56,6 +56,7 @@ from raydog_core.backends.base import (
     NodeStatus,
     ObservabilityPorts,
     PoolPlan,
+    lifetime_left,
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
@@ -97,13 +98,6 @@ class _Cluster:
     name: str
     labels: dict[str, str]
     ends_at: datetime  # creation + cluster lifetime: tasks started later get what is left of it
-
-    def time_left(self) -> timedelta:
-        """The task timeout of a node started now; a cluster past its lifetime takes no new nodes."""
-        left = self.ends_at - datetime.now(UTC)
-        if left < timedelta(seconds=1):
-            raise RayDogError(f"cluster {self.name} has reached its cluster_lifetime: it takes no new nodes")
-        return timedelta(seconds=int(left.total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -429,7 +423,7 @@ class YellowDogBackend:
                 taskTypes=[TASK_TYPE],
                 workerTags=[pool_name],
                 namespaces=[cluster.namespace],
-                taskTimeout=cluster.time_left(),
+                taskTimeout=lifetime_left(cluster.ends_at, cluster.name),
             ),
             finishIfAllTasksFinished=True,
             finishIfAnyTaskFailed=role == NodeRole.HEAD,
