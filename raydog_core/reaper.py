@@ -105,15 +105,19 @@ def select_clusters(
 
 def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     """Every cluster the backend lists; a cluster that ended by itself (a lapsed lease, idleness, its
-    lifetime) leaves its token file on this machine: removed here, so nothing of it stays but logs."""
+    lifetime) is finished off here, so nothing of it stays but logs: the secrets this machine kept, and
+    on YellowDog what the platform still holds (pools waiting for their idle shutdown, node files of
+    nodes that shared this host), through the same idempotent shut-down as every door."""
     records = backend.list_clusters()
     for record in records:
-        if record.state in ("ended", "ending"):
-            forget_secrets(record.cluster_id)
+        if record.state == "ended":
+            forget_secrets(record.cluster_id)  # the local backend removed the rest when it marked it
+        elif record.state == "ending":
+            shut_down_cluster(backend, record.cluster_id)
     listed = {record.cluster_id for record in records}
     for cluster_id in auth.TOKENS.cluster_ids():
         if cluster_id not in listed and _ended_unlisted(backend, cluster_id):
-            forget_secrets(cluster_id)
+            shut_down_cluster(backend, cluster_id)
     return records
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from raydog_core import RayDogCluster
+from raydog_core.backends.yellowdog.placement import node_files_root
 from raydog_core.processes import wait_until
 from raydog_core.testing.leaks import count_leaks
 from tests.faults.clients import raydog, signal_and_wait, start, write_spec
@@ -86,6 +87,8 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
         assert listing.returncode == 0, listing.stderr
         if backend == "local":
             assert "ended" in listing.stdout, listing.stdout
+        else:  # nodes that shared this host left their files; the listing removed them too
+            assert not node_files_root(state["cluster_id"]).exists()
         fault_leaks.assert_none(emulator=emulator_or_none, wait_s=0)
         head_log = next(Path(state["log_dir"]).glob("*head*.log")) if state.get("log_dir") else None
         if head_log is not None:
