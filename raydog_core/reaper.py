@@ -98,7 +98,7 @@ def select_clusters(
     now = datetime.now(UTC)
     return [
         record
-        for record in list_and_tidy(backend)
+        for record in backend.list_clusters()  # no tidying here: a dry run changes nothing
         if (include_stopped or record.state != "stopped") and selector.matches(record, now)
     ]
 
