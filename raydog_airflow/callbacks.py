@@ -25,13 +25,13 @@ from typing import Any
 
 from raydog_airflow.cluster_xcom import STATE_XCOM_KEY, unique_states
 from raydog_airflow.hooks.raydog import RayDogHook
-from raydog_airflow.labels import dag_run_labels
+from raydog_airflow.labels import dag_run_labels, lease_holder
 from raydog_airflow.operators.cluster import (
     RayDogAddWorkerPoolOperator,
     RayDogBuildOperator,
     RayDogRemoveWorkerPoolOperator,
 )
-from raydog_core import operations, reaper
+from raydog_core import operations, reaper, reuse
 from raydog_core.errors import ShutdownError
 from raydog_core.state import ClusterState
 
@@ -58,6 +58,9 @@ class ShutDownClustersOnFailure:
             with closing(settings.create_backend()) as backend:
                 for state in states:
                     if state.backend != settings.backend:
+                        continue
+                    if reuse.is_warm(state):  # shared with other runs: this run only lets go of it
+                        settings.release_lease(state, lease_holder(dag.dag_id, run_id))
                         continue
                     try:
                         if operations.shut_down(state, backend):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from raydog_core import lease_listing
 from raydog_core.backends import create_backend
 from raydog_core.backends.base import Backend
 from raydog_core.cluster import RayDogCluster
@@ -226,16 +227,23 @@ backend_option = click.option(
 @click.option("--all", "include_stopped", is_flag=True, help="Include clusters that are shut down.")
 def list_clusters(backend: str, include_stopped: bool) -> None:
     """List the RayDog clusters this machine or these credentials can see."""
-    records = list_and_tidy(_backend(backend))
-    click.echo(f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} LABELS")
+    where = _backend(backend)
+    records = list_and_tidy(where)
+    click.echo(
+        f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} {'LEASES':<20} LABELS"
+    )
     for record in records:
         if record.state != "running" and not include_stopped:
             continue
         labels = ",".join(f"{k}={v}" for k, v in sorted(record.labels.items()))
         created = record.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        view = lease_listing.lease_view(where, record)
         click.echo(
-            f"{record.name:<24} {record.backend:<10} {record.state:<8} {record.live_nodes:>5}  {created:<20} {labels}"
+            f"{record.name:<24} {record.backend:<10} {record.state:<8} {record.live_nodes:>5}  {created:<20} "
+            f"{lease_listing.describe(view):<20} {labels}"
         )
+        for line in lease_listing.holder_lines(view):
+            click.echo(f"  {line}")
 
 
 @main.command("reap")

@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from raydog_core import auth, client_auth, leases, naming
+from raydog_core import auth, client_auth, leases, naming, reuse
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -122,6 +122,8 @@ class RayDogCluster:
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
+        self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
+        self._left = False  # a warm cluster this builder used and left to its other holders
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -172,22 +174,7 @@ class RayDogCluster:
         cluster._state = state.model_copy(deep=True)
         cluster._built = state.phase == "running"
         cluster._shut_down = state.phase == "shut_down"
-        for pool_state in state.pools:
-            if pool_state.role != "worker":
-                continue
-            index = _pool_index(pool_state.raydog_id, state.cluster_name) or cluster._next_pool_index
-            pool = _Pool(
-                raydog_id=pool_state.raydog_id or pool_state.pool_id,
-                index=index,
-                spec=WorkerPoolSpec(worker_pool_node_count=max(pool_state.node_count, 1)).model_copy(
-                    update={"worker_pool_internal_name": pool_state.internal_name}
-                ),
-                backend_id=pool_state.pool_id,
-                node_ids=list(pool_state.node_ids),
-            )
-            cluster._pools[pool.raydog_id] = pool
-            cluster._next_pool_index = max(cluster._next_pool_index, index + 1)
-        cluster._next_pool_index = max(cluster._next_pool_index, state.next_pool_index)
+        cluster._adopt_pools(state)
         return cluster
 
     # -- the upstream API -------------------------------------------------------------------------
@@ -238,6 +225,84 @@ class RayDogCluster:
         if self._built or self._session is not None:
             raise RayDogError("build() was already called for this cluster")
         timeout = _seconds(head_node_build_timeout, self.spec.build_timeout)
+        if self.spec.reuse_key is not None:
+            return self._build_or_attach(timeout, wait_for_workers, lease, lease_holder, hold_lease)
+        return self._build_new(timeout, wait_for_workers, wait_for_head, lease, lease_holder, hold_lease)
+
+    def _build_or_attach(
+        self,
+        timeout: float,
+        wait_for_workers: bool,
+        lease: bool | None,
+        lease_holder: str | None,
+        hold_lease: bool,
+    ) -> tuple[str, str | None]:
+        """A cluster with a reuse_key: attach to the live warm one of this key and spec, else build it
+        (under a lock, so that parallel runs with one key build one cluster). See `raydog_core.reuse`."""
+        if lease is False:
+            raise SpecError(
+                "reuse_key",
+                "a warm cluster is always leased: its leases and idle_ttl are how it ends",
+                "remove build(lease=False), or the reuse_key",
+            )
+        key = self._become_warm()
+        backend = self._ensure_backend()
+        holder = lease_holder or leases.holder_name("builder")
+        with reuse.creation_lock(key, timeout):
+            state = reuse.warm_state(key, backend)
+            if state is not None and self._attach_warm(key, state, holder, hold_lease):
+                log.info("attached to warm cluster %s (%s)", self.spec.cluster_name, self.cluster_id)
+                return self.state.head.private_ip or "", self.state.head.public_ip
+            result = self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
+            reuse.remember(key, self.state)
+        return result
+
+    def _become_warm(self) -> reuse.WarmKey:
+        """Name and label the cluster after its reuse key and spec; pools take the new name."""
+        platform = self._credentials.api_url if self._credentials else None
+        key = reuse.WarmKey.of(self.spec, [p.spec for p in self._pools.values()], platform)
+        labels = {**self.spec.cluster_labels, reuse.REUSE_LABEL: key.label}
+        self.spec = self.spec.model_copy(update={"cluster_name": key.cluster_name, "cluster_labels": labels})
+        pools = list(self._pools.values())
+        for pool in pools:
+            pool.raydog_id = key.cluster_name + naming.worker_pool_suffix(pool.index)
+        self._pools = {pool.raydog_id: pool for pool in pools}
+        return key
+
+    def _attach_warm(self, key: reuse.WarmKey, state: ClusterState, holder: str, hold_lease: bool) -> bool:
+        """Use the warm cluster `state` names if its head runs where the state says and its watchdog
+        grants this client a lease; otherwise shut it down (it is dead or ending) and say False."""
+        backend = self._ensure_backend()
+        session = ClusterSession.from_state(state, backend)
+        planned = (self._pools, self._next_pool_index)
+        try:
+            session.require_token()
+            head = session.vouched_head(state)
+            self._session, self._state = session, state.model_copy(deep=True)
+            self._adopt_pools(self._state)
+            if hold_lease:
+                session.lease_client(head).renew(
+                    holder, self._lease_terms().timeout_s or leases.DEFAULT_TTL_S
+                )
+                self._lease = self._lease_keeper(holder).take()
+        except (RayDogError, leases.LeaseError) as error:
+            self._session, self._state, self._lease = None, None, None
+            self._pools, self._next_pool_index = planned
+            reuse.replace_dead(key, state, backend, str(error))
+            return False
+        self._built = True
+        self._point_process_at_cluster()
+        return True
+
+    def _build_new(
+        self,
+        timeout: float,
+        wait_for_workers: bool,
+        wait_for_head: bool,
+        lease: bool | None,
+        lease_holder: str | None,
+        hold_lease: bool,
+    ) -> tuple[str, str | None]:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
@@ -332,6 +397,8 @@ class RayDogCluster:
         self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
+        if self.is_warm:
+            reuse.forget(self.spec.cluster_name, self._session.cluster_id)  # no later run attaches to it
         if self._state is not None:
             self._state.phase = "shut_down"
             self._publish_state()
@@ -340,6 +407,29 @@ class RayDogCluster:
         log.info("cluster %s shut down", self.spec.cluster_name)
         if failures:
             raise ShutdownError(failures)
+
+    def leave(self) -> None:
+        """Stop using a warm cluster (one with a reuse_key) and leave it to its other holders: this
+        builder's lease is released, and the cluster ends by itself once idle for its idle_ttl.
+        `shut_down()` ends it for everyone. Idempotent; for a cluster without a reuse_key, it shuts down."""
+        if not self.is_warm or not self._built or self._shut_down:
+            self.shut_down()
+            return
+        if self._left:
+            return
+        self._left = True
+        keeper, self._lease = self._lease, None
+        if keeper is not None:
+            keeper.stop(release=True)
+        self._release_process()
+        if self._backend_given is None and self._backend is not None:
+            self._backend.close()
+        log.info("left warm cluster %s: it stays up for its next run", self.spec.cluster_name)
+
+    @property
+    def is_warm(self) -> bool:
+        """Whether this is a warm cluster, shared by the runs of one reuse_key (from its label)."""
+        return reuse.REUSE_LABEL in self.spec.cluster_labels
 
     def hold_lease(self, holder: str | None = None) -> leases.LeaseKeeper:
         """Take a lease on this cluster now and renew it in the background until `stop()` (or use it as
@@ -395,7 +485,7 @@ class RayDogCluster:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self.shut_down()
+            self.leave()  # a warm cluster stays for the next run; any other is shut down
         except Exception:
             if exc is None:
                 raise
@@ -473,6 +563,27 @@ class RayDogCluster:
         return poll_until(look, time.monotonic() + timeout, timed_out)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _adopt_pools(self, state: ClusterState) -> None:
+        """Track the worker pools a saved state names, as if this builder had added them."""
+        self._pools = {}
+        self._next_pool_index = 1
+        for pool_state in state.pools:
+            if pool_state.role != "worker":
+                continue
+            index = _pool_index(pool_state.raydog_id, state.cluster_name) or self._next_pool_index
+            pool = _Pool(
+                raydog_id=pool_state.raydog_id or pool_state.pool_id,
+                index=index,
+                spec=WorkerPoolSpec(worker_pool_node_count=max(pool_state.node_count, 1)).model_copy(
+                    update={"worker_pool_internal_name": pool_state.internal_name}
+                ),
+                backend_id=pool_state.pool_id,
+                node_ids=list(pool_state.node_ids),
+            )
+            self._pools[pool.raydog_id] = pool
+            self._next_pool_index = max(self._next_pool_index, index + 1)
+        self._next_pool_index = max(self._next_pool_index, state.next_pool_index)
 
     def _plan_pool(self, pool_spec: WorkerPoolSpec, where: str) -> _Pool:
         name = pool_spec.worker_pool_internal_name
@@ -673,7 +784,8 @@ class RayDogCluster:
 
     def _find_pool(self, worker_pool_id: str) -> _Pool:
         for pool in self._pools.values():
-            if worker_pool_id in (pool.raydog_id, pool.backend_id):
+            planned = self._planned_name + naming.worker_pool_suffix(pool.index)  # before a warm rename
+            if worker_pool_id in (pool.raydog_id, pool.backend_id, planned):
                 return pool
         raise RayDogError(f"no worker pool with id {worker_pool_id!r}; pools: {sorted(self._pools)}")
 
@@ -691,6 +803,8 @@ class RayDogCluster:
     def _check_open(self) -> None:
         if self._shut_down:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
+        if self._left:
+            raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
 
 
 def _pool_index(raydog_id: str | None, cluster_name: str) -> int | None:

@@ -20,6 +20,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -41,6 +42,7 @@ WORKER_RECONNECT_S = 30  # and Ray's own backstop for custom worker scripts (Ray
 # a raylet that outlives its GCS's reconnect timeout dies "unexpectedly", leaving Ray's agents behind
 # for a minute more. Well below WORKER_RECONNECT_S - HEAD_LOST_AFTER_S: the stop stays graceful.
 WORKER_DRAIN_S = 5
+WARM_IDLE_TTL = timedelta(minutes=10)  # how long a warm cluster (reuse_key) waits for the next run
 
 
 class LeaseError(RayDogError):
@@ -84,8 +86,14 @@ def choose_leased(
 
 
 def terms_for(spec: ClusterFields, leased: bool) -> LeaseState | None:
-    """The cluster's keep-alive terms: leases needed (leased), idleness alone (an idle TTL), or none."""
-    idle_ttl_s = spec.idle_ttl.total_seconds() if spec.idle_ttl is not None else 0.0
+    """The cluster's keep-alive terms: leases needed (leased), idleness alone (an idle TTL), or none.
+
+    A warm cluster (one with a reuse_key) waits `WARM_IDLE_TTL` for the next run unless told otherwise.
+    """
+    idle_ttl = spec.idle_ttl
+    if idle_ttl is None and spec.reuse_key is not None:
+        idle_ttl = WARM_IDLE_TTL
+    idle_ttl_s = idle_ttl.total_seconds() if idle_ttl is not None else 0.0
     if leased:
         return LeaseState(
             timeout_s=spec.lease_timeout.total_seconds(),
@@ -162,18 +170,24 @@ class LeaseClient:
     def release(self, holder: str) -> bool:
         return bool(self._request("DELETE", f"/v1/leases/{holder}")["released"])
 
-    def view(self) -> dict[str, Any]:
+    def view(self, timeout_s: float = REQUEST_TIMEOUT_S) -> dict[str, Any]:
         """Leases (holder, seconds left), idle seconds and seconds until the cluster ends."""
-        return self._request("GET", "/v1/leases")
+        return self._request("GET", "/v1/leases", timeout_s=timeout_s)
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         request.add_header("Content-Type", "application/json")
         if self._token:
             request.add_header("Authorization", f"Bearer {self._token}")
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as error:
             detail = error.read(500).decode(errors="replace")

@@ -20,6 +20,10 @@ OBSERVABILITY_SUFFIX = "-obs"
 MAX_WORKER_POOLS = 999
 LONGEST_SUFFIX = len(f"-w{MAX_WORKER_POOLS}")
 MAX_CLUSTER_NAME_LENGTH = MAX_NAME_LENGTH - LONGEST_SUFFIX
+MAX_REUSE_KEY_LENGTH = 40
+# A warm (reusable) cluster's name ends with the digest of its reuse key and spec ("-r" + 8 hex digits),
+# so clusters of different specs never share a name, and on YellowDog never a work requirement.
+WARM_SUFFIX_LENGTH = len("-r") + 8
 
 
 def worker_pool_suffix(index: int) -> str:

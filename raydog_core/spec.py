@@ -135,7 +135,12 @@ class ClusterFields(BaseModel):
     idle_ttl: timedelta | None = Field(
         None,
         description="How long the cluster stays up with no lease and no Ray work before it ends itself; "
-        "unset: at once for a leased cluster, never for an unleased one.",
+        "unset: at once for a leased cluster (10 minutes with a reuse_key), never for an unleased one.",
+    )
+    reuse_key: str | None = Field(
+        None,
+        description="Runs with the same reuse_key and the same spec share one warm cluster: a run attaches "
+        "to it instead of building, and it ends itself once idle_ttl has passed after its last lease.",
     )
     backend: BackendKind = Field("local", description="Where nodes run: 'local' processes or 'yellowdog'.")
     node_placement: NodePlacement | None = Field(
@@ -238,6 +243,11 @@ class ClusterSpec(ClusterFields, _Strict):
         if value is None:
             return None
         return limits.check_duration("idle_ttl", value, limits.IDLE_TTL_RANGE, "e.g. timedelta(minutes=10)")
+
+    @field_validator("reuse_key")
+    @classmethod
+    def _valid_reuse_key(cls, value: str | None) -> str | None:
+        return None if value is None else naming.check_name("reuse_key", value, naming.MAX_REUSE_KEY_LENGTH)
 
     @field_validator("build_timeout")
     @classmethod

@@ -49,6 +49,10 @@ TICK_S = 1.0
 ACTIVITY_EVERY_S = 5.0
 
 
+class ClusterEnding(Exception):
+    """A lease asked for after the watchdog decided to end the cluster."""
+
+
 class Leases:
     """Who holds the cluster until when, and when it was last busy: the watchdog's whole state.
 
@@ -66,10 +70,13 @@ class Leases:
         self._taken = False  # the first lease ends the start-up grace: from then on, leases alone count
         self._busy_at: float | None = None  # when Ray activity was last seen
         self._busy = False  # whether the last look saw Ray activity
+        self._ending = False  # decided: no lease is granted any more (a warm run must not attach now)
         self._lock = threading.Lock()
 
     def renew(self, holder: str, ttl_s: float, now: float) -> float:
         with self._lock:
+            if self._ending:
+                raise ClusterEnding("the cluster is ending: no more leases")
             if holder not in self._expiry and len(self._expiry) >= MAX_LEASES:
                 self._forget_lapsed(now)
                 if len(self._expiry) >= MAX_LEASES:
@@ -102,10 +109,20 @@ class Leases:
     def ends_in(self, now: float) -> float:
         """Seconds until the cluster should end (0 or less: now); it never ends while a lease runs."""
         with self._lock:
-            if self._live(now) or self._busy:
-                return max(self._held_until - now, 0.0) + self.idle_ttl_s
-            idle_from = self._held_until if self._busy_at is None else max(self._held_until, self._busy_at)
-            return idle_from + self.idle_ttl_s - now
+            return self._ends_in(now)
+
+    def end_if_due(self, now: float) -> bool:
+        """Decide, in one step with any renewal, that the cluster ends now: from then on no lease is
+        granted, so a client never holds a lease on a cluster that is going away."""
+        with self._lock:
+            self._ending = self._ending or self._ends_in(now) <= 0
+            return self._ending
+
+    def _ends_in(self, now: float) -> float:
+        if self._live(now) or self._busy:
+            return max(self._held_until - now, 0.0) + self.idle_ttl_s
+        idle_from = self._held_until if self._busy_at is None else max(self._held_until, self._busy_at)
+        return idle_from + self.idle_ttl_s - now
 
     def view(self, now: float) -> dict[str, Any]:
         with self._lock:
@@ -121,6 +138,7 @@ class Leases:
             "idle_s": round(max(now - idle_from, 0.0), 1) if not (leases or busy) else 0.0,
             "idle_ttl_s": self.idle_ttl_s,
             "ends_in_s": round(self.ends_in(now), 1),
+            "ending": self._ending,
         }
 
     def _live(self, now: float) -> bool:
@@ -173,6 +191,9 @@ def make_handler(leases: Leases, token: str | None) -> type[BaseHTTPRequestHandl
                 granted = leases.renew(holder, ttl_s, time.monotonic())
             except OverflowError as error:
                 self._reply(429, {"error": str(error)})
+                return
+            except ClusterEnding as error:
+                self._reply(410, {"error": str(error)})
                 return
             self._reply(200, {"holder": holder, "expires_in_s": granted})
 
@@ -255,7 +276,7 @@ def main() -> int:
         if dashboard_port and now - last_activity_check >= ACTIVITY_EVERY_S:
             last_activity_check = now
             leases.activity(drivers_active(dashboard_port, token), now)
-        if leases.ends_in(now) <= 0:
+        if leases.end_if_due(now):
             view = leases.view(now)
             print(
                 f"raydog: watchdog: no lease held and idle for {view['idle_s']:g}s "

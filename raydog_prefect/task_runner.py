@@ -38,7 +38,7 @@ from prefect_ray import RayTaskRunner
 from prefect_ray.task_runners import PrefectRayFuture
 from pydantic import ValidationError
 
-from raydog_core import auth
+from raydog_core import auth, naming
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import SpecError
@@ -49,7 +49,7 @@ from raydog_prefect.blocks import RayDogClusterConfig
 from raydog_prefect.connection import RayConnection, check_connection, open_connection, resolve_mode
 from raydog_prefect.labels import ORCHESTRATOR, ORCHESTRATOR_LABEL, flow_run_labels
 from raydog_prefect.logs import flush_forwarder, logs_forwarded, start_forwarder
-from raydog_prefect.teardown import still_running, tear_down
+from raydog_prefect.teardown import leave, still_running, tear_down
 
 ClusterSource = RayDogClusterConfig | ClusterSpec | str | None
 RAY_CLIENT_ATTEMPTS = 3
@@ -68,6 +68,7 @@ class RunnerSettings:
     cluster: ClusterSource = None
     reuse_cluster_across_retries: bool = True
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reuse: str | None = None
 
 
 class RayDogTaskRunner(RayTaskRunner):
@@ -79,6 +80,10 @@ class RayDogTaskRunner(RayTaskRunner):
             cluster with a head and one worker.
         reuse_cluster_across_retries: the attempts of one flow run share one cluster.
         init_kwargs: extra keyword arguments for `ray.init`.
+        reuse: a reuse key (the configuration's `reuse_key` otherwise): flow runs with the same key and
+            the same cluster configuration share one warm cluster, which stays up for `idle_ttl`
+            (default 10 minutes) after the last run left, then ends itself. Each run's Ray work has
+            its own Ray namespace.
         lazy: deprecated, no effect: the cluster is always built when the flow run first needs it.
     """
 
@@ -89,6 +94,7 @@ class RayDogTaskRunner(RayTaskRunner):
         reuse_cluster_across_retries: bool = True,
         init_kwargs: dict[str, Any] | None = None,
         lazy: bool | None = None,
+        reuse: str | None = None,
     ) -> None:
         if not isinstance(cluster, RayDogClusterConfig | ClusterSpec | str | None):
             raise TypeError(
@@ -102,8 +108,10 @@ class RayDogTaskRunner(RayTaskRunner):
                 DeprecationWarning,
                 stacklevel=2,
             )
+        if reuse is not None:
+            naming.check_name("reuse", reuse, naming.MAX_REUSE_KEY_LENGTH)
         super().__init__(address=None, init_kwargs=init_kwargs)
-        self.settings = RunnerSettings(cluster, reuse_cluster_across_retries, dict(init_kwargs or {}))
+        self.settings = RunnerSettings(cluster, reuse_cluster_across_retries, dict(init_kwargs or {}), reuse)
         self._resources: ExitStack | None = None  # open while the runner is entered
         self._provisioned = False
         self._provision_error: Exception | None = None  # raised again: one failed build per attempt
@@ -118,6 +126,7 @@ class RayDogTaskRunner(RayTaskRunner):
             settings.cluster,
             reuse_cluster_across_retries=settings.reuse_cluster_across_retries,
             init_kwargs=dict(settings.init_kwargs),
+            reuse=settings.reuse,
         )
 
     @property
@@ -244,6 +253,10 @@ class RayDogTaskRunner(RayTaskRunner):
             _logged, logger, "Closing the connection to the RayDog cluster", self._close_connection
         )
         self._hold_lease_through_tunnel(stack, cluster, flow_run_id)
+        if cluster.is_warm and "namespace" not in self.settings.init_kwargs:
+            # Runs sharing a warm cluster do not see each other's named actors (see docs/prefect.md).
+            namespace = f"prefect-{flow_run_id or 'run'}"
+            self.init_kwargs: dict[str, Any] = {**self.settings.init_kwargs, "namespace": namespace}
         self._connect_ray(stack, self._connection.address)
         self._forward_task_logs(stack, logger)
         logger.info(
@@ -258,7 +271,10 @@ class RayDogTaskRunner(RayTaskRunner):
         self, config: RayDogClusterConfig, flow_run_id: str | None, logger: Any
     ) -> RayDogCluster:
         """The cluster an earlier attempt of this flow run parked, if still running; else a new one."""
-        cluster = retries.take(flow_run_id) if flow_run_id and self._reuses(flow_run_id) else None
+        warm = config.reuse_key is not None
+        cluster = (
+            retries.take(flow_run_id) if flow_run_id and self._reuses(flow_run_id) and not warm else None
+        )
         if cluster is not None and still_running(cluster):
             logger.info(
                 "Reusing RayDog cluster %s (%s) from an earlier attempt of this flow run",
@@ -268,7 +284,12 @@ class RayDogTaskRunner(RayTaskRunner):
             return cluster
         if cluster is not None:
             tear_down(cluster, logger)
-        labels = flow_run_labels(flow_run_id) if flow_run_id else {ORCHESTRATOR_LABEL: ORCHESTRATOR}
+        # A warm cluster outlives this run: it is not labelled with it (crash hooks and the reaper's
+        # run-finished check then leave it alone; its leases and idle_ttl end it).
+        if flow_run_id is not None and not warm:
+            labels = flow_run_labels(flow_run_id)
+        else:
+            labels = {ORCHESTRATOR_LABEL: ORCHESTRATOR}
         cluster = config.create_cluster(extra_labels=labels)
         logger.info(
             "Building RayDog cluster %s on backend %r (labels %s)",
@@ -301,7 +322,9 @@ class RayDogTaskRunner(RayTaskRunner):
         """
 
         def release(exc_type: type[BaseException] | None, *_: Any) -> None:
-            if (
+            if cluster.is_warm:
+                leave(cluster, logger)  # the next run with its key attaches; idle, it ends itself
+            elif (
                 exc_type is None
                 and self._reuses(flow_run_id)
                 and _another_attempt_follows(flow_run_id, logger)
@@ -327,7 +350,8 @@ class RayDogTaskRunner(RayTaskRunner):
             return
         client = LeaseClient(url, auth.load_token(cluster.cluster_id or ""))
         keeper = LeaseKeeper(lambda: client, _lease_holder(flow_run_id), terms).take()
-        stack.callback(keeper.stop, release=False)  # the cluster is shut down or parked next
+        # Next, the cluster is shut down or parked; a warm one is left, so the lease is released now.
+        stack.callback(keeper.stop, release=cluster.is_warm)
 
     def _connect_ray(self, stack: ExitStack, address: str | None) -> None:
         """prefect-ray's own start (`ray.init`, or the Ray already connected), safe to SIGTERM.
@@ -370,7 +394,13 @@ class RayDogTaskRunner(RayTaskRunner):
         return self.reuse_cluster_across_retries and flow_run_id is not None
 
     def load_config(self) -> RayDogClusterConfig:
-        """The cluster configuration: the Block given, a saved one loaded by name now, or the default."""
+        """The cluster configuration: the Block given, a saved one loaded by name now, or the default;
+        with this runner's `reuse` key, if it has one."""
+        config = self._load_source()
+        reuse = self.settings.reuse
+        return config if reuse is None else config.model_copy(update={"reuse_key": reuse})
+
+    def _load_source(self) -> RayDogClusterConfig:
         source = self.cluster
         if source is None:
             return RayDogClusterConfig()

@@ -1,4 +1,4 @@
-"""Shutting a flow run's cluster down safely: never raising over the flow's own error, not cut short
+"""Shutting a flow run's cluster down (or leaving a warm one) safely: never raising over the flow's own error, not cut short
 by a second Ctrl+C, and saying so when a crash hook or the reaper got there first."""
 
 from __future__ import annotations
@@ -36,4 +36,21 @@ def tear_down(cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAda
         except Exception:
             logger.exception(
                 "Shutting down RayDog cluster %s failed; `raydog reap --label` can remove what is left", name
+            )
+
+
+def leave(cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    """Leave a warm cluster to the next run with its reuse key; failures are logged, never raised."""
+    with signals_deferred():
+        try:
+            cluster.leave()
+            logger.info(
+                "Left warm RayDog cluster %s (%s): the next run with its reuse_key attaches to it; idle, it "
+                "ends itself",
+                cluster.spec.cluster_name,
+                cluster.cluster_id,
+            )
+        except Exception:
+            logger.exception(
+                "Leaving RayDog cluster %s failed; its lease lapses by itself", cluster.spec.cluster_name
             )

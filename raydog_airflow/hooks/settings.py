@@ -16,6 +16,7 @@ memory when a tunnel opens, never written to a file.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from raydog_core import auth
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import SpecError, StateError
-from raydog_core.leases import LeaseClient, LeaseKeeper
+from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.lifecycle import vouched_head
 from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "yellowdog")
 SSH_FIELDS = (  # the connection form's SSH fields (get_provider_info), as SshAccess reads them
@@ -172,6 +175,22 @@ class RayDogConnectionSettings:
                 yield
             finally:
                 keeper.stop(release=False)
+
+    def release_lease(self, state: ClusterState, holder: str) -> None:
+        """Give the DAG run's lease on a warm cluster up now: the cluster stays for other runs, and
+        ends itself once idle. Where that fails, the lease lapses by itself after `lease_timeout`."""
+        if state.head.lease_port is None or not self.reaches_head():
+            return
+        try:
+            with self.head_url(state, state.head.lease_port) as url:
+                LeaseClient(url, ray_token(state)).release(holder)
+        except (LeaseError, StateError) as error:
+            log.warning(
+                "lease %s on cluster %s not released (it lapses by itself): %s",
+                holder,
+                state.cluster_name,
+                error,
+            )
 
 
 def ray_token(state: ClusterState) -> str | None:

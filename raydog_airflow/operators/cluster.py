@@ -22,9 +22,9 @@ from airflow.sdk.configuration import conf
 from raydog_airflow.cluster_xcom import STATE_XCOM_KEY, push_state, state_argument, unique_states
 from raydog_airflow.hooks.raydog import RayDogHook
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
-from raydog_airflow.labels import dag_run_labels, lease_holder
+from raydog_airflow.labels import ORCHESTRATOR_LABEL, dag_run_labels, lease_holder
 from raydog_airflow.triggers.raydog import RayDogClusterTrigger
-from raydog_core import naming, operations
+from raydog_core import naming, operations, reuse
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import BuildError, BuildTimeoutError
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, load_spec_file
@@ -90,7 +90,12 @@ class RayDogBuildOperator(BaseOperator):
         leased, holder = settings.reaches_head(), _holder(context)
         hold = not settings.through_tunnel()  # else taken through the tunnel, below
         with closing(settings.create_backend()) as backend:
-            if not self.deferrable:
+            if spec.reuse_key is not None and self.deferrable:
+                # A warm build attaches in seconds, or builds under a lock it cannot hold while deferred.
+                self.log.info(
+                    "cluster %s has a reuse_key: building (or attaching) in place", spec.cluster_name
+                )
+            if not self.deferrable or spec.reuse_key is not None:
                 self._cluster = RayDogCluster(
                     spec=spec, backend=backend, on_state=lambda s: push_state(ti, s)
                 )
@@ -158,9 +163,10 @@ class RayDogBuildOperator(BaseOperator):
         return self._built(context["ti"], ClusterState.from_json(event["cluster_state"]))
 
     def on_kill(self) -> None:
-        """The task is being killed while it builds in place: stop what exists (the builder is ours)."""
+        """The task is being killed while it builds in place: stop what exists (the builder is ours);
+        a warm cluster it attached to is only left, to its other runs."""
         if self._cluster is not None:
-            self._cluster.shut_down()
+            self._cluster.leave()
 
     def cluster_spec(self, context: Context, settings: RayDogConnectionSettings) -> ClusterSpec:
         """The rendered spec, with the connection's defaults and this DAG run's labels."""
@@ -177,6 +183,10 @@ class RayDogBuildOperator(BaseOperator):
         data.setdefault("cluster_name", naming.suggest_name(self.dag_id))
         dag_run = context["dag_run"]
         labels = dag_run_labels(dag_run.dag_id, dag_run.run_id)
+        if data.get("reuse_key"):
+            # A warm cluster outlives this run: not labelled with it, so failure callbacks and the
+            # reaper's run-finished check leave it to its leases and idle_ttl.
+            labels = {ORCHESTRATOR_LABEL: labels[ORCHESTRATOR_LABEL]}
         data["cluster_labels"] = {**dict(data.get("cluster_labels") or {}), **labels}
         return build_model(ClusterSpec, data)
 
@@ -303,6 +313,9 @@ class RayDogRemoveWorkerPoolOperator(BaseOperator):
 class RayDogShutdownOperator(BaseOperator):
     """Shut a cluster down: the teardown. Idempotent, works from partial state, runs after any failure.
 
+    A warm cluster (built with a `reuse_key`) is not shut down: the DAG run's lease on it is released,
+    and it stays up for the next run with its key until idle for its `idle_ttl`.
+
     It is a teardown task by default with trigger rule ALL_DONE, so it also runs when the build failed
     half-way (Airflow's teardown default, ALL_DONE_SETUP_SUCCESS, would skip it and leak the cluster),
     while the DAG run still ends failed. `teardown=False` makes it an ordinary task (trigger rule
@@ -346,7 +359,14 @@ class RayDogShutdownOperator(BaseOperator):
         with closing(settings.create_backend()) as backend:
             for state in states:
                 settings.check_state(state)
-                if operations.shut_down(state, backend):
+                if reuse.is_warm(state):
+                    settings.release_lease(state, _holder(context))
+                    self.log.info(
+                        "cluster %s (%s) is warm: left to the next run with its reuse_key (lease released)",
+                        state.cluster_name,
+                        state.cluster_id,
+                    )
+                elif operations.shut_down(state, backend):
                     self.log.info("cluster %s (%s) shut down", state.cluster_name, state.cluster_id)
                 else:
                     self.log.info(

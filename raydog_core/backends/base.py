@@ -142,6 +142,7 @@ class ClusterRecord:
     # nodes are done but platform resources, e.g. YellowDog pools, are still being released)
     state: str
     namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
+    lease_port: int | None = None  # where its head's watchdog would listen, where the backend knows it
 
 
 @runtime_checkable

@@ -25,7 +25,7 @@ from raydog_core.ports import free_ports
 from raydog_core.processes import wait_until
 from raydog_core.scripts import default_script
 from raydog_core.state import LeaseState
-from raydog_core.watchdog import Leases
+from raydog_core.watchdog import ClusterEnding, Leases
 
 # -- the rules ----------------------------------------------------------------------------------------
 
@@ -64,6 +64,16 @@ def test_ray_activity_holds_the_cluster_and_restarts_the_idle_time() -> None:
     assert rules.ends_in(now=100) == pytest.approx(10)
     rules.activity(None, now=101)  # the dashboard did not answer: counted as idle, never as a hang
     assert rules.ends_in(now=110) <= 0
+
+
+def test_once_the_end_is_decided_no_lease_is_granted() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=10, now=0)
+    rules.renew("run-1", 5, now=0)
+    assert not rules.end_if_due(now=14)  # idle since 5 s: 9 s of 10
+    assert rules.end_if_due(now=15)
+    with pytest.raises(ClusterEnding):
+        rules.renew("run-2", 5, now=15)  # a warm run arriving now must build anew, not attach
+    assert rules.view(now=15)["ending"] is True
 
 
 def test_the_view_lists_live_leases_only() -> None:

@@ -133,6 +133,7 @@ class LocalBackend:
                     created_at=manifest.created_at,
                     live_nodes=live,
                     state="running" if live else manifest.state,
+                    lease_port=manifest.ports.lease,
                 )
             )
         return records

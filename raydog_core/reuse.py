@@ -1,0 +1,179 @@
+"""Warm reuse: runs with the same `reuse_key` and the same spec share one cluster.
+
+A run attaches to a live matching cluster instead of building one, holds a lease while it works and
+leaves; the cluster stays warm for its idle TTL after the last lease ends, then the watchdog on its head
+ends it, as for any leased cluster (`raydog_core.leases`).
+
+What must match is the whole spec except what says who runs it (`cluster_labels`) and how long one
+client waits for a build (`build_timeout`): scripts count by their text, pools by their shape, and the
+YellowDog platform by its URL. The match is a digest carried in the cluster's name and in its
+`raydog-reuse` label, so clusters of different specs never share a name (on YellowDog: never a work
+requirement, whose name the platform keeps unique among live ones in a namespace).
+
+Creation under one key is serialised by a file lock under $RAYDOG_HOME, which holds across processes on
+this machine; the lock is held through a cold build, so parallel runs with one key wait for the first
+and attach to its cluster. The warm cluster's state is kept beside the lock (no secret in it); it is
+input like any saved state: a cluster is attached to only if its backend lists it running under this
+digest, reports its head running at the addresses the state names, and its watchdog grants a lease.
+Anything less is a dead warm cluster: it is shut down and replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from raydog_core import naming
+from raydog_core.backends.base import Backend
+from raydog_core.errors import BuildTimeoutError, SpecError, StateError
+from raydog_core.home import raydog_home
+from raydog_core.lifecycle import shut_down_cluster
+from raydog_core.private_files import private_dir, replace_private
+from raydog_core.scripts import load_script
+from raydog_core.spec import ClusterSpec, WorkerPoolSpec
+from raydog_core.state import ClusterState
+
+log = logging.getLogger("raydog")
+
+REUSE_LABEL = "raydog-reuse"
+NOT_MATCHED = frozenset({"cluster_labels", "build_timeout"})  # who runs it, and how long one client waits
+DIGEST_HEX_DIGITS = naming.WARM_SUFFIX_LENGTH - len("-r")
+
+
+@dataclass(frozen=True)
+class WarmKey:
+    """Which warm cluster a build may share: the reuse key and the digest of the spec it asks for."""
+
+    reuse_key: str
+    digest: str
+    base_name: str  # the spec's cluster_name
+
+    @classmethod
+    def of(cls, spec: ClusterSpec, pools: Sequence[WorkerPoolSpec], platform: str | None) -> WarmKey:
+        """The key of `spec` with these worker pools (those of the spec and any added before build)."""
+        if spec.reuse_key is None:
+            raise ValueError("the spec has no reuse_key")
+        described = spec.model_dump(mode="json", exclude=set(NOT_MATCHED) | {"worker_pools"})
+        described["head_node_ray_start_script"] = load_script(spec.head_node_ray_start_script, "head")
+        if spec.enable_observability:
+            described["observability_node_start_script"] = load_script(
+                spec.observability_node_start_script, "observability"
+            )
+        described["worker_pools"] = [
+            {
+                **pool.model_dump(mode="json", exclude={"worker_node_task_script"}),
+                "worker_node_task_script": load_script(pool.worker_node_task_script, "worker"),
+            }
+            for pool in pools
+        ]
+        described["platform"] = platform.rstrip("/") if platform else None
+        canonical = json.dumps(described, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:DIGEST_HEX_DIGITS]
+        return cls(spec.reuse_key, digest, spec.cluster_name)
+
+    @property
+    def cluster_name(self) -> str:
+        """The warm cluster's name: the spec's, shortened if need be, and the digest."""
+        room = naming.MAX_CLUSTER_NAME_LENGTH - naming.WARM_SUFFIX_LENGTH
+        return f"{self.base_name[:room].rstrip('-_')}-r{self.digest}"
+
+    @property
+    def label(self) -> str:
+        """The `raydog-reuse` label's value: key and digest, what `raydog list` and the match read."""
+        return f"{self.reuse_key}.{self.digest}"
+
+    def matches(self, state: ClusterState) -> bool:
+        return state.cluster_name == self.cluster_name and state.labels.get(REUSE_LABEL) == self.label
+
+
+def is_warm(state: ClusterState) -> bool:
+    """Whether a saved state is of a warm cluster: its users leave it, they never shut it down."""
+    return REUSE_LABEL in state.labels
+
+
+def _warm_dir() -> Path:
+    return private_dir(raydog_home() / "warm")
+
+
+def _state_file(cluster_name: str) -> Path:
+    return _warm_dir() / f"{naming.check_name('cluster_name', cluster_name)}.json"
+
+
+@contextmanager
+def creation_lock(key: WarmKey, timeout_s: float) -> Iterator[None]:
+    """Held while one process finds or builds the warm cluster of `key`: parallel runs wait for it."""
+    lock = FileLock(_warm_dir() / f"{key.cluster_name}.lock", mode=0o600)
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise BuildTimeoutError(
+            f"another run has been building the warm cluster {key.cluster_name} (reuse_key "
+            f"{key.reuse_key!r}) for over {timeout_s:.0f} s (build_timeout): try again, or raise build_timeout"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def remember(key: WarmKey, state: ClusterState) -> None:
+    """Keep the state of the warm cluster just built, for the next run with this key."""
+    replace_private(_state_file(key.cluster_name), state.to_json())
+
+
+def saved_state(cluster_name: str) -> ClusterState | None:
+    """The state this machine keeps of the warm cluster of this name, if it is readable (unverified)."""
+    try:
+        return ClusterState.from_json(_state_file(cluster_name).read_text())
+    except (OSError, StateError, SpecError):
+        return None
+
+
+def warm_state(key: WarmKey, backend: Backend) -> ClusterState | None:
+    """The state of the live warm cluster of `key`, if its backend lists it running; else None, after
+    shutting down and forgetting what is left of a dead one."""
+    path = _state_file(key.cluster_name)
+    try:
+        state = ClusterState.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, StateError) as error:
+        log.warning(
+            "the saved state of warm cluster %s is unusable (%s): building anew", key.cluster_name, error
+        )
+        path.unlink(missing_ok=True)
+        return None
+    if not key.matches(state) or state.backend != backend.kind or state.lease is None:
+        log.warning("the saved state of warm cluster %s is not its own: building anew", key.cluster_name)
+        path.unlink(missing_ok=True)
+        return None
+    record = next((r for r in backend.list_clusters() if r.cluster_id == state.cluster_id), None)
+    if record is not None and record.state == "running" and record.labels.get(REUSE_LABEL) == key.label:
+        return state
+    replace_dead(key, state, backend, "it is no longer running")
+    return None
+
+
+def replace_dead(key: WarmKey, state: ClusterState, backend: Backend, why: str) -> None:
+    """Shut down what is left of a warm cluster nobody can attach to, and forget it."""
+    log.warning(
+        "warm cluster %s (%s) is not usable: %s; replacing it", key.cluster_name, state.cluster_id, why
+    )
+    failures = shut_down_cluster(backend, state.cluster_id, [p.pool_id for p in state.pools])
+    if failures:
+        log.warning("shutting down the dead warm cluster %s left failures: %s", key.cluster_name, failures)
+    forget(key.cluster_name, state.cluster_id)
+
+
+def forget(cluster_name: str, cluster_id: str) -> None:
+    """A warm cluster that is over: no later run looks for it (a newer one of its name stays known)."""
+    state = saved_state(cluster_name)
+    if state is None or state.cluster_id == cluster_id:
+        _state_file(cluster_name).unlink(missing_ok=True)

@@ -1,0 +1,167 @@
+"""Warm reuse on real Ray: runs with one reuse_key and one spec share a cluster, which ends by itself
+once idle for its idle_ttl after the last run left; a different spec gets its own cluster; parallel runs
+build one; a dead warm cluster is replaced, never attached to."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import ray
+
+from raydog_core import RayDogCluster, naming, reuse
+from raydog_core.backends.local.backend import LocalBackend
+from raydog_core.errors import SpecError
+from raydog_core.reaper import list_and_tidy
+from raydog_core.spec import ClusterSpec, build_model
+from raydog_core.testing.leaks import count_leaks
+
+IDLE_TTL_S = 6
+
+
+def warm_spec(name: str = "warm", **fields) -> ClusterSpec:
+    defaults = {
+        "reuse_key": "nightly",
+        "idle_ttl": timedelta(seconds=IDLE_TTL_S),
+        "lease_timeout": timedelta(seconds=5),
+    }
+    return ClusterSpec(cluster_name=name, **{**defaults, **fields})
+
+
+def one_task(cluster: RayDogCluster) -> str:
+    ray.init(address=cluster.ray_address, namespace="warm-test", log_to_driver=False)
+    try:
+        return ray.get(ray.remote(lambda: "done").remote())
+    finally:
+        ray.shutdown()
+
+
+def running(backend: LocalBackend, cluster_id: str) -> bool:
+    return any(r.cluster_id == cluster_id and r.state == "running" for r in backend.list_clusters())
+
+
+def wait_until_gone(backend: LocalBackend, cluster_id: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while running(backend, cluster_id) and time.monotonic() - started < timeout_s:
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, raydog_home: Path) -> None:
+    with RayDogCluster(spec=warm_spec()) as first:
+        first.build()
+        warm_id = first.cluster_id
+        assert first.spec.cluster_name.startswith("warm-r") and first.is_warm
+        assert one_task(first) == "done"
+    assert running(local_backend, warm_id), "the warm cluster went with its first run"
+    left = RayDogCluster.from_state(first.state).lease_view()
+    assert left["leases"] == [] and left["idle_ttl_s"] == IDLE_TTL_S, left
+
+    started = time.monotonic()
+    with RayDogCluster(spec=warm_spec()) as second:
+        second.build()
+        attach_s = time.monotonic() - started
+        assert second.cluster_id == warm_id
+        holders = [lease["holder"] for lease in second.lease_view()["leases"]]
+        assert len(holders) == 1 and holders[0].startswith("builder:"), holders
+        assert one_task(second) == "done"
+
+        with RayDogCluster(spec=warm_spec(head_node_resources={"num_cpus": 2})) as other:
+            other.build()  # another spec: another cluster, while the warm one lives on for its holder
+            assert other.cluster_id != warm_id and other.spec.cluster_name != second.spec.cluster_name
+            other.shut_down()  # ends it for everyone, now
+        assert running(local_backend, warm_id)
+    print(f"attached to the warm cluster in {attach_s:.2f} s")
+
+    waited = wait_until_gone(local_backend, warm_id, IDLE_TTL_S + 60)
+    assert not running(local_backend, warm_id), "the warm cluster did not end once idle"
+    print(f"the warm cluster ended {waited:.1f} s after its last run left (idle_ttl {IDLE_TTL_S} s)")
+    listed = {r.cluster_id: r.state for r in list_and_tidy(local_backend)}  # what `raydog list` does
+    assert listed[warm_id] == "ended"
+    assert reuse.saved_state(first.spec.cluster_name) is None, "an ended warm cluster is still offered"
+    assert count_leaks(raydog_home, wait_s=30).total == 0
+
+
+PARALLEL_RUN = """
+import sys
+from datetime import timedelta
+from raydog_core import RayDogCluster
+from raydog_core.spec import ClusterSpec, build_model
+spec = ClusterSpec(cluster_name="para", reuse_key="k", idle_ttl=timedelta(seconds=60))
+with RayDogCluster(spec=spec) as cluster:
+    cluster.build()
+    print("cluster", cluster.cluster_id, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_parallel_runs_with_one_key_build_one_cluster(local_backend, raydog_home: Path) -> None:
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_RUN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    ids = {line.split()[1] for out in outputs for line in out.splitlines() if line.startswith("cluster ")}
+    assert len(ids) == 1, outputs
+    warm = [r for r in local_backend.list_clusters() if r.state == "running"]
+    assert [r.cluster_id for r in warm] == list(ids)
+    cluster = RayDogCluster(
+        spec=ClusterSpec(cluster_name="para", reuse_key="k", idle_ttl=timedelta(seconds=60))
+    )
+    cluster.build()  # attaches, then ends the cluster for everyone
+    assert cluster.cluster_id in ids
+    cluster.shut_down()
+    assert count_leaks(raydog_home, wait_s=30).total == 0
+
+
+@pytest.mark.slow
+def test_a_warm_cluster_with_a_dead_head_is_replaced(local_backend, raydog_home: Path) -> None:
+    spec = warm_spec("dead")
+    with RayDogCluster(spec=spec) as first:
+        first.build()
+        dead_id, head_id = first.cluster_id, first.state.head.node_id
+    local_backend.terminate_nodes(dead_id, [head_id])  # the head dies while the cluster is warm
+
+    with RayDogCluster(spec=spec) as second:
+        second.build()
+        assert second.cluster_id != dead_id
+        assert one_task(second) == "done"
+        assert not [r for r in local_backend.live_resources() if dead_id in r], (
+            "the dead one was not cleaned up"
+        )
+        second.shut_down()
+    assert count_leaks(raydog_home, wait_s=30).total == 0
+
+
+def test_a_warm_cluster_is_always_leased(raydog_home: Path) -> None:
+    cluster = RayDogCluster(spec=warm_spec())
+    with pytest.raises(SpecError, match="reuse_key"):
+        cluster.build(lease=False)
+
+
+def test_the_match_is_the_spec_but_not_who_runs_it() -> None:
+    base = reuse.WarmKey.of(warm_spec(), [], None)
+    assert base == reuse.WarmKey.of(warm_spec(cluster_labels={"run": "2"}), [], None)
+    assert base == reuse.WarmKey.of(warm_spec(build_timeout=timedelta(minutes=1)), [], None)
+    assert base != reuse.WarmKey.of(warm_spec(idle_ttl=timedelta(minutes=1)), [], None)
+    assert base != reuse.WarmKey.of(warm_spec(head_node_resources={"num_cpus": 2}), [], None)
+    assert base != reuse.WarmKey.of(warm_spec(), [], "https://api.yellowdog.ai")
+    assert base != reuse.WarmKey.of(warm_spec(head_node_ray_start_script="#!/bin/bash\nexit 1\n"), [], None)
+    other_key = reuse.WarmKey.of(warm_spec(reuse_key="other"), [], None)
+    assert other_key.digest != base.digest and other_key.cluster_name != base.cluster_name
+    long_name = reuse.WarmKey.of(warm_spec("w" * naming.MAX_CLUSTER_NAME_LENGTH), [], None).cluster_name
+    assert len(long_name) == naming.MAX_CLUSTER_NAME_LENGTH and re.fullmatch(r"w+-r[0-9a-f]{8}", long_name)
+
+
+def test_a_bad_reuse_key_is_refused_before_anything_exists() -> None:
+    with pytest.raises(SpecError, match="reuse_key"):
+        build_model(ClusterSpec, {"cluster_name": "w", "reuse_key": "Not A Key"})
