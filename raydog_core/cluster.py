@@ -28,7 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from raydog_core import auth, client_auth, leases, naming, reuse
+from raydog_core import auth, client_auth, leases, naming, reuse, warm_files
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -124,6 +124,7 @@ class RayDogCluster:
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
+        self._attached = False  # build() found a warm cluster and attached to it
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -254,7 +255,7 @@ class RayDogCluster:
                 log.info("attached to warm cluster %s (%s)", self.spec.cluster_name, self.cluster_id)
                 return self.state.head.private_ip or "", self.state.head.public_ip
             result = self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
-            reuse.remember(key, self.state)
+            warm_files.remember(self.state)
         return result
 
     def _become_warm(self) -> reuse.WarmKey:
@@ -290,7 +291,7 @@ class RayDogCluster:
             self._pools, self._next_pool_index = planned
             reuse.replace_dead(key, state, backend, str(error))
             return False
-        self._built = True
+        self._built = self._attached = True
         self._point_process_at_cluster()
         return True
 
@@ -397,8 +398,6 @@ class RayDogCluster:
         self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
-        if self.is_warm:
-            reuse.forget(self.spec.cluster_name, self._session.cluster_id)  # no later run attaches to it
         if self._state is not None:
             self._state.phase = "shut_down"
             self._publish_state()
@@ -425,6 +424,11 @@ class RayDogCluster:
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
         log.info("left warm cluster %s: it stays up for its next run", self.spec.cluster_name)
+
+    @property
+    def attached(self) -> bool:
+        """Whether build() attached to a warm cluster an earlier run built, instead of building."""
+        return self._attached
 
     @property
     def is_warm(self) -> bool:

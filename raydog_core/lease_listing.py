@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from raydog_core import auth, reuse
+from raydog_core import auth, warm_files
 from raydog_core.backends.base import Backend, ClusterRecord, NodeRole, NodeStatus
 from raydog_core.leases import LeaseClient, LeaseError
 from raydog_core.state import ClusterState
@@ -24,7 +24,7 @@ def lease_port(record: ClusterRecord) -> int | None:
     """The lease port the backend reports, else the one a warm cluster's saved state names."""
     if record.lease_port is not None:
         return record.lease_port
-    state: ClusterState | None = reuse.saved_state(record.name)
+    state: ClusterState | None = warm_files.saved_state(record.name)
     if state is None or state.cluster_id != record.cluster_id:
         return None
     return state.head.lease_port

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from raydog_core import auth, commands, leases
+from raydog_core import auth, commands, leases, warm_files
 from raydog_core.backends.base import (
     Backend,
     ClusterHandle,
@@ -318,7 +318,9 @@ def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[st
 
 def forget_secrets(cluster_id: str) -> None:
     """The secrets this machine keeps for a cluster that is over (shut down, or ended by itself): its
-    token, observability password, and a `ray up` cluster's client-side files (tag-store password)."""
+    token, observability password, and a `ray up` cluster's client-side files (tag-store password);
+    and a warm cluster's saved state, so no later run tries to attach to it."""
     auth.delete_token(cluster_id)
+    warm_files.forget_cluster(cluster_id)
     observability_password.PASSWORDS.delete(cluster_id)
     shutil.rmtree(autoscaler_files(cluster_id), ignore_errors=True)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from raydog_core import auth, reuse
+from raydog_core import auth
 from raydog_core.backends import Backend
 from raydog_core.backends.base import ClusterRecord
 from raydog_core.lifecycle import forget_secrets, shut_down_cluster
@@ -110,8 +110,6 @@ def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     nodes that shared this host), through the same idempotent shut-down as every door."""
     records = backend.list_clusters()
     for record in records:
-        if record.state != "running" and reuse.REUSE_LABEL in record.labels:
-            reuse.forget(record.name, record.cluster_id)  # a warm cluster that is over
         if record.state == "ended":
             forget_secrets(record.cluster_id)  # the local backend removed the rest when it marked it
         elif record.state == "ending":

@@ -26,16 +26,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from raydog_core import naming
+from raydog_core import naming, warm_files
 from raydog_core.backends.base import Backend
-from raydog_core.errors import BuildTimeoutError, SpecError, StateError
-from raydog_core.home import raydog_home
+from raydog_core.errors import BuildTimeoutError, StateError
 from raydog_core.lifecycle import shut_down_cluster
-from raydog_core.private_files import private_dir, replace_private
 from raydog_core.scripts import load_script
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec
 from raydog_core.state import ClusterState
@@ -98,18 +95,10 @@ def is_warm(state: ClusterState) -> bool:
     return REUSE_LABEL in state.labels
 
 
-def _warm_dir() -> Path:
-    return private_dir(raydog_home() / "warm")
-
-
-def _state_file(cluster_name: str) -> Path:
-    return _warm_dir() / f"{naming.check_name('cluster_name', cluster_name)}.json"
-
-
 @contextmanager
 def creation_lock(key: WarmKey, timeout_s: float) -> Iterator[None]:
     """Held while one process finds or builds the warm cluster of `key`: parallel runs wait for it."""
-    lock = FileLock(_warm_dir() / f"{key.cluster_name}.lock", mode=0o600)
+    lock = FileLock(warm_files.lock_file(key.cluster_name), mode=0o600)
     try:
         lock.acquire(timeout=timeout_s)
     except Timeout:
@@ -123,23 +112,10 @@ def creation_lock(key: WarmKey, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def remember(key: WarmKey, state: ClusterState) -> None:
-    """Keep the state of the warm cluster just built, for the next run with this key."""
-    replace_private(_state_file(key.cluster_name), state.to_json())
-
-
-def saved_state(cluster_name: str) -> ClusterState | None:
-    """The state this machine keeps of the warm cluster of this name, if it is readable (unverified)."""
-    try:
-        return ClusterState.from_json(_state_file(cluster_name).read_text())
-    except (OSError, StateError, SpecError):
-        return None
-
-
 def warm_state(key: WarmKey, backend: Backend) -> ClusterState | None:
     """The state of the live warm cluster of `key`, if its backend lists it running; else None, after
     shutting down and forgetting what is left of a dead one."""
-    path = _state_file(key.cluster_name)
+    path = warm_files.state_file(key.cluster_name)
     try:
         state = ClusterState.from_json(path.read_text())
     except FileNotFoundError:
@@ -162,18 +138,10 @@ def warm_state(key: WarmKey, backend: Backend) -> ClusterState | None:
 
 
 def replace_dead(key: WarmKey, state: ClusterState, backend: Backend, why: str) -> None:
-    """Shut down what is left of a warm cluster nobody can attach to, and forget it."""
+    """Shut down what is left of a warm cluster nobody can attach to (which forgets it too)."""
     log.warning(
         "warm cluster %s (%s) is not usable: %s; replacing it", key.cluster_name, state.cluster_id, why
     )
     failures = shut_down_cluster(backend, state.cluster_id, [p.pool_id for p in state.pools])
     if failures:
         log.warning("shutting down the dead warm cluster %s left failures: %s", key.cluster_name, failures)
-    forget(key.cluster_name, state.cluster_id)
-
-
-def forget(cluster_name: str, cluster_id: str) -> None:
-    """A warm cluster that is over: no later run looks for it (a newer one of its name stays known)."""
-    state = saved_state(cluster_name)
-    if state is None or state.cluster_id == cluster_id:
-        _state_file(cluster_name).unlink(missing_ok=True)

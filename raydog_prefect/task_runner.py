@@ -292,7 +292,8 @@ class RayDogTaskRunner(RayTaskRunner):
             labels = {ORCHESTRATOR_LABEL: ORCHESTRATOR}
         cluster = config.create_cluster(extra_labels=labels)
         logger.info(
-            "Building RayDog cluster %s on backend %r (labels %s)",
+            "%s RayDog cluster %s on backend %r (labels %s)",
+            "Finding or building warm" if warm else "Building",
             cluster.spec.cluster_name,
             cluster.spec.backend,
             cluster.spec.cluster_labels,
@@ -312,6 +313,14 @@ class RayDogTaskRunner(RayTaskRunner):
             )
         # A failed or interrupted build shuts down what it created.
         cluster.build(lease=leased, lease_holder=_lease_holder(flow_run_id), hold_lease=not through_tunnel)
+        if cluster.is_warm:
+            logger.info(
+                "%s warm RayDog cluster %s (%s) for reuse_key %r",
+                "Attached to" if cluster.attached else "Built",
+                cluster.spec.cluster_name,
+                cluster.cluster_id,
+                config.reuse_key,
+            )
         return cluster
 
     def _releaser(self, cluster: RayDogCluster, flow_run_id: str | None, logger: Any) -> ExitCallback:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from raydog_core import RayDogCluster, naming, reuse
+from raydog_core import RayDogCluster, naming, reuse, warm_files
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError
 from raydog_core.reaper import list_and_tidy
@@ -84,7 +84,7 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
     print(f"the warm cluster ended {waited:.1f} s after its last run left (idle_ttl {IDLE_TTL_S} s)")
     listed = {r.cluster_id: r.state for r in list_and_tidy(local_backend)}  # what `raydog list` does
     assert listed[warm_id] == "ended"
-    assert reuse.saved_state(first.spec.cluster_name) is None, "an ended warm cluster is still offered"
+    assert warm_files.saved_state(first.spec.cluster_name) is None, "an ended warm cluster is still offered"
     assert count_leaks(raydog_home, wait_s=30).total == 0
 
 
