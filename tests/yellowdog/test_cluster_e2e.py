@@ -17,6 +17,7 @@ from conftest import TEMPLATE
 
 from raydog_core import RayDogCluster
 from raydog_core.backends.base import NodeRole, NodeStatus
+from raydog_core.errors import RayDogError
 from raydog_core.testing.emulator import Emulator
 
 pytestmark = pytest.mark.slow
@@ -138,4 +139,30 @@ def test_zz_shut_down_from_another_process_leaves_nothing(
     )
     assert result.returncode == 0, result.stderr
     assert yellowdog_emulator.key_secret not in result.stderr + result.stdout
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_warm_reuse_on_the_platform_one_cluster_per_key_and_spec(
+    yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator, raydog_home: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Two runs on this machine share the warm cluster; a run on "another machine" (another RAYDOG_HOME:
+    no shared lock, no saved state, no token) is refused by the platform itself, since the warm cluster's
+    name is taken by a live work requirement: never a second cluster for one key and spec."""
+    warm = {**yd_kwargs, "cluster_name": "yd-warm", "reuse_key": "nightly", "idle_ttl": timedelta(minutes=5)}
+    with RayDogCluster(**warm) as first:
+        first.build()
+        warm_id = first.cluster_id
+    with RayDogCluster(**warm) as second:
+        second.build()
+        assert second.attached and second.cluster_id == warm_id
+        assert [lease["holder"][:8] for lease in second.lease_view()["leases"]] == ["builder:"]
+
+    monkeypatch.setenv("RAYDOG_HOME", str(tmp_path / "another-machine"))
+    elsewhere = RayDogCluster(**warm)
+    with pytest.raises(RayDogError, match="is in use"):
+        elsewhere.build()
+    assert yellowdog_emulator.live_cluster_ids() == [warm_id]
+    monkeypatch.setenv("RAYDOG_HOME", str(raydog_home))
+
+    assert RayDogCluster.from_state(first.state, **yellowdog_emulator.cluster_kwargs()).shut_down() is None
     assert yellowdog_emulator.wait_until_clean() == []
