@@ -30,6 +30,7 @@ MODULES = [
     "prefect_overhead",
     "autoscaling_timeline",
     "lease_memory",
+    "warm_reuse",
 ]
 RESULTS = Path(__file__).parent / "results"
 SEPARATE_RESULTS = {"airflow_overhead": "airflow.json", "soak": "soak.json"}

@@ -114,6 +114,38 @@ def _lease_memory(data: dict[str, Any]) -> Iterator[Row]:
         _ratio(data["worker_head_watch_pss_mib"] / data["worker_node_pss_mib"]),
         f"< {data['target_mib']:g} MiB",
     )
+    if "plain_worker_pss_mib" in data:
+        yield (
+            "a RayDog worker node against a plain `ray start` worker, PSS",
+            f"{data['worker_node_pss_mib']} MiB",
+            f"{data['plain_worker_pss_mib']} MiB plain `ray start --address` worker",
+            _ratio(data["worker_node_pss_mib"] / data["plain_worker_pss_mib"]),
+            "≈ 1.0",
+        )
+
+
+def _warm_reuse(data: dict[str, Any]) -> Iterator[Row]:
+    yield (
+        "attach to a warm local cluster (head + 1 worker)",
+        _s(data["attach_s"]),
+        f"{_s(data['cold_build_s'])} cold build",
+        _ratio(data["attach_ratio"]),
+        f"< {data['attach_target_s']:g} s",
+    )
+    yield (
+        f"{data['flow_runs']} back-to-back zero-config Prefect flow runs with a reuse key",
+        _s(data["warm_flow_runs_s"]),
+        f"{_s(data['cold_flow_runs_s'])} without",
+        f"{data['flow_speed_up']:.1f}x faster",
+        f"≥ {data['flow_speed_up_target']:g}x",
+    )
+    yield (
+        f"{data['parallel_runs']} parallel flow runs with one reuse key",
+        f"{data['parallel_clusters_built']} cluster(s) built",
+        "—",
+        "—",
+        "1 cluster",
+    )
 
 
 def _soak(data: dict[str, Any]) -> Iterator[Row]:
@@ -139,6 +171,7 @@ SECTIONS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "autoscaling_timeline": _timeline,
     "soak": _soak,
     "lease_memory": _lease_memory,
+    "warm_reuse": _warm_reuse,
 }
 
 
