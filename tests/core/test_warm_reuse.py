@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import ray
+from click.testing import CliRunner
 
-from raydog_core import RayDogCluster, naming, reuse, warm_files
+from raydog_core import RayDogCluster, cli, naming, reuse, warm_files
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError
 from raydog_core.reaper import list_and_tidy
@@ -41,6 +42,16 @@ def one_task(cluster: RayDogCluster) -> str:
         ray.shutdown()
 
 
+def raydog_list() -> dict[str, str]:
+    """`raydog list`'s lines by their first word (lease holder lines under "  ")."""
+    listing = CliRunner().invoke(cli.main, ["list"], catch_exceptions=False).output
+    lines: dict[str, str] = {}
+    for line in listing.splitlines():
+        key = "  " if line.startswith("  ") else line.split()[0]
+        lines[key] = lines.get(key, "") + line
+    return lines
+
+
 def running(backend: LocalBackend, cluster_id: str) -> bool:
     return any(r.cluster_id == cluster_id and r.state == "running" for r in backend.list_clusters())
 
@@ -60,6 +71,7 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
         assert first.spec.cluster_name.startswith("warm-r") and first.is_warm
         assert one_task(first) == "done"
     assert running(local_backend, warm_id), "the warm cluster went with its first run"
+    assert "idle " in raydog_list()[first.spec.cluster_name]  # `raydog list`: no lease, idle since
     left = RayDogCluster.from_state(first.state).lease_view()
     assert left["leases"] == [] and left["idle_ttl_s"] == IDLE_TTL_S, left
 
@@ -71,6 +83,10 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
         holders = [lease["holder"] for lease in second.lease_view()["leases"]]
         assert len(holders) == 1 and holders[0].startswith("builder:"), holders
         assert one_task(second) == "done"
+        listed = raydog_list()
+        assert (
+            "1 held" in listed[second.spec.cluster_name] and f"lease {holders[0]} expires in" in listed["  "]
+        )
 
         with RayDogCluster(spec=warm_spec(head_node_resources={"num_cpus": 2})) as other:
             other.build()  # another spec: another cluster, while the warm one lives on for its holder
