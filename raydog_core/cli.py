@@ -106,6 +106,20 @@ def up(spec_file: str, state_file: str | None, timeout: float | None) -> None:
 
 
 @main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+def plan(spec_file: str) -> None:
+    """Check a spec against its backend and price it; creates nothing (exit 1 if it could not build)."""
+    try:
+        spec = load_spec_file(spec_file)
+        result = RayDogCluster(spec=spec).plan()
+    except RayDogError as error:
+        _fail(error)
+    click.echo(result.table())
+    if not result.ok:
+        raise click.ClickException(f"cluster {spec.cluster_name} cannot be built as planned")
+
+
+@main.command()
 @click.argument("state_file", type=click.Path(dir_okay=False))
 def status(state_file: str) -> None:
     """Show a cluster's nodes as the backend sees them."""

@@ -48,6 +48,7 @@ from raydog_core.errors import (
     StateError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
+from raydog_core.pricing import ClusterPlan
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
 from raydog_core.spec import (
@@ -208,6 +209,31 @@ class RayDogCluster:
                 raise
             self._publish_state()
         return pool.raydog_id
+
+    def plan(self) -> ClusterPlan:
+        """What build() would start and what it would cost, checked against the backend; creates nothing.
+
+        Raises SpecError when build() could never succeed (a template that does not exist, a key the
+        platform rejects, more GPUs than the machine has); anything that would stop the platform from
+        provisioning (an exhausted allowance) is in `problems`.
+        """
+        self._check_open()
+        quote = self._ensure_backend().plan(self._cluster_options(), self._pool_plans())
+        return ClusterPlan.from_quote(self.spec.cluster_name, self.spec.backend, quote)
+
+    def log_plan(self, logger: logging.Logger | logging.LoggerAdapter[Any]) -> ClusterPlan | None:
+        """Log the plan, as the orchestrators do before building. Bad input (SpecError) is raised as
+        build() would raise it; a plan the platform cannot answer now is only a warning, not a reason
+        not to build."""
+        try:
+            plan = self.plan()
+        except SpecError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the plan informs; the build decides
+            logger.warning("could not plan cluster %s: %s", self.spec.cluster_name, error)
+            return None
+        logger.log(logging.INFO if plan.ok else logging.WARNING, "%s", plan.table())
+        return plan
 
     @sigterm_unwinds()  # a SIGTERM takes the Ctrl+C path: what was created is shut down first
     def build(
@@ -509,12 +535,39 @@ class RayDogCluster:
         )
 
     def _pool_plans(self) -> list[PoolPlan]:
-        """Every Ray node build() starts, head first (the observability node asks for no GPU)."""
-        plans = [PoolPlan("head_node_resources", 1, self.spec.head_node_resources)]
-        for pool in self._pools.values():
-            resources = pool.spec.worker_node_resources
+        """Every node build() starts, head first (the observability node asks for no GPU)."""
+        spec = self.spec
+        plans = [
+            PoolPlan(
+                "head_node_resources",
+                1,
+                spec.head_node_resources,
+                NodeRole.HEAD,
+                "head",
+                spec.head_yellowdog(),
+            )
+        ]
+        if spec.enable_observability:
             plans.append(
-                PoolPlan(f"{pool.where}.worker_node_resources", pool.spec.worker_pool_node_count, resources)
+                PoolPlan(
+                    "observability_node",
+                    1,
+                    NodeResources(num_gpus=0),
+                    NodeRole.OBSERVABILITY,
+                    "observability",
+                    spec.observability_yellowdog(),
+                )
+            )
+        for pool in self._pools.values():
+            plans.append(
+                PoolPlan(
+                    f"{pool.where}.worker_node_resources",
+                    pool.spec.worker_pool_node_count,
+                    pool.spec.worker_node_resources,
+                    NodeRole.WORKER,
+                    pool.where if pool.where != "add_worker_pool" else pool.internal_name,
+                    pool.spec.yellowdog,
+                )
             )
         return plans
 

@@ -90,6 +90,7 @@ class RayDogBuildOperator(BaseOperator):
         leased, holder = settings.reaches_head(), _holder(context)
         hold = not settings.through_tunnel()  # else taken through the tunnel, below
         with closing(settings.create_backend()) as backend:
+            RayDogCluster(spec=spec, backend=backend).log_plan(self.log)
             if not self.deferrable:
                 self._cluster = RayDogCluster(
                     spec=spec, backend=backend, on_state=lambda s: push_state(ti, s)

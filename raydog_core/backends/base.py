@@ -7,6 +7,7 @@ environment, reports what is alive (the truth, not a cache) and removes what it 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from raydog_core.errors import RayDogError
+from raydog_core.pricing import PlanQuote
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
 
@@ -108,13 +110,17 @@ class NodeLaunch:
 
 @dataclass(frozen=True)
 class PoolPlan:
-    """A pool the builder is about to start, for the backend's check before anything exists."""
+    """A pool the builder is about to start, for the backend's check (and price) before anything exists."""
 
     field: (
         str  # the spec field that asks for it, named in a SpecError ("worker_pools.0.worker_node_resources")
     )
     count: int
     resources: NodeResources
+    role: NodeRole = NodeRole.WORKER
+    pool: str = ""  # how a plan names it ("head", "worker_pools.0")
+    # (`dataclasses.field`: the attribute `field` above hides the function in this class body)
+    yellowdog: YellowDogNodeOptions = dataclasses.field(default_factory=YellowDogNodeOptions)
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,10 @@ class Backend(Protocol):
 
     def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
         """Raise SpecError, before anything exists, if these pools (head first) can never all start here."""
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """check_plan, then what each pool would run on and cost per node-hour, with the allowances
+        that would cover it; creates nothing."""
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         """Create the cluster's container (YellowDog work requirement, local cluster directory)."""

@@ -50,6 +50,7 @@ from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
 from raydog_core.local_node_args import LOOPBACK, local_node_args
 from raydog_core.ports import free_ports
+from raydog_core.pricing import PlanQuote, PoolQuote
 from raydog_core.private_files import (
     FILE_MODE,
     make_tree_private,
@@ -79,6 +80,12 @@ class LocalBackend:
         """Every node shares this machine's GPUs: refuse pools that would run out of them."""
         gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
         check_gpu_plan(gpus, [(f"{p.field}.num_gpus", p.count, p.resources.num_gpus) for p in pools])
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """Nodes are processes of this machine: their sizes, at no cost."""
+        self.check_plan(options, pools)
+        quotes = [PoolQuote(p.pool, p.role.value, p.count, p.resources, "this machine", 0.0) for p in pools]
+        return PlanQuote(quotes, currency=None, lifetime=options.lifetime)
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         cluster_id = f"{options.name}-{secrets.token_hex(4)}"

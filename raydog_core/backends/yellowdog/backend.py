@@ -26,6 +26,7 @@ import requests
 from yellowdog_client.model import (
     AutoShutdown,
     ComputeRequirementStatus,
+    ComputeRequirementTemplate,
     ComputeRequirementTemplateUsage,
     InstanceSearch,
     NodeWorkerTarget,
@@ -60,11 +61,13 @@ from raydog_core.backends.base import (
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
+from raydog_core.backends.yellowdog import quotes
 from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError
+from raydog_core.pricing import PlanQuote, PoolQuote
 from raydog_core.spec import NodePlacement
 
 log = logging.getLogger("raydog")
@@ -131,7 +134,7 @@ class YellowDogBackend:
         self._groups: dict[str, _Group] = {}  # task group id -> pool
         self._pool_ids: dict[tuple[str, str], str] = {}  # (namespace, pool name) -> pool id
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
-        self._checked_templates: set[str] = set()
+        self._templates: dict[str, ComputeRequirementTemplate] = {}  # checked, by the spec's reference
         self._head_ports: dict[str, HeadPorts] = {}
         self._observability_ports: dict[str, ObservabilityPorts] = {}
 
@@ -144,7 +147,50 @@ class YellowDogBackend:
     # -- clusters -----------------------------------------------------------------------------------
 
     def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
-        """Nothing to check on the client: each node's machine comes from its compute requirement template."""
+        """Every pool's template exists for this key (which checks the key too), before anything exists:
+        each node's machine comes from its compute requirement template."""
+        for pool in pools:
+            self._check_template(pool.yellowdog.compute_requirement_template_id, _template_field(pool))
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """check_plan, then each pool priced from its template's sources and the platform's price list,
+        and the allowances that would cover the cluster."""
+        self.check_plan(options, pools)
+        by_template: dict[str, quotes.TemplateQuote] = {}
+        for pool in pools:
+            ref = _present(pool.yellowdog.compute_requirement_template_id, "template")
+            if ref not in by_template:
+                by_template[ref] = quotes.quote_template(self._client, self._call, ref, self._templates[ref])
+        planned = [
+            quotes.PlannedPool(
+                p.count, by_template[_present(p.yellowdog.compute_requirement_template_id, "template")]
+            )
+            for p in pools
+        ]
+        pool_quotes = [
+            PoolQuote(
+                p.pool, p.role.value, p.count, p.resources, q.quote.machine, q.quote.price, q.quote.spot
+            )
+            for p, q in zip(pools, planned, strict=True)
+        ]
+        warnings = [
+            f"no price for {q.template_ref} ({q.machine}): the cost is unknown"
+            for q in by_template.values()
+            if q.price is None
+        ]
+        currencies = {q.currency for q in by_template.values() if q.currency}
+        if len(currencies) > 1:
+            warnings.append(
+                f"templates are priced in several currencies ({sorted(currencies)}): totals mix them"
+            )
+        headroom, more = quotes.allowance_headroom(self._client, self._call, options.namespace, planned)
+        return PlanQuote(
+            pool_quotes,
+            currency=min(currencies) if currencies else None,
+            lifetime=options.lifetime or DEFAULT_LIFETIME,
+            allowances=headroom,
+            warnings=warnings + more,
+        )
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         naming.check_name("cluster_name", options.name, naming.MAX_CLUSTER_NAME_LENGTH)
@@ -290,7 +336,9 @@ class YellowDogBackend:
     def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
         cluster = self._cluster(cluster_id)
         pool_name = naming.check_name("pool name", launch.pool_name)
-        template = self._check_template(launch.yellowdog.compute_requirement_template_id, launch.role)
+        template = self._check_template(
+            launch.yellowdog.compute_requirement_template_id, TEMPLATE_FIELD[launch.role]
+        )
         # A pool of this name may have been here before (shut down idle): its groups keep their names.
         groups = self._get_requirement(cluster_id).taskGroups or []
         earlier = [g for g in groups if _worker_tag(g) == pool_name]
@@ -739,22 +787,23 @@ class YellowDogBackend:
     def _pool_names(requirement: WorkRequirement) -> list[str]:
         return list(dict.fromkeys(filter(None, (_worker_tag(g) for g in requirement.taskGroups or []))))
 
-    def _check_template(self, template: str | None, role: NodeRole) -> str:
+    def _check_template(self, template: str | None, field: str) -> str:
         """The template, checked before anything is created: given, and known to the platform (to the key)."""
-        field = TEMPLATE_FIELD[role]
         if not template:
             raise SpecError(
                 field, "required for backend 'yellowdog'", "give a compute requirement template id or name"
             )
-        if template in self._checked_templates:
+        if template in self._templates:
             return template
         compute = self._client.compute_client
         namespace, _, name = template.rpartition("/")
         try:
             if template.startswith("ydid:") or not namespace:
-                self._call(lambda: compute.get_compute_requirement_template_by_id(template), "get template")
+                found = self._call(
+                    lambda: compute.get_compute_requirement_template_by_id(template), "get template"
+                )
             else:
-                self._call(
+                found = self._call(
                     lambda: compute.get_compute_requirement_template_by_name(namespace, name), "get template"
                 )
         except InvalidRequestException as error:
@@ -763,7 +812,7 @@ class YellowDogBackend:
                 f"compute requirement template {template!r} was not found ({error.message})",
                 "give the id (ydid:crt:...) or 'namespace/name' of a template your application key can use",
             ) from None
-        self._checked_templates.add(template)
+        self._templates[template] = found
         return template
 
     def _find(self, call: Callable[[], T], what: str) -> T | None:
@@ -823,6 +872,12 @@ def _provisioned(pool: WorkerPool) -> ProvisionedWorkerPool:
     if not isinstance(pool, ProvisionedWorkerPool):
         raise RayDogError(f"worker pool {pool.name} is a {type(pool).__name__}, not one RayDog provisioned")
     return pool
+
+
+def _template_field(pool: PoolPlan) -> str:
+    """The spec field naming a pool's template: a worker pool's is inside its entry of worker_pools."""
+    field = TEMPLATE_FIELD[pool.role]
+    return f"{pool.pool}.{field}" if pool.role == NodeRole.WORKER and pool.pool else field
 
 
 def _worker_tag(group: TaskGroup) -> str | None:
