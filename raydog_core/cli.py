@@ -241,15 +241,20 @@ backend_option = click.option(
 def list_clusters(backend: str, include_stopped: bool) -> None:
     """List the RayDog clusters this machine or these credentials can see."""
     records = list_and_tidy(_backend(backend))
-    click.echo(f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} LABELS")
+    used = "USED (finished)"
+    header = f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} "
+    click.echo(header + (f"{used:<36} " if include_stopped else "") + "LABELS")
     for record in records:
         if record.state != "running" and not include_stopped:
             continue
         labels = ",".join(f"{k}={v}" for k, v in sorted(record.labels.items()))
         created = record.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(
-            f"{record.name:<24} {record.backend:<10} {record.state:<8} {record.live_nodes:>5}  {created:<20} {labels}"
+        line = (
+            f"{record.name:<24} {record.backend:<10} {record.state:<8} {record.live_nodes:>5}  {created:<20} "
         )
+        if include_stopped:
+            line += f"{record.usage.describe() if record.usage else '-':<36} "
+        click.echo(line + labels)
 
 
 @main.command("reap")

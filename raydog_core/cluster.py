@@ -48,7 +48,7 @@ from raydog_core.errors import (
     StateError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
-from raydog_core.pricing import ClusterPlan
+from raydog_core.pricing import ClusterPlan, ClusterUsage
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
 from raydog_core.spec import (
@@ -120,6 +120,7 @@ class RayDogCluster:
         self._state: ClusterState | None = None
         self._built = False
         self._shut_down = False
+        self._usage: ClusterUsage | None = None  # measured at shut-down
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
@@ -348,24 +349,31 @@ class RayDogCluster:
     def worker_pool_internal_names(self) -> list[str]:
         return [p.internal_name for p in self._pools.values()]
 
-    def shut_down(self) -> None:
-        """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them."""
+    def shut_down(self) -> ClusterUsage | None:
+        """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them.
+
+        Returns what the cluster used (node-hours and cost, from the backend's records; also written to
+        `state.usage`), or None when nothing was built or it could not be measured.
+        """
         if self._shut_down:
-            return
+            return self._usage
         self._shut_down = True
         if self._session is None:
-            return
+            return None
         self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
+        usage = None
         if self._state is not None:
             self._state.phase = "shut_down"
+            usage = self._usage = self._session.usage(self._state)
             self._publish_state()
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
         log.info("cluster %s shut down", self.spec.cluster_name)
         if failures:
             raise ShutdownError(failures)
+        return usage
 
     def hold_lease(self, holder: str | None = None) -> leases.LeaseKeeper:
         """Take a lease on this cluster now and renew it in the background until `stop()` (or use it as

@@ -158,6 +158,19 @@ class ClusterPlan:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ClusterUsage:
+    """What a cluster used, from the backend's own records once it is shut down: node-hours (each node
+    from its start to its end) and their cost (None when some node's price is unknown)."""
+
+    node_hours: float
+    cost: float | None
+    currency: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.node_hours:.3f} node-hours, cost {_money(self.currency)(self.cost)}"
+
+
 def _money(currency: str | None) -> Callable[[float | None], str]:
     def render(value: float | None) -> str:
         if value is None:

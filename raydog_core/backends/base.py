@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from raydog_core.errors import RayDogError
-from raydog_core.pricing import PlanQuote
+from raydog_core.pricing import ClusterUsage, PlanQuote
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
 
@@ -148,6 +148,7 @@ class ClusterRecord:
     # nodes are done but platform resources, e.g. YellowDog pools, are still being released)
     state: str
     namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
+    usage: ClusterUsage | None = None  # of a finished cluster, where the backend still knows it
 
 
 @runtime_checkable
@@ -188,6 +189,9 @@ class Backend(Protocol):
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
         """The last lines a node's script printed, for error messages (may be empty)."""
+
+    def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
+        """Node-hours and their cost so far, from the backend's records (after shut_down: the total)."""
 
     def list_clusters(self) -> list[ClusterRecord]:
         """Every cluster this backend can see (for `raydog list` and the reaper)."""

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,28 @@ def test_raydog_plan_command_locally(tmp_path: Path, raydog_home: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "plan for cluster cliplan (local)" in result.stdout
     assert "3 node(s); estimated cost per hour: 0.00" in result.stdout
+
+
+def test_local_shut_down_reports_node_hours_and_list_shows_them(
+    raydog_home: Path, local_backend: Any
+) -> None:
+    """Node-hours from the local manifest (each node from its start to its stop), at no cost; `raydog list
+    --all` shows them for the finished cluster."""
+    from click.testing import CliRunner
+
+    from raydog_core.cli import main
+
+    cluster = RayDogCluster(
+        cluster_name="localused", head_node_ray_start_script="#!/bin/bash\nexec sleep 600\n"
+    )
+    try:
+        cluster.build(wait_for_head=False)
+    finally:
+        usage = cluster.shut_down()
+    assert usage is not None and usage.cost == 0 and usage.currency is None
+    assert 0 < usage.node_hours < 1
+    assert cluster.state.usage is not None and cluster.state.usage.node_hours == usage.node_hours
+    listing = CliRunner().invoke(main, ["list", "--all"]).output
+    line = next(line for line in listing.splitlines() if line.startswith("localused "))
+    assert "stopped" in line and "node-hours, cost 0.00" in line
+    assert "USED" not in CliRunner().invoke(main, ["list"]).output

@@ -23,11 +23,13 @@ from functools import partial
 from typing import TypeVar
 
 import requests
+from yellowdog_client.compute import ComputeClient
 from yellowdog_client.model import (
     AutoShutdown,
     ComputeRequirementStatus,
     ComputeRequirementTemplate,
     ComputeRequirementTemplateUsage,
+    Instance,
     InstanceSearch,
     NodeWorkerTarget,
     ProvisionedWorkerPool,
@@ -67,7 +69,7 @@ from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError
-from raydog_core.pricing import PlanQuote, PoolQuote
+from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
 from raydog_core.spec import NodePlacement
 
 log = logging.getLogger("raydog")
@@ -157,10 +159,13 @@ class YellowDogBackend:
         and the allowances that would cover the cluster."""
         self.check_plan(options, pools)
         by_template: dict[str, quotes.TemplateQuote] = {}
+        prices = quotes.PriceList(self._client, self._call)
         for pool in pools:
             ref = _present(pool.yellowdog.compute_requirement_template_id, "template")
             if ref not in by_template:
-                by_template[ref] = quotes.quote_template(self._client, self._call, ref, self._templates[ref])
+                by_template[ref] = quotes.quote_template(
+                    self._client, self._call, prices, ref, self._templates[ref]
+                )
         planned = [
             quotes.PlannedPool(
                 p.count, by_template[_present(p.yellowdog.compute_requirement_template_id, "template")]
@@ -304,7 +309,6 @@ class YellowDogBackend:
 
     def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
         failures: list[str] = []
-        pools = dict.fromkeys(pool_ids)
         try:
             requirement = self._get_requirement(cluster_id)
         except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
@@ -312,21 +316,49 @@ class YellowDogBackend:
             requirement = None
         if requirement is not None:
             self._cancel_requirement(requirement, failures)
-            for pool_name in self._pool_names(requirement):
-                try:
-                    pool = self._pool_by_name(requirement.namespace, pool_name)
-                except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
-                    failures.append(f"worker pool {pool_name}: {_describe(error)}")
-                    continue
-                if pool is not None:
-                    pools.setdefault(_present(pool.id, "worker pool id"))
-        for pool_id in pools:
+        for pool_id in self._cluster_pools(requirement, pool_ids, failures):
             try:
                 self._release_pool(pool_id)
             except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
                 failures.append(f"worker pool {pool_id}: {_describe(error)}")
         node_placement.remove_node_files(self.placement, cluster_id)
         return failures
+
+    def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
+        """Instance-hours of every pool of the cluster, from the platform's instance records (creation to
+        termination), priced from its price list: a few calls per pool, whatever its node count."""
+        failures: list[str] = []
+        pools = self._cluster_pools(self._get_requirement(cluster_id), pool_ids, failures)
+        if failures:
+            raise RayDogError("cannot measure the cluster's usage: " + "; ".join(failures))
+        instances: list[Instance] = []
+        compute = self._client.compute_client
+        for pool_id in pools:
+            pool = self._call(
+                partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
+            )
+            search = InstanceSearch(computeRequirementId=_provisioned(pool).computeRequirementId)
+            instances += self._call(partial(_all_instances, compute, search), "list instances")
+        hours, cost, currency = quotes.instance_usage(
+            instances, quotes.PriceList(self._client, self._call), datetime.now(UTC)
+        )
+        return ClusterUsage(node_hours=hours, cost=cost, currency=currency)
+
+    def _cluster_pools(
+        self, requirement: WorkRequirement | None, pool_ids: Sequence[str], failures: list[str]
+    ) -> list[str]:
+        """The ids of the cluster's pools: those given, and those its task groups name (found by name)."""
+        pools = dict.fromkeys(pool_ids)
+        namespace = requirement.namespace if requirement is not None else ""
+        for pool_name in self._pool_names(requirement) if requirement is not None else []:
+            try:
+                pool = self._pool_by_name(namespace, pool_name)
+            except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                failures.append(f"worker pool {pool_name}: {_describe(error)}")
+                continue
+            if pool is not None:
+                pools.setdefault(_present(pool.id, "worker pool id"))
+        return list(pools)
 
     def close(self) -> None:
         self._client.close()
@@ -883,6 +915,10 @@ def _template_field(pool: PoolPlan) -> str:
 def _worker_tag(group: TaskGroup) -> str | None:
     tags = group.runSpecification.workerTags if group.runSpecification else None
     return tags[0] if tags else None
+
+
+def _all_instances(compute: ComputeClient, search: InstanceSearch) -> list[Instance]:
+    return compute.get_instances(search).list_all()
 
 
 def _node_search(pool_id: str):

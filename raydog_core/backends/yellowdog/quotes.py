@@ -21,9 +21,12 @@ from yellowdog_client.model import (
     Allowance,
     AllowanceLimitEnforcement,
     AllowanceSearch,
+    CloudProvider,
     ComputeRequirementStaticTemplate,
     ComputeRequirementTemplate,
+    Instance,
     InstancePricing,
+    InstanceStatus,
     InstanceTypePrice,
     InstanceTypePriceSearch,
     RequirementsAllowance,
@@ -79,13 +82,56 @@ class TemplateQuote:
         return " | ".join(s.machine for s in self.sources) or self.note
 
 
+@dataclass(frozen=True)
+class Machine:
+    """What the price list is keyed by: where an instance runs, its type, and spot or on-demand."""
+
+    provider: CloudProvider | None
+    region: str | None
+    instance_type: str | None
+    spot: bool
+
+    def describe(self) -> str:
+        provider = self.provider.value if self.provider else "?"
+        return f"{self.instance_type}, {provider} {self.region}, {'spot' if self.spot else 'on-demand'}"
+
+
+class PriceList:
+    """The platform's price per instance-hour of a machine, each asked once."""
+
+    def __init__(self, client: PlatformClient, call: Call) -> None:
+        self._client = client
+        self._call = call
+        self._prices: dict[Machine, tuple[float | None, str | None]] = {}
+
+    def price(self, machine: Machine) -> tuple[float | None, str | None]:
+        """(price per hour, currency); (None, None) when the platform lists none."""
+        if machine not in self._prices:
+            search = InstanceTypePriceSearch(
+                providers=[machine.provider] if machine.provider else None,
+                region=machine.region,
+                instanceType=machine.instance_type,
+                usageTypes=[UsageType.SPOT if machine.spot else UsageType.ON_DEMAND],
+            )
+            prices = self._client.cloud_info_client
+            found: list[InstanceTypePrice] = self._call(
+                partial(lambda s: prices.get_instance_type_prices(s).list_all(), search), "get prices"
+            )
+            listed = [p.price for p in found if p.price is not None and p.price.value is not None]
+            top = max(listed, key=lambda price: price.value or 0.0, default=None)
+            self._prices[machine] = (
+                (top.value, top.currency.value if top.currency else None) if top else (None, None)
+            )
+        return self._prices[machine]
+
+
 def quote_template(
-    client: PlatformClient, call: Call, ref: str, template: ComputeRequirementTemplate
+    client: PlatformClient, call: Call, prices: PriceList, ref: str, template: ComputeRequirementTemplate
 ) -> TemplateQuote:
     """The price of a node-hour from this template, from its sources and the platform's price list."""
     if not isinstance(template, ComputeRequirementStaticTemplate):
         return TemplateQuote(ref, template.id, [], "dynamic template: sources chosen at provisioning")
-    compute, prices = client.compute_client, client.cloud_info_client
+    compute = client.compute_client
     quotes = []
     for usage in template.sources:
         source_template = call(
@@ -93,31 +139,35 @@ def quote_template(
             "get compute source template",
         )
         source = source_template.source
-        instance_type = usage.instanceType or source.instanceType
         # On-premise and simulator sources carry no spot flag: they are on-demand.
         spot = source.instancePricing == InstancePricing.SPOT_ONLY or bool(getattr(source, "spot", False))
-        search = InstanceTypePriceSearch(
-            providers=[source.provider] if source.provider else None,
-            region=source.region,
-            instanceType=instance_type,
-            usageTypes=[UsageType.SPOT if spot else UsageType.ON_DEMAND],
-        )
-        found: list[InstanceTypePrice] = call(
-            partial(lambda s: prices.get_instance_type_prices(s).list_all(), search), "get prices"
-        )
-        listed = [p.price for p in found if p.price is not None]
-        values = [price.value for price in listed if price.value is not None]
-        provider = source.provider.value if source.provider else "?"
-        quotes.append(
-            SourceQuote(
-                usage.sourceTemplateId,
-                f"{instance_type}, {provider} {source.region}, {'spot' if spot else 'on-demand'}",
-                max(values, default=None),
-                listed[0].currency.value if listed and listed[0].currency else None,
-                spot,
-            )
-        )
+        machine = Machine(source.provider, source.region, usage.instanceType or source.instanceType, spot)
+        price, currency = prices.price(machine)
+        quotes.append(SourceQuote(usage.sourceTemplateId, machine.describe(), price, currency, spot))
     return TemplateQuote(ref, template.id, quotes)
+
+
+def instance_usage(
+    instances: Sequence[Instance], prices: PriceList, now: datetime
+) -> tuple[float, float | None, str | None]:
+    """(instance-hours, their cost or None if some price is unknown, currency) of these instances, from
+    the platform's records: each from its creation to its termination (or now, if still alive)."""
+    hours = 0.0
+    cost: float | None = 0.0
+    currency = None
+    for instance in instances:
+        if instance.createdTime is None:
+            continue
+        ended = instance.status == InstanceStatus.TERMINATED and instance.statusChangedTime
+        end = instance.statusChangedTime if ended and instance.statusChangedTime else now
+        used = max((end - instance.createdTime).total_seconds(), 0.0) / 3600
+        hours += used
+        price, unit = prices.price(
+            Machine(instance.provider, instance.region, instance.instanceType, bool(instance.spot))
+        )
+        currency = currency or unit
+        cost = None if cost is None or price is None else cost + used * price
+    return hours, cost, currency
 
 
 @dataclass(frozen=True)
