@@ -135,6 +135,7 @@ class YellowDogBackend:
         self._clusters: dict[str, _Cluster] = {}
         self._groups: dict[str, _Group] = {}  # task group id -> pool
         self._pool_ids: dict[tuple[str, str], str] = {}  # (namespace, pool name) -> pool id
+        self._compute_ids: dict[str, str] = {}  # pool id -> its compute requirement's id (fixed)
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
         self._templates: dict[str, ComputeRequirementTemplate] = {}  # checked, by the spec's reference
         self._head_ports: dict[str, HeadPorts] = {}
@@ -328,16 +329,20 @@ class YellowDogBackend:
         """Instance-hours of every pool of the cluster, from the platform's instance records (creation to
         termination), priced from its price list: a few calls per pool, whatever its node count."""
         failures: list[str] = []
-        pools = self._cluster_pools(self._get_requirement(cluster_id), pool_ids, failures)
+        pools = self._cluster_pools(self._get_requirement(cluster_id), pool_ids, failures, fresh=False)
         if failures:
             raise RayDogError("cannot measure the cluster's usage: " + "; ".join(failures))
         instances: list[Instance] = []
         compute = self._client.compute_client
         for pool_id in pools:
-            pool = self._call(
-                partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
-            )
-            search = InstanceSearch(computeRequirementId=_provisioned(pool).computeRequirementId)
+            if pool_id not in self._compute_ids:  # shut_down learnt it, unless this is another process
+                pool = self._call(
+                    partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
+                )
+                self._compute_ids[pool_id] = _present(
+                    _provisioned(pool).computeRequirementId, "compute requirement id"
+                )
+            search = InstanceSearch(computeRequirementId=self._compute_ids[pool_id])
             instances += self._call(partial(_all_instances, compute, search), "list instances")
         hours, cost, currency = quotes.instance_usage(
             instances, quotes.PriceList(self._client, self._call), datetime.now(UTC)
@@ -345,19 +350,29 @@ class YellowDogBackend:
         return ClusterUsage(node_hours=hours, cost=cost, currency=currency)
 
     def _cluster_pools(
-        self, requirement: WorkRequirement | None, pool_ids: Sequence[str], failures: list[str]
+        self,
+        requirement: WorkRequirement | None,
+        pool_ids: Sequence[str],
+        failures: list[str],
+        *,
+        fresh: bool = True,
     ) -> list[str]:
-        """The ids of the cluster's pools: those given, and those its task groups name (found by name)."""
+        """The ids of the cluster's pools: those given, and those its task groups name (found by name;
+        `fresh=False` takes ids this backend already found, as shut_down just did)."""
         pools = dict.fromkeys(pool_ids)
         namespace = requirement.namespace if requirement is not None else ""
         for pool_name in self._pool_names(requirement) if requirement is not None else []:
             try:
-                pool = self._pool_by_name(namespace, pool_name)
+                if fresh:
+                    pool = self._pool_by_name(namespace, pool_name)
+                    pool_id = _present(pool.id, "worker pool id") if pool is not None else None
+                else:
+                    pool_id = self._pool_id(namespace, pool_name)
             except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
                 failures.append(f"worker pool {pool_name}: {_describe(error)}")
                 continue
-            if pool is not None:
-                pools.setdefault(_present(pool.id, "worker pool id"))
+            if pool_id is not None:
+                pools.setdefault(pool_id)
         return list(pools)
 
     def close(self) -> None:
@@ -423,6 +438,7 @@ class YellowDogBackend:
         if any(t.taskGroupId not in self._groups for t in tasks):
             self._learn_groups(self._get_requirement(cluster_id))
         namespace = self._cluster(cluster_id).namespace
+        self._learn_addresses(namespace, tasks)
         nodes = []
         for task in tasks:
             group = self._groups.get(_present(task.taskGroupId, "task group id"), _Group("", None))
@@ -593,7 +609,10 @@ class YellowDogBackend:
         pool = self._call(lambda: pools.get_worker_pool_by_id(pool_id), "get worker pool")
         if pool.status not in GONE_POOL:
             self._call(lambda: pools.shutdown_worker_pool_by_id(pool_id), "shut down worker pool")
-        self._terminate_compute(_provisioned(pool).computeRequirementId)
+        compute_id = _provisioned(pool).computeRequirementId
+        if compute_id:
+            self._compute_ids[pool_id] = compute_id
+        self._terminate_compute(compute_id)
 
     def _terminate_compute(self, compute_id: str | None) -> None:
         if not compute_id:
@@ -768,6 +787,34 @@ class YellowDogBackend:
             if group_id not in self._groups:
                 self._groups[group_id] = _Group(_worker_tag(group) or "", None)
 
+    def _learn_addresses(self, namespace: str, tasks: Sequence[Task]) -> None:
+        """The addresses of every node newly running a task, a pool at a time: one node search per pool
+        (and one instance search where nodes lack public IPs), however many nodes it has."""
+        pool_names = {
+            self._groups[task.taskGroupId].pool_name
+            for task in tasks
+            if task.nodeId
+            and task.nodeId not in self._addresses
+            and task.taskGroupId in self._groups
+            and node_status(task)[0] == NodeStatus.RUNNING
+        }
+        for pool_name in filter(None, pool_names):
+            pool_id = self._pool_id(namespace, pool_name)
+            if pool_id is None:
+                continue
+            nodes = self._call(
+                partial(self._client.worker_pool_client.find_nodes, _node_search(pool_id)), "list pool nodes"
+            )
+            public_ips: dict[str, str | None] = {}
+            if any(n.details and n.details.publicIpAddress is None for n in nodes):
+                public_ips = self._public_ips(pool_id)
+            for node in nodes:
+                if node.id is None or node.details is None:
+                    continue
+                details = node.details
+                public_ip = details.publicIpAddress or public_ips.get(details.instanceId)
+                self._addresses[node.id] = (details.privateIpAddress, public_ip, node.workerPoolId)
+
     def _node_addresses(self, node_id: str) -> tuple[str | None, str | None, str | None]:
         """(private IP, public IP or None, pool id) of a node; fixed for its life, so cached."""
         if node_id not in self._addresses:
@@ -776,7 +823,8 @@ class YellowDogBackend:
             details = node.details
             public_ip = details.publicIpAddress if details else None
             if details and public_ip is None:
-                public_ip = self._public_ip(_present(node.workerPoolId, "node's pool id"), details.instanceId)
+                pool_id = _present(node.workerPoolId, "node's pool id")
+                public_ip = self._public_ips(pool_id).get(details.instanceId)
             self._addresses[node_id] = (
                 details.privateIpAddress if details else None,
                 public_ip,
@@ -784,16 +832,14 @@ class YellowDogBackend:
             )
         return self._addresses[node_id]
 
-    def _public_ip(self, pool_id: str, instance_id: str) -> str | None:
-        """Nodes no longer carry the public IP: look the instance up in the pool's compute requirement."""
+    def _public_ips(self, pool_id: str) -> dict[str, str | None]:
+        """Instance id -> public IP of a pool's instances (nodes no longer carry it): one search."""
         pool = self._call(
-            lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
+            partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
         )
         search = InstanceSearch(computeRequirementId=_provisioned(pool).computeRequirementId)
-        instances = self._call(
-            lambda: self._client.compute_client.get_instances(search).list_all(), "list instances"
-        )
-        return next((i.publicIpAddress for i in instances if i.id and i.id.instanceId == instance_id), None)
+        instances = self._call(partial(_all_instances, self._client.compute_client, search), "list instances")
+        return {i.id.instanceId: i.publicIpAddress for i in instances if i.id}
 
     def _raydog_requirements(self, statuses: list[WorkRequirementStatus] | None) -> list[WorkRequirement]:
         search = WorkRequirementSearch(statuses=statuses)
