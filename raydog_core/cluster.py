@@ -19,6 +19,7 @@ exits, a timeout, Ctrl+C) shuts down what was created and raises a clear error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -48,7 +49,7 @@ from raydog_core.errors import (
     StateError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
-from raydog_core.pricing import ClusterPlan, ClusterUsage
+from raydog_core.pricing import ClusterPlan, ClusterUsage, spend_cap_hours
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
 from raydog_core.spec import (
@@ -268,6 +269,13 @@ class RayDogCluster:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
+        spec = self.spec
+        options = dataclasses.replace(
+            self._cluster_options(),
+            max_node_hours=spend_cap_hours(
+                spec.max_node_hours, spec.max_cost, self.plan() if spec.max_cost is not None else None
+            ),
+        )
         leased = leases.choose_leased(
             lease,
             self._sigterm is not None,
@@ -281,9 +289,7 @@ class RayDogCluster:
         )
         leased = leased and terms is not None
         try:
-            self._session = ClusterSession.open(
-                backend, self._cluster_options(), self.spec.ray_auth_mode, lease=terms
-            )
+            self._session = ClusterSession.open(backend, options, self.spec.ray_auth_mode, lease=terms)
             self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from raydog_core.errors import SpecError
 from raydog_core.spec import NodeResources
 
 
@@ -169,6 +170,34 @@ class ClusterUsage:
 
     def describe(self) -> str:
         return f"{self.node_hours:.3f} node-hours, cost {_money(self.currency)(self.cost)}"
+
+
+def spend_cap_hours(
+    max_node_hours: int | None, max_cost: float | None, plan: ClusterPlan | None
+) -> int | None:
+    """The cap in whole node-hours (what a platform allowance counts): max_node_hours, and max_cost at the
+    dearest price of the plan's pools (so the cost never passes max_cost), whichever is lower."""
+    caps = [max_node_hours] if max_node_hours is not None else []
+    if max_cost is not None:
+        if plan is None:
+            raise SpecError("max_cost", "needs the cluster's plan to turn into node-hours")
+        unpriced = [p.pool for p in plan.pools if p.price_per_node_hour is None]
+        if unpriced:
+            raise SpecError(
+                "max_cost", f"the platform has no price for pools {unpriced}", "give max_node_hours instead"
+            )
+        dearest = max(p.price_per_node_hour or 0.0 for p in plan.pools)
+        if dearest <= 0:
+            raise SpecError("max_cost", "the cluster's nodes cost nothing", "give max_node_hours instead")
+        hours = math.floor(max_cost / dearest)
+        if hours < 1:
+            raise SpecError(
+                "max_cost",
+                f"{max_cost} {plan.currency or ''} buys less than one node-hour at {dearest} per node-hour",
+                "raise max_cost",
+            )
+        caps.append(hours)
+    return min(caps) if caps else None
 
 
 def _money(currency: str | None) -> Callable[[float | None], str]:

@@ -83,6 +83,7 @@ class ClusterOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     lifetime: timedelta | None = None
     gpu_ids: Sequence[int] | None = None
+    max_node_hours: int | None = None  # the spend cap, in whole node-hours (see pricing.spend_cap_hours)
 
 
 @dataclass(frozen=True)

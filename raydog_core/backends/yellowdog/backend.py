@@ -38,6 +38,7 @@ from yellowdog_client.model import (
     Task,
     TaskGroup,
     TaskSearch,
+    TaskStatus,
     WorkerPool,
     WorkerPoolSearch,
     WorkerPoolStatus,
@@ -63,12 +64,13 @@ from raydog_core.backends.base import (
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
-from raydog_core.backends.yellowdog import quotes
+from raydog_core.backends.yellowdog import quotes, spend_cap
 from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
+from raydog_core.backends.yellowdog.spend_cap import SpendCap
 from raydog_core.credentials import YellowDogCredentials
-from raydog_core.errors import PoolGoneError, RayDogError, SpecError
+from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
 from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
 from raydog_core.spec import NodePlacement
 
@@ -204,7 +206,19 @@ class YellowDogBackend:
         requirement = WorkRequirement(
             namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
         )
-        cluster_id = _present(self._add_requirement(requirement).id, "work requirement id")
+        labels = dict(options.labels)
+        cap = None
+        if options.max_node_hours is not None:
+            cap = spend_cap.create(
+                self._client, self._call, options.namespace, options.name, options.max_node_hours
+            )
+            labels.update(cap.labels())
+        try:
+            cluster_id = _present(self._add_requirement(requirement).id, "work requirement id")
+        except BaseException:
+            if cap is not None:
+                spend_cap.delete(self._client, self._call, cap)
+            raise
         lifetime = options.lifetime or DEFAULT_LIFETIME
         if options.lifetime is None:
             log.info(
@@ -213,7 +227,7 @@ class YellowDogBackend:
                 lifetime,
             )
         self._clusters[cluster_id] = _Cluster(
-            options.namespace, options.name, dict(options.labels), datetime.now(UTC) + lifetime
+            options.namespace, options.name, labels, datetime.now(UTC) + lifetime
         )
         return ClusterHandle(
             cluster_id, self._ports(cluster_id), log_dir=None, observability=self._obs_ports(cluster_id)
@@ -280,8 +294,9 @@ class YellowDogBackend:
         }
 
     def live_resources(self) -> list[str]:
-        """Live work requirements, pools and compute requirements of every RayDog cluster the key sees."""
-        leaks = []
+        """Live work requirements, pools and compute requirements of every RayDog cluster the key sees,
+        and RayDog's spend cap allowances."""
+        leaks = spend_cap.live_caps(self._client, self._call)
         for requirement in self._raydog_requirements(None):
             where = f"{requirement.namespace}/{requirement.name}"
             status = _present(requirement.status, "work requirement status")
@@ -322,6 +337,12 @@ class YellowDogBackend:
                 self._release_pool(pool_id)
             except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
                 failures.append(f"worker pool {pool_id}: {_describe(error)}")
+        cap = SpendCap.from_labels(self._labels_of(requirement) or {}) if requirement is not None else None
+        if cap is not None:
+            try:
+                spend_cap.delete(self._client, self._call, cap)
+            except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                failures.append(f"spend cap allowance {cap.allowance_id}: {_describe(error)}")
         node_placement.remove_node_files(self.placement, cluster_id)
         return failures
 
@@ -382,6 +403,7 @@ class YellowDogBackend:
 
     def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
         cluster = self._cluster(cluster_id)
+        self._refuse_over_cap(cluster)
         pool_name = naming.check_name("pool name", launch.pool_name)
         template = self._check_template(
             launch.yellowdog.compute_requirement_template_id, TEMPLATE_FIELD[launch.role]
@@ -400,6 +422,7 @@ class YellowDogBackend:
 
     def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
         cluster = self._cluster(cluster_id)
+        self._refuse_over_cap(cluster)
         pool = self._call(
             lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
         )
@@ -437,12 +460,16 @@ class YellowDogBackend:
         )
         if any(t.taskGroupId not in self._groups for t in tasks):
             self._learn_groups(self._get_requirement(cluster_id))
-        namespace = self._cluster(cluster_id).namespace
+        cluster = self._cluster(cluster_id)
+        namespace = cluster.namespace
         self._learn_addresses(namespace, tasks)
+        capped = self._cap_note(cluster, tasks)
         nodes = []
         for task in tasks:
             group = self._groups.get(_present(task.taskGroupId, "task group id"), _Group("", None))
             status, detail = node_status(task)
+            if capped and _lost(task):
+                detail = f"{detail}; {capped}"
             private_ip = public_ip = None
             pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
             if status == NodeStatus.RUNNING and task.nodeId:
@@ -566,7 +593,7 @@ class YellowDogBackend:
             templateId=template,
             requirementName=launch.pool_name,
             requirementNamespace=cluster.namespace,
-            requirementTag=None,
+            requirementTag=cap.tag if (cap := SpendCap.from_labels(cluster.labels)) else None,
             targetInstanceCount=count,
             imagesId=options.images_id,
             userData=options.userdata,
@@ -787,6 +814,27 @@ class YellowDogBackend:
             if group_id not in self._groups:
                 self._groups[group_id] = _Group(_worker_tag(group) or "", None)
 
+    def _refuse_over_cap(self, cluster: _Cluster) -> None:
+        """A capped cluster whose cap is used up takes no new node: say so, before asking the platform."""
+        cap = SpendCap.from_labels(cluster.labels)
+        if cap is not None and spend_cap.remaining_hours(self._client, self._call, cap) <= 0:
+            raise SpendCapError(
+                f"cluster {cluster.name} has used up {cap.describe()}: the platform takes no new nodes "
+                "for it; shut it down, and give the next run a higher cap if it needs one"
+            )
+
+    def _cap_note(self, cluster: _Cluster, tasks: Sequence[Task]) -> str:
+        """Why nodes of a capped cluster were lost, when its cap is used up ("" otherwise)."""
+        cap = SpendCap.from_labels(cluster.labels)
+        if cap is None or not any(_lost(t) for t in tasks):
+            return ""
+        if spend_cap.remaining_hours(self._client, self._call, cap) > 0:
+            return ""
+        return (
+            f"cluster {cluster.name} used up {cap.describe()}: the platform ended its instances "
+            "(a spend cap, not a failure of the code it ran)"
+        )
+
     def _learn_addresses(self, namespace: str, tasks: Sequence[Task]) -> None:
         """The addresses of every node newly running a task, a pool at a time: one node search per pool
         (and one instance search where nodes lack public IPs), however many nodes it has."""
@@ -976,6 +1024,13 @@ def _node_search(pool_id: str):
 def _run_identity(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels that tell runs apart (the caller's), without RayDog's own bookkeeping labels."""
     return {key: value for key, value in labels.items() if not key.startswith("raydog-")}
+
+
+def _lost(task: Task) -> bool:
+    """The task's machine went away under it (the platform ended it: a reclaim, a cap, a crash)."""
+    return task.status == TaskStatus.FAILED and any(
+        e.errorType == "ALLOCATION_LOST" for e in task.errors or []
+    )
 
 
 def _describe(error: BaseException) -> str:

@@ -434,6 +434,8 @@ class Platform:
             if not pool.alive:
                 raise invalid(f"Worker pool '{pool.name}' is {pool.status}")
             live = pool.requirement.live_instances()
+            if size > len(live) and self.exhausted_allowances(pool.requirement):
+                raise invalid(f"Cannot grow worker pool '{pool.name}': an allowance covering it is exhausted")
             if size > len(live):
                 self._add_instances(pool, size - len(live))
             else:
@@ -805,6 +807,7 @@ class Platform:
                 for i in self.instances.values()
                 if i.alive
             ]
+            leaks += [f"allowance {a.spec.get('description') or a.id}" for a in self.allowances.values()]
             refs = [t.process for t in self.tasks.values() if t.process is not None]
         leaks += [f"process {p.pid} ({_process_name(p)})" for p in processes.session_members(refs)]
         return leaks
