@@ -83,7 +83,7 @@ def _yellowdog(data: list[dict[str, Any]]) -> Iterator[Row]:
             f"{r['build_calls']} / {r['shutdown_calls']} API calls",
             "—",
             "—",
-            "grows with nodes / pools",
+            "constant per pool (node count only adds poll rounds while nodes boot)",
         )
 
 

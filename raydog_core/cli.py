@@ -107,6 +107,20 @@ def up(spec_file: str, state_file: str | None, timeout: float | None) -> None:
 
 
 @main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+def plan(spec_file: str) -> None:
+    """Check a spec against its backend and price it; creates nothing (exit 1 if it could not build)."""
+    try:
+        spec = load_spec_file(spec_file)
+        result = RayDogCluster(spec=spec).plan()
+    except RayDogError as error:
+        _fail(error)
+    click.echo(result.table())
+    if not result.ok:
+        raise click.ClickException(f"cluster {spec.cluster_name} cannot be built as planned")
+
+
+@main.command()
 @click.argument("state_file", type=click.Path(dir_okay=False))
 def status(state_file: str) -> None:
     """Show a cluster's nodes as the backend sees them."""
@@ -229,21 +243,24 @@ def list_clusters(backend: str, include_stopped: bool) -> None:
     """List the RayDog clusters this machine or these credentials can see."""
     where = _backend(backend)
     records = list_and_tidy(where)
-    click.echo(
-        f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} {'LEASES':<20} LABELS"
-    )
+    used = "USED (finished)"
+    header = f"{'NAME':<24} {'BACKEND':<10} {'STATE':<8} {'NODES':>5}  {'CREATED':<20} {'LEASES':<20} "
+    click.echo(header + (f"{used:<36} " if include_stopped else "") + "LABELS")
     for record in records:
         if record.state != "running" and not include_stopped:
             continue
         labels = ",".join(f"{k}={v}" for k, v in sorted(record.labels.items()))
         created = record.created_at.strftime("%Y-%m-%d %H:%M:%S")
         view = lease_listing.lease_view(where, record)
-        click.echo(
+        line = (
             f"{record.name:<24} {record.backend:<10} {record.state:<8} {record.live_nodes:>5}  {created:<20} "
-            f"{lease_listing.describe(view):<20} {labels}"
+            f"{lease_listing.describe(view):<20} "
         )
-        for line in lease_listing.holder_lines(view):
-            click.echo(f"  {line}")
+        if include_stopped:
+            line += f"{record.usage.describe() if record.usage else '-':<36} "
+        click.echo(line + labels)
+        for holder in lease_listing.holder_lines(view):
+            click.echo(f"  {holder}")
 
 
 @main.command("reap")

@@ -19,6 +19,7 @@ exits, a timeout, Ctrl+C) shuts down what was created and raises a clear error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from raydog_core import auth, client_auth, leases, naming, reuse, warm_files
 from raydog_core.backends import Backend, create_backend
@@ -48,6 +49,7 @@ from raydog_core.errors import (
     StateError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
+from raydog_core.pricing import ClusterPlan, ClusterUsage, spend_cap_hours
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
 from raydog_core.spec import (
@@ -62,6 +64,14 @@ from raydog_core.state import ClusterState, HeadState, LeaseState, Observability
 log = logging.getLogger("raydog")
 
 StateListener = Callable[[ClusterState], object]  # what it returns is ignored
+
+
+class RunLogger(Protocol):
+    """The logger of a run, whichever orchestrator's: stdlib, Prefect's adapter, Airflow's structlog."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+    def log(self, level: int, msg: str, /, *args: Any) -> Any: ...
 
 
 @dataclass
@@ -119,6 +129,7 @@ class RayDogCluster:
         self._state: ClusterState | None = None
         self._built = False
         self._shut_down = False
+        self._usage: ClusterUsage | None = None  # measured at shut-down
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
@@ -196,6 +207,31 @@ class RayDogCluster:
                 raise
             self._publish_state()
         return pool.raydog_id
+
+    def plan(self) -> ClusterPlan:
+        """What build() would start and what it would cost, checked against the backend; creates nothing.
+
+        Raises SpecError when build() could never succeed (a template that does not exist, a key the
+        platform rejects, more GPUs than the machine has); anything that would stop the platform from
+        provisioning (an exhausted allowance) is in `problems`.
+        """
+        self._check_open()
+        quote = self._ensure_backend().plan(self._cluster_options(), self._pool_plans())
+        return ClusterPlan.from_quote(self.spec.cluster_name, self.spec.backend, quote)
+
+    def log_plan(self, logger: RunLogger) -> ClusterPlan | None:
+        """Log the plan, as the orchestrators do before building. Bad input (SpecError) is raised as
+        build() would raise it; a plan the platform cannot answer now is only a warning, not a reason
+        not to build."""
+        try:
+            plan = self.plan()
+        except SpecError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the plan informs; the build decides
+            logger.warning("could not plan cluster %s: %s", self.spec.cluster_name, error)
+            return None
+        logger.log(logging.INFO if plan.ok else logging.WARNING, "%s", plan.table())
+        return plan
 
     @sigterm_unwinds()  # a SIGTERM takes the Ctrl+C path: what was created is shut down first
     def build(
@@ -307,6 +343,13 @@ class RayDogCluster:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
+        spec = self.spec
+        options = dataclasses.replace(
+            self._cluster_options(),
+            max_node_hours=spend_cap_hours(
+                spec.max_node_hours, spec.max_cost, self.plan() if spec.max_cost is not None else None
+            ),
+        )
         leased = leases.choose_leased(
             lease,
             self._sigterm is not None,
@@ -320,9 +363,7 @@ class RayDogCluster:
         )
         leased = leased and terms is not None
         try:
-            self._session = ClusterSession.open(
-                backend, self._cluster_options(), self.spec.ray_auth_mode, lease=terms
-            )
+            self._session = ClusterSession.open(backend, options, self.spec.ray_auth_mode, lease=terms)
             self._state = self._initial_state(self._session.handle)
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
@@ -388,34 +429,41 @@ class RayDogCluster:
     def worker_pool_internal_names(self) -> list[str]:
         return [p.internal_name for p in self._pools.values()]
 
-    def shut_down(self) -> None:
-        """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them."""
+    def shut_down(self) -> ClusterUsage | None:
+        """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them.
+
+        Returns what the cluster used (node-hours and cost, from the backend's records; also written to
+        `state.usage`), or None when nothing was built or it could not be measured.
+        """
         if self._shut_down:
-            return
+            return self._usage
         self._shut_down = True
         if self._session is None:
-            return
+            return None
         self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
+        usage = None
         if self._state is not None:
             self._state.phase = "shut_down"
+            usage = self._usage = self._session.usage(self._state)
             self._publish_state()
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
         log.info("cluster %s shut down", self.spec.cluster_name)
         if failures:
             raise ShutdownError(failures)
+        return usage
 
-    def leave(self) -> None:
+    def leave(self) -> ClusterUsage | None:
         """Stop using a warm cluster (one with a reuse_key) and leave it to its other holders: this
         builder's lease is released, and the cluster ends by itself once idle for its idle_ttl.
-        `shut_down()` ends it for everyone. Idempotent; for a cluster without a reuse_key, it shuts down."""
+        `shut_down()` ends it for everyone. Idempotent; a cluster that is not warm is shut down (and
+        what it used returned, as `shut_down()` does)."""
         if not self.is_warm or not self._built or self._shut_down:
-            self.shut_down()
-            return
+            return self.shut_down()
         if self._left:
-            return
+            return None
         self._left = True
         keeper, self._lease = self._lease, None
         if keeper is not None:
@@ -424,6 +472,7 @@ class RayDogCluster:
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
         log.info("left warm cluster %s: it stays up for its next run", self.spec.cluster_name)
+        return None
 
     @property
     def attached(self) -> bool:
@@ -624,12 +673,39 @@ class RayDogCluster:
         )
 
     def _pool_plans(self) -> list[PoolPlan]:
-        """Every Ray node build() starts, head first (the observability node asks for no GPU)."""
-        plans = [PoolPlan("head_node_resources", 1, self.spec.head_node_resources)]
-        for pool in self._pools.values():
-            resources = pool.spec.worker_node_resources
+        """Every node build() starts, head first (the observability node asks for no GPU)."""
+        spec = self.spec
+        plans = [
+            PoolPlan(
+                "head_node_resources",
+                1,
+                spec.head_node_resources,
+                NodeRole.HEAD,
+                "head",
+                spec.head_yellowdog(),
+            )
+        ]
+        if spec.enable_observability:
             plans.append(
-                PoolPlan(f"{pool.where}.worker_node_resources", pool.spec.worker_pool_node_count, resources)
+                PoolPlan(
+                    "observability_node",
+                    1,
+                    NodeResources(num_gpus=0),
+                    NodeRole.OBSERVABILITY,
+                    "observability",
+                    spec.observability_yellowdog(),
+                )
+            )
+        for pool in self._pools.values():
+            plans.append(
+                PoolPlan(
+                    f"{pool.where}.worker_node_resources",
+                    pool.spec.worker_pool_node_count,
+                    pool.spec.worker_node_resources,
+                    NodeRole.WORKER,
+                    pool.where if pool.where != "add_worker_pool" else pool.internal_name,
+                    pool.spec.yellowdog,
+                )
             )
         return plans
 

@@ -52,3 +52,8 @@ class ShutdownError(RayDogError):
     def __init__(self, failures: list[str]) -> None:
         self.failures = failures
         super().__init__("shut-down left failures: " + "; ".join(failures))
+
+
+class SpendCapError(RayDogError):
+    """The cluster's spend cap (max_node_hours / max_cost) is used up: the platform refuses new nodes
+    and has ended the running ones. Not a failure of the user's code, and not worth retrying as is."""

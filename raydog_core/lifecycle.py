@@ -8,6 +8,7 @@ and a node gets the same environment whichever door built the cluster.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
@@ -32,10 +33,12 @@ from raydog_core.home import autoscaler_files
 from raydog_core.node_env import role_environment
 from raydog_core.observability import password as observability_password
 from raydog_core.ports import is_listening
+from raydog_core.pricing import ClusterUsage
 from raydog_core.ray_nodes import alive_ray_nodes
-from raydog_core.state import ClusterState, LeaseState, ObservabilityState
+from raydog_core.state import ClusterState, LeaseState, ObservabilityState, UsageState
 
 T = TypeVar("T")
+log = logging.getLogger("raydog")
 
 POLL_INTERVAL_S = 0.5
 HEAD_WITHOUT_DASHBOARD_S = 10.0  # a custom head script with no dashboard: trusted this long after its GCS
@@ -257,6 +260,18 @@ class ClusterSession:
     def shut_down(self, pool_ids: Collection[str] = ()) -> list[str]:
         """Everything of the cluster (see `shut_down_cluster`); returns what failed."""
         return shut_down_cluster(self.backend, self.cluster_id, pool_ids)
+
+    def usage(self, state: ClusterState) -> ClusterUsage | None:
+        """After shut_down: node-hours and cost from the backend's records, logged and written into
+        `state.usage`. Measuring is a report, not part of the teardown: a failure is logged, not raised."""
+        try:
+            usage = self.backend.usage(self.cluster_id, [p.pool_id for p in state.pools])
+        except Exception as error:  # noqa: BLE001 - the cluster is gone either way
+            log.warning("could not measure what cluster %s used: %s", self.cluster_name, error)
+            return None
+        state.usage = UsageState(node_hours=usage.node_hours, cost=usage.cost, currency=usage.currency)
+        log.info("cluster %s used %s", self.cluster_name, usage.describe())
+        return usage
 
 
 class HeadProbe:

@@ -10,6 +10,7 @@ from raydog_core.backends import Backend, NodeInfo, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import ShutdownError, StateError
 from raydog_core.lifecycle import ClusterSession
+from raydog_core.pricing import ClusterUsage
 from raydog_core.state import ClusterState
 
 log = logging.getLogger("raydog")
@@ -69,17 +70,21 @@ class RayDogClusterProxy:
             self._backend = create_backend(state.backend, credentials)
         return self._backend
 
-    def shut_down(self) -> None:
-        """Stop everything the saved state names (idempotent; stale ids are not an error)."""
+    def shut_down(self) -> ClusterUsage | None:
+        """Stop everything the saved state names (idempotent; stale ids are not an error); returns what
+        the cluster used (also in `state.usage`), None if it could not be measured or was already down."""
         state = self._require_state()
         if self._shut_down:
-            return
-        failures = ClusterSession.from_state(state, self.backend).shut_down(state.worker_pool_ids)
+            return None
+        session = ClusterSession.from_state(state, self.backend)
+        failures = session.shut_down(state.worker_pool_ids)
         self._shut_down = True
         state.phase = "shut_down"
+        usage = session.usage(state)
         log.info("cluster %s shut down from saved state", state.cluster_name)
         if failures:
             raise ShutdownError(failures)
+        return usage
 
     def _require_state(self) -> ClusterState:
         if self.state is None:

@@ -151,6 +151,20 @@ class ClusterFields(BaseModel):
     build_timeout: timedelta = Field(
         timedelta(minutes=10), description="The head node and workers must be up within this."
     )
+    max_node_hours: limits.Count | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Backend 'yellowdog' only: a spend cap in whole node-hours, enforced by the platform "
+        "(a hard allowance on this cluster's instances): at the cap it ends them and refuses new ones.",
+    )
+    max_cost: Annotated[float, limits.NoBool] | None = Field(
+        None,
+        gt=0,
+        le=1e9,
+        description="Backend 'yellowdog' only: a spend cap in the platform's price currency, turned into "
+        "node-hours at the dearest price of the cluster's templates (see max_node_hours).",
+    )
 
     head_node_ray_start_script: ScriptSource | None = Field(
         None, description="Bash script (text or path) starting Ray on the head; default: RayDog's."
@@ -293,6 +307,12 @@ class ClusterSpec(ClusterFields, _Strict):
             raise SpecError("worker_pools", f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
         if self.backend == "yellowdog":
             self._require_templates()
+        elif self.max_node_hours is not None or self.max_cost is not None:
+            raise SpecError(
+                "max_node_hours" if self.max_node_hours is not None else "max_cost",
+                f"a spend cap is a YellowDog allowance; backend {self.backend!r} has none (its nodes cost nothing)",
+                "remove it, or use backend 'yellowdog'",
+            )
         elif self.node_placement is not None:
             raise SpecError(
                 "node_placement",

@@ -88,6 +88,15 @@ class PoolState(_Record):
     node_ids: list[Identifier] = Field(default_factory=list)
 
 
+class UsageState(_Record):
+    """What the cluster used, measured from the backend's records when it was shut down."""
+
+    node_hours: float = Field(ge=0)
+    cost: float | None = Field(None, ge=0)  # None: some node's price was unknown
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    measured_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
 class ClusterState(_Record):
     """Everything needed to reconnect to a cluster and to clean it up, and nothing secret."""
 
@@ -112,6 +121,7 @@ class ClusterState(_Record):
     # pool ids are never reused, even after the newest pool was removed
     next_pool_index: int = Field(1, ge=1, le=naming.MAX_WORKER_POOLS + 1, strict=True)
     pools: list[PoolState] = Field(default_factory=list, max_length=naming.MAX_WORKER_POOLS + 2)
+    usage: UsageState | None = None  # set at shut-down
 
     def check_platform(self, api_url: str) -> None:
         """Refuse to use this state with credentials for another platform than the one it names."""

@@ -298,6 +298,7 @@ class RayDogTaskRunner(RayTaskRunner):
             cluster.spec.backend,
             cluster.spec.cluster_labels,
         )
+        cluster.log_plan(logger)
         # Leased where this process reaches the head, directly (the builder holds the lease) or through
         # its SSH tunnel (the runner does, once connected): if the flow's process dies, even by SIGKILL,
         # the cluster ends itself once `lease_timeout` has passed.

@@ -32,7 +32,9 @@ def tear_down(cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAda
                 )
             else:
                 logger.info("Shutting down RayDog cluster %s (%s)", name, cluster.cluster_id)
-            cluster.shut_down()  # idempotent; also releases the client side (token file, connections)
+            usage = cluster.shut_down()  # idempotent; also releases the client side (token file, connections)
+            if usage is not None:
+                logger.info("RayDog cluster %s used %s", name, usage.describe())
         except Exception:
             logger.exception(
                 "Shutting down RayDog cluster %s failed; `raydog reap --label` can remove what is left", name

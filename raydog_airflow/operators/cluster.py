@@ -90,6 +90,7 @@ class RayDogBuildOperator(BaseOperator):
         leased, holder = settings.reaches_head(), _holder(context)
         hold = not settings.through_tunnel()  # else taken through the tunnel, below
         with closing(settings.create_backend()) as backend:
+            RayDogCluster(spec=spec, backend=backend).log_plan(self.log)
             if spec.reuse_key is not None and self.deferrable:
                 # A warm build attaches in seconds, or builds under a lock it cannot hold while deferred.
                 self.log.info(

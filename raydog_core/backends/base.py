@@ -7,6 +7,7 @@ environment, reports what is alive (the truth, not a cache) and removes what it 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from raydog_core.errors import RayDogError
+from raydog_core.pricing import ClusterUsage, PlanQuote
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
 
@@ -81,6 +83,7 @@ class ClusterOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     lifetime: timedelta | None = None
     gpu_ids: Sequence[int] | None = None
+    max_node_hours: int | None = None  # the spend cap, in whole node-hours (see pricing.spend_cap_hours)
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,17 @@ class NodeLaunch:
 
 @dataclass(frozen=True)
 class PoolPlan:
-    """A pool the builder is about to start, for the backend's check before anything exists."""
+    """A pool the builder is about to start, for the backend's check (and price) before anything exists."""
 
     field: (
         str  # the spec field that asks for it, named in a SpecError ("worker_pools.0.worker_node_resources")
     )
     count: int
     resources: NodeResources
+    role: NodeRole = NodeRole.WORKER
+    pool: str = ""  # how a plan names it ("head", "worker_pools.0")
+    # (`dataclasses.field`: the attribute `field` above hides the function in this class body)
+    yellowdog: YellowDogNodeOptions = dataclasses.field(default_factory=YellowDogNodeOptions)
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,7 @@ class ClusterRecord:
     state: str
     namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
     lease_port: int | None = None  # where its head's watchdog would listen, where the backend knows it
+    usage: ClusterUsage | None = None  # of a finished cluster, where the backend still knows it
 
 
 @runtime_checkable
@@ -152,6 +160,10 @@ class Backend(Protocol):
 
     def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
         """Raise SpecError, before anything exists, if these pools (head first) can never all start here."""
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """check_plan, then what each pool would run on and cost per node-hour, with the allowances
+        that would cover it; creates nothing."""
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         """Create the cluster's container (YellowDog work requirement, local cluster directory)."""
@@ -179,6 +191,9 @@ class Backend(Protocol):
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
         """The last lines a node's script printed, for error messages (may be empty)."""
+
+    def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
+        """Node-hours and their cost so far, from the backend's records (after shut_down: the total)."""
 
     def list_clusters(self) -> list[ClusterRecord]:
         """Every cluster this backend can see (for `raydog list` and the reaper)."""

@@ -54,7 +54,7 @@ def assert_server_fields_filled(entity: Any, where: str = "") -> None:
             "credentials",
         ):
             assert value is not None, f"{where}.{item.name} came back empty"
-        if item.name == "provisionStrategy":
+        if item.name in ("provisionStrategy", "source"):
             continue  # compute sources are configuration the platform echoes, not entities it assigns
         for child in value if isinstance(value, list) else [value]:
             if dataclasses.is_dataclass(child) and not isinstance(child, type):
@@ -187,3 +187,163 @@ def _namespace_search() -> Any:
     from yellowdog_client.model import NamespaceSearch
 
     return NamespaceSearch()
+
+
+def test_prices_and_source_templates_round_trip(client: PlatformClient) -> None:
+    """A template's source says what its instances are; the price list says what they cost per hour."""
+    from yellowdog_client.model import (
+        CloudProvider,
+        ComputeRequirementStaticTemplate,
+        InstanceTypePriceSearch,
+        UsageType,
+    )
+
+    compute = client.compute_client
+    template = compute.get_compute_requirement_template_by_name("raydog", "emulated")
+    assert isinstance(template, ComputeRequirementStaticTemplate) and template.sources
+    source = compute.get_compute_source_template(template.sources[0].sourceTemplateId)
+    assert_server_fields_filled(source)
+    assert source.source.provider == CloudProvider.AWS and source.source.instanceType
+    summaries = compute.find_all_compute_source_templates()
+    assert source.id in {s.id for s in summaries}
+    search = InstanceTypePriceSearch(
+        providers=[CloudProvider.AWS],
+        region=source.source.region,
+        instanceType=source.source.instanceType,
+        usageTypes=[UsageType.ON_DEMAND],
+    )
+    prices = client.cloud_info_client.get_instance_type_prices(search).list_all()
+    assert len(prices) == 1
+    price = prices[0]
+    assert price.usageType == UsageType.ON_DEMAND and price.price.value > 0 and price.price.currency
+    assert price.instanceType == source.source.instanceType and price.provider == CloudProvider.AWS
+    everything = client.cloud_info_client.get_instance_type_prices(InstanceTypePriceSearch()).list_all()
+    assert len(everything) > 1
+
+
+def test_allowances_round_trip_and_count_instance_hours(
+    client: PlatformClient, yellowdog_emulator: Emulator
+) -> None:
+    """Create, read, list, boost and delete an allowance of each kind through the real SDK; its remaining
+    hours go down as instances it covers run, and an exhausted one refuses the provisioning it covers."""
+    from datetime import UTC, datetime
+
+    from yellowdog_client.model import (
+        AccountAllowance,
+        AllowanceLimitEnforcement,
+        AllowanceResetType,
+        AllowanceSearch,
+        InstanceStatus,
+        RequirementsAllowance,
+        SourceAllowance,
+    )
+
+    allowances = client.allowances_client
+    common = {
+        "effectiveFrom": datetime.now(UTC),
+        "resetType": AllowanceResetType.NONE,
+        "limitEnforcement": AllowanceLimitEnforcement.HARD,
+        "monitoredStatuses": [InstanceStatus.RUNNING, InstanceStatus.PENDING],
+    }
+    account = allowances.add_allowance(AccountAllowance(description="conf account", allowedHours=5, **common))
+    assert isinstance(account, AccountAllowance)
+    assert_server_fields_filled(account)
+    assert account.remainingHours == 5 and account.limitEnforcement == AllowanceLimitEnforcement.HARD
+    cap = allowances.add_allowance(
+        RequirementsAllowance(
+            description="conf cap", namespace="capped", allowedHours=0, hardLimitGraceMinutes=0, **common
+        )
+    )
+    assert isinstance(cap, RequirementsAllowance) and cap.namespace == "capped"
+    with pytest.raises(InvalidRequestException, match="'sourceId' is required"):
+        allowances.add_allowance(SourceAllowance(sourceId="", allowedHours=1, **common))
+    found = allowances.get_allowances(AllowanceSearch(description="conf")).list_all()
+    assert {a.id for a in found} == {account.id, cap.id}
+    for allowance in found:
+        assert_server_fields_filled(allowance)
+
+    usage = ComputeRequirementTemplateUsage(
+        templateId=TEMPLATE, requirementName="cap-pool", requirementNamespace="capped", targetInstanceCount=1
+    )
+    properties = ProvisionedWorkerPoolProperties(createNodeWorkers=NodeWorkerTarget.per_node(1), maxNodes=1)
+    with pytest.raises(InvalidRequestException, match=r"conf cap.*exhausted"):
+        client.worker_pool_client.provision_worker_pool(usage, properties)
+    boosted = allowances.boost_allowance_by_id(cap.id, 1)
+    assert boosted.boostHours == 1 and boosted.remainingHours == 1
+    pool = client.worker_pool_client.provision_worker_pool(usage, properties)
+    compute_id = client.worker_pool_client.get_worker_pool_by_id(pool.id).computeRequirementId
+    requirement = client.compute_client.get_compute_requirement_by_id(compute_id)
+    assert client.allowances_client.check_compute_requirement_exhaustion(requirement) == []
+    remaining = allowances.get_allowance_by_id(cap.id).remainingHours  # PENDING counts too
+    assert 0 < remaining < 1
+    assert allowances.get_allowance_by_id(account.id).remainingHours < 5
+
+    client.worker_pool_client.shutdown_worker_pool_by_id(pool.id)
+    client.compute_client.terminate_compute_requirement_by_id(compute_id)
+    for allowance in (account, cap):
+        allowances.delete_allowance_by_id(allowance.id)
+    assert allowances.get_allowances(AllowanceSearch(description="conf")).list_all() == []
+    with pytest.raises(InvalidRequestException, match="not found"):
+        allowances.get_allowance_by_id(cap.id)
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_a_hard_allowance_ends_the_instances_it_covers(
+    client: PlatformClient, yellowdog_emulator: Emulator
+) -> None:
+    """Exhausted with no grace left, a hard allowance terminates what it covers; the task running there
+    fails as lost, and the platform says which allowance is exhausted."""
+    from datetime import UTC, datetime
+
+    from yellowdog_client.model import (
+        AllowanceLimitEnforcement,
+        AllowanceResetType,
+        InstanceStatus,
+        RequirementAllowance,
+    )
+
+    usage = ComputeRequirementTemplateUsage(
+        templateId=TEMPLATE, requirementName="hard-pool", requirementNamespace="hard", targetInstanceCount=1
+    )
+    properties = ProvisionedWorkerPoolProperties(
+        createNodeWorkers=NodeWorkerTarget.per_node(1), maxNodes=1, workerTag="hard-pool"
+    )
+    pools, work = client.worker_pool_client, client.work_client
+    pool = pools.provision_worker_pool(usage, properties)
+    compute_id = pools.get_worker_pool_by_id(pool.id).computeRequirementId
+    run = RunSpecification(taskTypes=["bash"], workerTags=["hard-pool"], namespaces=["hard"])
+    requirement = work.add_work_requirement(
+        WorkRequirement(
+            namespace="hard", name="hard-wr", taskGroups=[TaskGroup(name="g", runSpecification=run)]
+        )
+    )
+    task = work.add_tasks_to_task_group_by_id(
+        requirement.taskGroups[0].id,
+        [Task(name="hard-t", taskType="bash", arguments=["taskdata.txt"], taskData="sleep 60")],
+    )[0]
+    allowance = client.allowances_client.add_allowance(
+        RequirementAllowance(
+            requirementId=compute_id,
+            description="hard cap",
+            effectiveFrom=datetime.now(UTC),
+            resetType=AllowanceResetType.NONE,
+            limitEnforcement=AllowanceLimitEnforcement.HARD,
+            monitoredStatuses=[InstanceStatus.RUNNING],
+            allowedHours=0,
+            hardLimitGraceMinutes=0,
+        )
+    )
+    deadline = time.monotonic() + 20
+    while work.get_task_by_id(task.id).status not in (TaskStatus.FAILED,):
+        assert time.monotonic() < deadline, "the hard allowance did not end the instance"
+        time.sleep(0.1)
+    assert work.get_task_by_id(task.id).errors[0].errorType == "ALLOCATION_LOST"
+    compute = client.compute_client.get_compute_requirement_by_id(compute_id)
+    notices = client.allowances_client.check_compute_requirement_exhaustion(compute)
+    assert [n.allowanceId for n in notices] == [allowance.id]
+    assert notices[0].allowanceDescription == "hard cap"
+    assert work.get_work_requirement_by_id(requirement.id).status == WorkRequirementStatus.FAILED
+    pools.shutdown_worker_pool_by_id(pool.id)
+    client.compute_client.terminate_compute_requirement_by_id(compute_id)
+    client.allowances_client.delete_allowance_by_id(allowance.id)
+    assert yellowdog_emulator.wait_until_clean() == []

@@ -60,7 +60,9 @@ def test_a_refusal_that_is_no_name_clash_is_raised_as_it_is(
         ClusterOptions(name="refused", namespace="raydog-test", lifetime=timedelta(minutes=5))
     )
     try:
-        backend._checked_templates.add("raydog/missing")  # past the early check: the platform refuses
+        backend._check_template("raydog/emulated", "head_node_compute_requirement_template_id")
+        # past the early check: the platform refuses
+        backend._templates["raydog/missing"] = backend._templates["raydog/emulated"]
         with pytest.raises(InvalidRequestException, match="raydog/missing"):
             backend.create_pool(handle.cluster_id, _launch("refused-head", "raydog/missing"), 1)
     finally:

@@ -50,6 +50,7 @@ from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
 from raydog_core.local_node_args import LOOPBACK, local_node_args
 from raydog_core.ports import free_ports
+from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
 from raydog_core.private_files import (
     FILE_MODE,
     make_tree_private,
@@ -79,6 +80,12 @@ class LocalBackend:
         """Every node shares this machine's GPUs: refuse pools that would run out of them."""
         gpus = list(options.gpu_ids) if options.gpu_ids is not None else detect_gpu_ids()
         check_gpu_plan(gpus, [(f"{p.field}.num_gpus", p.count, p.resources.num_gpus) for p in pools])
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """Nodes are processes of this machine: their sizes, at no cost."""
+        self.check_plan(options, pools)
+        quotes = [PoolQuote(p.pool, p.role.value, p.count, p.resources, "this machine", 0.0) for p in pools]
+        return PlanQuote(quotes, currency=None, lifetime=options.lifetime)
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         cluster_id = f"{options.name}-{secrets.token_hex(4)}"
@@ -134,9 +141,21 @@ class LocalBackend:
                     live_nodes=live,
                     state="running" if live else manifest.state,
                     lease_port=manifest.ports.lease,
+                    usage=None if live else self._usage(manifest),
                 )
             )
         return records
+
+    def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
+        """Node-hours from the manifest; local nodes cost nothing."""
+        manifest = self._read(self._directory(cluster_id))
+        if manifest is None:
+            raise StateError(f"local cluster {cluster_id!r} has no readable manifest")
+        return self._usage(manifest)
+
+    @staticmethod
+    def _usage(manifest: Manifest) -> ClusterUsage:
+        return ClusterUsage(node_hours=manifest.node_hours(datetime.now(UTC)), cost=0.0)
 
     def live_resources(self) -> list[str]:
         leaks = []
@@ -153,8 +172,7 @@ class LocalBackend:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
             for node in manifest.nodes.values():
-                if node.status != NodeStatus.FAILED:
-                    node.status = NodeStatus.TERMINATED
+                node.stop()
             manifest.state = "stopped"
             refs = [n.process for n in manifest.nodes.values()]
             temp_dir = manifest.temp_dir
@@ -219,8 +237,7 @@ class LocalBackend:
                 node = manifest.nodes.get(node_id)
                 if node is None:
                     continue
-                if node.status == NodeStatus.RUNNING:
-                    node.status = NodeStatus.TERMINATED
+                node.stop()
                 manifest.gpu_assigned.pop(node_id, None)
                 refs.append(node.process)
         processes.stop_sessions(refs)
@@ -362,8 +379,7 @@ class LocalBackend:
                 return manifest  # someone shut it down, or added a node, meanwhile
             manifest.state = "ended"
             for node in manifest.nodes.values():
-                if node.status == NodeStatus.RUNNING:
-                    node.status = NodeStatus.TERMINATED
+                node.stop()
             node_dirs = {n.temp_name: node_id for node_id, n in manifest.nodes.items()}
             _keep_ray_logs(manifest.temp_dir, directory / "logs", node_dirs)
             shutil.rmtree(manifest.temp_dir, ignore_errors=True)

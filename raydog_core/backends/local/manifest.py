@@ -53,6 +53,13 @@ class ManifestNode(_Record):
     gpus: list[int] = Field(default_factory=list)
     temp_name: str = Field("", pattern=r"^(n[0-9]+)?$")  # below the cluster's temp dir
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    ended_at: datetime | None = None  # when RayDog stopped it (or found the cluster ended)
+
+    def stop(self, status: NodeStatus = NodeStatus.TERMINATED) -> None:
+        """Record the node as stopped now (a failed node keeps its status), once."""
+        if self.status == NodeStatus.RUNNING:
+            self.status = status
+        self.ended_at = self.ended_at or datetime.now(UTC)
 
 
 class Manifest(_Record):
@@ -84,3 +91,10 @@ class Manifest(_Record):
 
     def dump(self) -> str:
         return self.model_dump_json(indent=1)
+
+    def node_hours(self, now: datetime) -> float:
+        """Hours its nodes ran: each from its start to when it was stopped (or now)."""
+        return (
+            sum(max(((n.ended_at or now) - n.started_at).total_seconds(), 0.0) for n in self.nodes.values())
+            / 3600
+        )

@@ -23,10 +23,13 @@ from functools import partial
 from typing import TypeVar
 
 import requests
+from yellowdog_client.compute import ComputeClient
 from yellowdog_client.model import (
     AutoShutdown,
     ComputeRequirementStatus,
+    ComputeRequirementTemplate,
     ComputeRequirementTemplateUsage,
+    Instance,
     InstanceSearch,
     NodeWorkerTarget,
     ProvisionedWorkerPool,
@@ -35,6 +38,7 @@ from yellowdog_client.model import (
     Task,
     TaskGroup,
     TaskSearch,
+    TaskStatus,
     WorkerPool,
     WorkerPoolSearch,
     WorkerPoolStatus,
@@ -60,11 +64,14 @@ from raydog_core.backends.base import (
 )
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
+from raydog_core.backends.yellowdog import quotes, spend_cap
 from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
+from raydog_core.backends.yellowdog.spend_cap import SpendCap
 from raydog_core.credentials import YellowDogCredentials
-from raydog_core.errors import PoolGoneError, RayDogError, SpecError
+from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
+from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
 from raydog_core.spec import NodePlacement
 
 log = logging.getLogger("raydog")
@@ -130,8 +137,9 @@ class YellowDogBackend:
         self._clusters: dict[str, _Cluster] = {}
         self._groups: dict[str, _Group] = {}  # task group id -> pool
         self._pool_ids: dict[tuple[str, str], str] = {}  # (namespace, pool name) -> pool id
+        self._compute_ids: dict[str, str] = {}  # pool id -> its compute requirement's id (fixed)
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
-        self._checked_templates: set[str] = set()
+        self._templates: dict[str, ComputeRequirementTemplate] = {}  # checked, by the spec's reference
         self._head_ports: dict[str, HeadPorts] = {}
         self._observability_ports: dict[str, ObservabilityPorts] = {}
 
@@ -144,7 +152,53 @@ class YellowDogBackend:
     # -- clusters -----------------------------------------------------------------------------------
 
     def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
-        """Nothing to check on the client: each node's machine comes from its compute requirement template."""
+        """Every pool's template exists for this key (which checks the key too), before anything exists:
+        each node's machine comes from its compute requirement template."""
+        for pool in pools:
+            self._check_template(pool.yellowdog.compute_requirement_template_id, _template_field(pool))
+
+    def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
+        """check_plan, then each pool priced from its template's sources and the platform's price list,
+        and the allowances that would cover the cluster."""
+        self.check_plan(options, pools)
+        by_template: dict[str, quotes.TemplateQuote] = {}
+        prices = quotes.PriceList(self._client, self._call)
+        for pool in pools:
+            ref = _present(pool.yellowdog.compute_requirement_template_id, "template")
+            if ref not in by_template:
+                by_template[ref] = quotes.quote_template(
+                    self._client, self._call, prices, ref, self._templates[ref]
+                )
+        planned = [
+            quotes.PlannedPool(
+                p.count, by_template[_present(p.yellowdog.compute_requirement_template_id, "template")]
+            )
+            for p in pools
+        ]
+        pool_quotes = [
+            PoolQuote(
+                p.pool, p.role.value, p.count, p.resources, q.quote.machine, q.quote.price, q.quote.spot
+            )
+            for p, q in zip(pools, planned, strict=True)
+        ]
+        warnings = [
+            f"no price for {q.template_ref} ({q.machine}): the cost is unknown"
+            for q in by_template.values()
+            if q.price is None
+        ]
+        currencies = {q.currency for q in by_template.values() if q.currency}
+        if len(currencies) > 1:
+            warnings.append(
+                f"templates are priced in several currencies ({sorted(currencies)}): totals mix them"
+            )
+        headroom, more = quotes.allowance_headroom(self._client, self._call, options.namespace, planned)
+        return PlanQuote(
+            pool_quotes,
+            currency=min(currencies) if currencies else None,
+            lifetime=options.lifetime or DEFAULT_LIFETIME,
+            allowances=headroom,
+            warnings=warnings + more,
+        )
 
     def open_cluster(self, options: ClusterOptions) -> ClusterHandle:
         naming.check_name("cluster_name", options.name, naming.MAX_CLUSTER_NAME_LENGTH)
@@ -152,7 +206,19 @@ class YellowDogBackend:
         requirement = WorkRequirement(
             namespace=options.namespace, name=options.name, tag=options.tag, taskGroups=[]
         )
-        cluster_id = _present(self._add_requirement(requirement).id, "work requirement id")
+        labels = dict(options.labels)
+        cap = None
+        if options.max_node_hours is not None:
+            cap = spend_cap.create(
+                self._client, self._call, options.namespace, options.name, options.max_node_hours
+            )
+            labels.update(cap.labels())
+        try:
+            cluster_id = _present(self._add_requirement(requirement).id, "work requirement id")
+        except BaseException:
+            if cap is not None:
+                spend_cap.delete(self._client, self._call, cap)
+            raise
         lifetime = options.lifetime or DEFAULT_LIFETIME
         if options.lifetime is None:
             log.info(
@@ -161,7 +227,7 @@ class YellowDogBackend:
                 lifetime,
             )
         self._clusters[cluster_id] = _Cluster(
-            options.namespace, options.name, dict(options.labels), datetime.now(UTC) + lifetime
+            options.namespace, options.name, labels, datetime.now(UTC) + lifetime
         )
         return ClusterHandle(
             cluster_id, self._ports(cluster_id), log_dir=None, observability=self._obs_ports(cluster_id)
@@ -228,8 +294,9 @@ class YellowDogBackend:
         }
 
     def live_resources(self) -> list[str]:
-        """Live work requirements, pools and compute requirements of every RayDog cluster the key sees."""
-        leaks = []
+        """Live work requirements, pools and compute requirements of every RayDog cluster the key sees,
+        and RayDog's spend cap allowances."""
+        leaks = spend_cap.live_caps(self._client, self._call)
         for requirement in self._raydog_requirements(None):
             where = f"{requirement.namespace}/{requirement.name}"
             status = _present(requirement.status, "work requirement status")
@@ -258,7 +325,6 @@ class YellowDogBackend:
 
     def shut_down(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> list[str]:
         failures: list[str] = []
-        pools = dict.fromkeys(pool_ids)
         try:
             requirement = self._get_requirement(cluster_id)
         except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
@@ -266,21 +332,69 @@ class YellowDogBackend:
             requirement = None
         if requirement is not None:
             self._cancel_requirement(requirement, failures)
-            for pool_name in self._pool_names(requirement):
-                try:
-                    pool = self._pool_by_name(requirement.namespace, pool_name)
-                except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
-                    failures.append(f"worker pool {pool_name}: {_describe(error)}")
-                    continue
-                if pool is not None:
-                    pools.setdefault(_present(pool.id, "worker pool id"))
-        for pool_id in pools:
+        for pool_id in self._cluster_pools(requirement, pool_ids, failures):
             try:
                 self._release_pool(pool_id)
             except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
                 failures.append(f"worker pool {pool_id}: {_describe(error)}")
+        cap = SpendCap.from_labels(self._labels_of(requirement) or {}) if requirement is not None else None
+        if cap is not None:
+            try:
+                spend_cap.delete(self._client, self._call, cap)
+            except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                failures.append(f"spend cap allowance {cap.allowance_id}: {_describe(error)}")
         node_placement.remove_node_files(self.placement, cluster_id)
         return failures
+
+    def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
+        """Instance-hours of every pool of the cluster, from the platform's instance records (creation to
+        termination), priced from its price list: a few calls per pool, whatever its node count."""
+        failures: list[str] = []
+        pools = self._cluster_pools(self._get_requirement(cluster_id), pool_ids, failures, fresh=False)
+        if failures:
+            raise RayDogError("cannot measure the cluster's usage: " + "; ".join(failures))
+        instances: list[Instance] = []
+        compute = self._client.compute_client
+        for pool_id in pools:
+            if pool_id not in self._compute_ids:  # shut_down learnt it, unless this is another process
+                pool = self._call(
+                    partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
+                )
+                self._compute_ids[pool_id] = _present(
+                    _provisioned(pool).computeRequirementId, "compute requirement id"
+                )
+            search = InstanceSearch(computeRequirementId=self._compute_ids[pool_id])
+            instances += self._call(partial(_all_instances, compute, search), "list instances")
+        hours, cost, currency = quotes.instance_usage(
+            instances, quotes.PriceList(self._client, self._call), datetime.now(UTC)
+        )
+        return ClusterUsage(node_hours=hours, cost=cost, currency=currency)
+
+    def _cluster_pools(
+        self,
+        requirement: WorkRequirement | None,
+        pool_ids: Sequence[str],
+        failures: list[str],
+        *,
+        fresh: bool = True,
+    ) -> list[str]:
+        """The ids of the cluster's pools: those given, and those its task groups name (found by name;
+        `fresh=False` takes ids this backend already found, as shut_down just did)."""
+        pools = dict.fromkeys(pool_ids)
+        namespace = requirement.namespace if requirement is not None else ""
+        for pool_name in self._pool_names(requirement) if requirement is not None else []:
+            try:
+                if fresh:
+                    pool = self._pool_by_name(namespace, pool_name)
+                    pool_id = _present(pool.id, "worker pool id") if pool is not None else None
+                else:
+                    pool_id = self._pool_id(namespace, pool_name)
+            except Exception as error:  # noqa: BLE001 - teardown goes on past any failure and reports it
+                failures.append(f"worker pool {pool_name}: {_describe(error)}")
+                continue
+            if pool_id is not None:
+                pools.setdefault(pool_id)
+        return list(pools)
 
     def close(self) -> None:
         self._client.close()
@@ -289,8 +403,11 @@ class YellowDogBackend:
 
     def create_pool(self, cluster_id: str, launch: NodeLaunch, count: int) -> tuple[str, list[str]]:
         cluster = self._cluster(cluster_id)
+        self._refuse_over_cap(cluster)
         pool_name = naming.check_name("pool name", launch.pool_name)
-        template = self._check_template(launch.yellowdog.compute_requirement_template_id, launch.role)
+        template = self._check_template(
+            launch.yellowdog.compute_requirement_template_id, TEMPLATE_FIELD[launch.role]
+        )
         # A pool of this name may have been here before (shut down idle): its groups keep their names.
         groups = self._get_requirement(cluster_id).taskGroups or []
         earlier = [g for g in groups if _worker_tag(g) == pool_name]
@@ -305,6 +422,7 @@ class YellowDogBackend:
 
     def add_nodes(self, cluster_id: str, pool_id: str, launch: NodeLaunch, count: int) -> list[str]:
         cluster = self._cluster(cluster_id)
+        self._refuse_over_cap(cluster)
         pool = self._call(
             lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
         )
@@ -342,11 +460,16 @@ class YellowDogBackend:
         )
         if any(t.taskGroupId not in self._groups for t in tasks):
             self._learn_groups(self._get_requirement(cluster_id))
-        namespace = self._cluster(cluster_id).namespace
+        cluster = self._cluster(cluster_id)
+        namespace = cluster.namespace
+        self._learn_addresses(namespace, tasks)
+        capped = self._cap_note(cluster, tasks)
         nodes = []
         for task in tasks:
             group = self._groups.get(_present(task.taskGroupId, "task group id"), _Group("", None))
             status, detail = node_status(task)
+            if capped and _lost(task):
+                detail = f"{detail}; {capped}"
             private_ip = public_ip = None
             pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
             if status == NodeStatus.RUNNING and task.nodeId:
@@ -470,7 +593,7 @@ class YellowDogBackend:
             templateId=template,
             requirementName=launch.pool_name,
             requirementNamespace=cluster.namespace,
-            requirementTag=None,
+            requirementTag=cap.tag if (cap := SpendCap.from_labels(cluster.labels)) else None,
             targetInstanceCount=count,
             imagesId=options.images_id,
             userData=options.userdata,
@@ -513,7 +636,10 @@ class YellowDogBackend:
         pool = self._call(lambda: pools.get_worker_pool_by_id(pool_id), "get worker pool")
         if pool.status not in GONE_POOL:
             self._call(lambda: pools.shutdown_worker_pool_by_id(pool_id), "shut down worker pool")
-        self._terminate_compute(_provisioned(pool).computeRequirementId)
+        compute_id = _provisioned(pool).computeRequirementId
+        if compute_id:
+            self._compute_ids[pool_id] = compute_id
+        self._terminate_compute(compute_id)
 
     def _terminate_compute(self, compute_id: str | None) -> None:
         if not compute_id:
@@ -688,6 +814,55 @@ class YellowDogBackend:
             if group_id not in self._groups:
                 self._groups[group_id] = _Group(_worker_tag(group) or "", None)
 
+    def _refuse_over_cap(self, cluster: _Cluster) -> None:
+        """A capped cluster whose cap is used up takes no new node: say so, before asking the platform."""
+        cap = SpendCap.from_labels(cluster.labels)
+        if cap is not None and spend_cap.remaining_hours(self._client, self._call, cap) <= 0:
+            raise SpendCapError(
+                f"cluster {cluster.name} has used up {cap.describe()}: the platform takes no new nodes "
+                "for it; shut it down, and give the next run a higher cap if it needs one"
+            )
+
+    def _cap_note(self, cluster: _Cluster, tasks: Sequence[Task]) -> str:
+        """Why nodes of a capped cluster were lost, when its cap is used up ("" otherwise)."""
+        cap = SpendCap.from_labels(cluster.labels)
+        if cap is None or not any(_lost(t) for t in tasks):
+            return ""
+        if spend_cap.remaining_hours(self._client, self._call, cap) > 0:
+            return ""
+        return (
+            f"cluster {cluster.name} used up {cap.describe()}: the platform ended its instances "
+            "(a spend cap, not a failure of the code it ran)"
+        )
+
+    def _learn_addresses(self, namespace: str, tasks: Sequence[Task]) -> None:
+        """The addresses of every node newly running a task, a pool at a time: one node search per pool
+        (and one instance search where nodes lack public IPs), however many nodes it has."""
+        pool_names = {
+            self._groups[task.taskGroupId].pool_name
+            for task in tasks
+            if task.nodeId
+            and task.nodeId not in self._addresses
+            and task.taskGroupId in self._groups
+            and node_status(task)[0] == NodeStatus.RUNNING
+        }
+        for pool_name in filter(None, pool_names):
+            pool_id = self._pool_id(namespace, pool_name)
+            if pool_id is None:
+                continue
+            nodes = self._call(
+                partial(self._client.worker_pool_client.find_nodes, _node_search(pool_id)), "list pool nodes"
+            )
+            public_ips: dict[str, str | None] = {}
+            if any(n.details and n.details.publicIpAddress is None for n in nodes):
+                public_ips = self._public_ips(pool_id)
+            for node in nodes:
+                if node.id is None or node.details is None:
+                    continue
+                details = node.details
+                public_ip = details.publicIpAddress or public_ips.get(details.instanceId)
+                self._addresses[node.id] = (details.privateIpAddress, public_ip, node.workerPoolId)
+
     def _node_addresses(self, node_id: str) -> tuple[str | None, str | None, str | None]:
         """(private IP, public IP or None, pool id) of a node; fixed for its life, so cached."""
         if node_id not in self._addresses:
@@ -696,7 +871,8 @@ class YellowDogBackend:
             details = node.details
             public_ip = details.publicIpAddress if details else None
             if details and public_ip is None:
-                public_ip = self._public_ip(_present(node.workerPoolId, "node's pool id"), details.instanceId)
+                pool_id = _present(node.workerPoolId, "node's pool id")
+                public_ip = self._public_ips(pool_id).get(details.instanceId)
             self._addresses[node_id] = (
                 details.privateIpAddress if details else None,
                 public_ip,
@@ -704,16 +880,14 @@ class YellowDogBackend:
             )
         return self._addresses[node_id]
 
-    def _public_ip(self, pool_id: str, instance_id: str) -> str | None:
-        """Nodes no longer carry the public IP: look the instance up in the pool's compute requirement."""
+    def _public_ips(self, pool_id: str) -> dict[str, str | None]:
+        """Instance id -> public IP of a pool's instances (nodes no longer carry it): one search."""
         pool = self._call(
-            lambda: self._client.worker_pool_client.get_worker_pool_by_id(pool_id), "get worker pool"
+            partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
         )
         search = InstanceSearch(computeRequirementId=_provisioned(pool).computeRequirementId)
-        instances = self._call(
-            lambda: self._client.compute_client.get_instances(search).list_all(), "list instances"
-        )
-        return next((i.publicIpAddress for i in instances if i.id and i.id.instanceId == instance_id), None)
+        instances = self._call(partial(_all_instances, self._client.compute_client, search), "list instances")
+        return {i.id.instanceId: i.publicIpAddress for i in instances if i.id}
 
     def _raydog_requirements(self, statuses: list[WorkRequirementStatus] | None) -> list[WorkRequirement]:
         search = WorkRequirementSearch(statuses=statuses)
@@ -739,22 +913,23 @@ class YellowDogBackend:
     def _pool_names(requirement: WorkRequirement) -> list[str]:
         return list(dict.fromkeys(filter(None, (_worker_tag(g) for g in requirement.taskGroups or []))))
 
-    def _check_template(self, template: str | None, role: NodeRole) -> str:
+    def _check_template(self, template: str | None, field: str) -> str:
         """The template, checked before anything is created: given, and known to the platform (to the key)."""
-        field = TEMPLATE_FIELD[role]
         if not template:
             raise SpecError(
                 field, "required for backend 'yellowdog'", "give a compute requirement template id or name"
             )
-        if template in self._checked_templates:
+        if template in self._templates:
             return template
         compute = self._client.compute_client
         namespace, _, name = template.rpartition("/")
         try:
             if template.startswith("ydid:") or not namespace:
-                self._call(lambda: compute.get_compute_requirement_template_by_id(template), "get template")
+                found = self._call(
+                    lambda: compute.get_compute_requirement_template_by_id(template), "get template"
+                )
             else:
-                self._call(
+                found = self._call(
                     lambda: compute.get_compute_requirement_template_by_name(namespace, name), "get template"
                 )
         except InvalidRequestException as error:
@@ -763,7 +938,7 @@ class YellowDogBackend:
                 f"compute requirement template {template!r} was not found ({error.message})",
                 "give the id (ydid:crt:...) or 'namespace/name' of a template your application key can use",
             ) from None
-        self._checked_templates.add(template)
+        self._templates[template] = found
         return template
 
     def _find(self, call: Callable[[], T], what: str) -> T | None:
@@ -825,9 +1000,19 @@ def _provisioned(pool: WorkerPool) -> ProvisionedWorkerPool:
     return pool
 
 
+def _template_field(pool: PoolPlan) -> str:
+    """The spec field naming a pool's template: a worker pool's is inside its entry of worker_pools."""
+    field = TEMPLATE_FIELD[pool.role]
+    return f"{pool.pool}.{field}" if pool.role == NodeRole.WORKER and pool.pool else field
+
+
 def _worker_tag(group: TaskGroup) -> str | None:
     tags = group.runSpecification.workerTags if group.runSpecification else None
     return tags[0] if tags else None
+
+
+def _all_instances(compute: ComputeClient, search: InstanceSearch) -> list[Instance]:
+    return compute.get_instances(search).list_all()
 
 
 def _node_search(pool_id: str):
@@ -839,6 +1024,13 @@ def _node_search(pool_id: str):
 def _run_identity(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels that tell runs apart (the caller's), without RayDog's own bookkeeping labels."""
     return {key: value for key, value in labels.items() if not key.startswith("raydog-")}
+
+
+def _lost(task: Task) -> bool:
+    """The task's machine went away under it (the platform ended it: a reclaim, a cap, a crash)."""
+    return task.status == TaskStatus.FAILED and any(
+        e.errorType == "ALLOCATION_LOST" for e in task.errors or []
+    )
 
 
 def _describe(error: BaseException) -> str:

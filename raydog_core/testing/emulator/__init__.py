@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from raydog_core.spec import NodePlacement
-from raydog_core.testing.emulator import routes
+from raydog_core.testing.emulator import routes, wire
 from raydog_core.testing.emulator.agent import Agent
 from raydog_core.testing.emulator.entities import Instance
 from raydog_core.testing.emulator.faults import Faults
@@ -159,6 +159,20 @@ class Emulator:
             raise LookupError(f"no running instance for task {task_id_or_name!r}")
         self.platform.kill_instance(instance)
         return instance
+
+    def pass_time(self, hours: float) -> None:
+        """Fault injection for money: account as if `hours` had passed. The records of live instances
+        and the start of every allowance move that far into the past, so instance-hours, usage and
+        allowances count them (nothing else changes: no timeout or idle shutdown fires)."""
+        shift = timedelta(hours=hours)
+        with self.platform.lock:
+            for instance in self.platform.instances.values():
+                if instance.alive:
+                    instance.created -= shift
+                    instance.history = [(since - shift, status) for since, status in instance.history]
+            for allowance in self.platform.allowances.values():
+                start = wire.parse_time(allowance.spec["effectiveFrom"]) - shift
+                allowance.spec["effectiveFrom"] = wire.timestamp(start)
 
     def task_output(self, task_id_or_name: str) -> str:
         with self.platform.lock:

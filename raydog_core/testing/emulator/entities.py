@@ -7,6 +7,7 @@ is always filled in, because the SDK silently turns a malformed one into None.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -216,9 +217,16 @@ class Instance:
     current_task: Task | None = None
     home: str | None = None
     ip: str = "127.0.0.1"
+    # (since, status) of every status it had: what the platform bills and allowances count
+    history: list[tuple[datetime, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.worker_id = self.worker_id or wire.new_id("wrkr", 1)
+        self.history = self.history or [(self.created, self.status)]
+
+    @property
+    def source(self) -> SourceTemplate:
+        return self.requirement.source
 
     @property
     def instance_id(self) -> str:
@@ -231,21 +239,32 @@ class Instance:
     def set_status(self, status: str) -> None:
         if status != self.status:
             self.status, self.changed = status, wire.now()
+            self.history.append((self.changed, status))
+
+    def hours_in(self, statuses: Collection[str], start: datetime, end: datetime) -> float:
+        """Hours this instance spent in any of `statuses` between `start` and `end`."""
+        total = 0.0
+        for (since, status), (until, _) in zip(self.history, [*self.history[1:], (end, "")], strict=True):
+            if status in statuses:
+                overlap = min(until, end) - max(since, start)
+                total += max(overlap.total_seconds(), 0.0) / 3600
+        return total
 
     def to_json(self) -> dict[str, Any]:
+        source = self.source
         return compact(
             {
-                "type": wire.SIMULATOR_INSTANCE,
+                "type": wire.AWS_INSTANCE if source.provider == "AWS" else wire.SIMULATOR_INSTANCE,
                 "id": {"sourceId": self.source_id, "instanceId": self.instance_id},
                 "createdTime": timestamp(self.created),
-                "provider": "ON_PREMISE",
-                "instanceType": "emulated",
-                "region": "local",
+                "provider": source.provider,
+                "instanceType": source.instance_type,
+                "region": source.region,
                 "imageId": self.requirement.images_id or "emulated-image",
                 "hostname": f"emu-{self.number}",
                 "privateIpAddress": self.ip,
                 "publicIpAddress": self.ip,
-                "spot": False,
+                "spot": source.spot,
                 "status": self.status,
                 "statusChangedTime": timestamp(self.changed),
             }
@@ -275,11 +294,11 @@ class Instance:
                 "agentVersion": "emulated",
                 "details": {
                     "instanceId": self.instance_id,
-                    "provider": "ON_PREMISE",
-                    "region": "local",
-                    "sourceName": "emulated-source",
+                    "provider": self.source.provider,
+                    "region": self.source.region,
+                    "sourceName": self.source.name,
                     "sourceNumber": 0,
-                    "instanceType": "emulated",
+                    "instanceType": self.source.instance_type,
                     "hostname": f"emu-{self.number}",
                     "privateIpAddress": self.ip,
                     "publicIpAddress": self.ip,
@@ -287,7 +306,7 @@ class Instance:
                     "ram": 1.0,
                     "supportedTaskTypes": sorted(self.pool.task_types),
                     "workerTag": self.pool.worker_tag,
-                    "spot": False,
+                    "spot": self.source.spot,
                 },
                 "workers": workers,
             }
@@ -303,6 +322,7 @@ class ComputeRequirement:
     template_id: str
     target: int
     source_id: str
+    source: SourceTemplate
     images_id: str | None = None
     user_data: str | None = None
     instance_tags: dict[str, str] | None = None
@@ -339,9 +359,7 @@ class ComputeRequirement:
                 "maintainInstanceCount": False,
                 "provisionStrategy": {
                     "type": wire.SINGLE_SOURCE_STRATEGY,
-                    "sources": [
-                        {"type": wire.SIMULATOR_SOURCE, "name": "emulated-source", "id": self.source_id}
-                    ],
+                    "sources": [{**self.source.source_json(), "id": self.source_id}],
                 },
             }
         )
@@ -444,16 +462,71 @@ class WorkerPool:
 
 
 @dataclass
-class Template:
-    """A compute requirement template the emulator knows: `namespace/name`, also reachable by id."""
+class SourceTemplate:
+    """A compute source template: the provider, region and instance type a template's instances come
+    from, hence what they cost (the price list is keyed by these) and whether they are spot."""
 
     namespace: str
     name: str
+    provider: str = "AWS"
+    region: str = "eu-west-2"
+    instance_type: str = "m5.large"
+    spot: bool = False
+    id: str = field(default_factory=lambda: wire.new_id("cst"))
+
+    def source_json(self) -> dict[str, Any]:
+        return {
+            "type": wire.AWS_INSTANCES_SOURCE,
+            "name": self.name,
+            "provider": self.provider,
+            "credential": "emulated-credential",
+            "region": self.region,
+            "securityGroupId": "sg-emulated",
+            "instanceType": self.instance_type,
+            "imageId": "ami-emulated",
+            "spot": self.spot,
+            "instancePricing": "SPOT_ONLY" if self.spot else "ON_DEMAND_ONLY",
+            "limit": 0,
+            "assignPublicIp": False,
+            "specifyMinimum": False,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "description": "emulated source",
+            "source": self.source_json(),
+        }
+
+    def summary_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "namespace": self.namespace,
+            "description": "emulated source",
+            "sourceType": wire.AWS_INSTANCES_SOURCE,
+            "provider": self.provider,
+        }
+
+
+@dataclass
+class Template:
+    """A compute requirement template the emulator knows: `namespace/name`, also reachable by id. Its
+    instances come from its first source (the emulator provisions from one source only)."""
+
+    namespace: str
+    name: str
+    sources: list[SourceTemplate]
     id: str = field(default_factory=lambda: wire.new_id("crt"))
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def strategy(self) -> str:
+        return wire.SINGLE_SOURCE_STRATEGY if len(self.sources) == 1 else wire.WATERFALL_STRATEGY
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -462,8 +535,8 @@ class Template:
             "namespace": self.namespace,
             "name": self.name,
             "description": "emulated template",
-            "strategyType": wire.SINGLE_SOURCE_STRATEGY,
-            "sources": [{"sourceTemplateId": wire.new_id("cst")}],
+            "strategyType": self.strategy,
+            "sources": [{"sourceTemplateId": source.id} for source in self.sources],
         }
 
     def summary_json(self) -> dict[str, Any]:
@@ -472,6 +545,6 @@ class Template:
             "namespace": self.namespace,
             "name": self.name,
             "description": "emulated template",
-            "strategyType": wire.SINGLE_SOURCE_STRATEGY,
+            "strategyType": self.strategy,
             "type": wire.STATIC_TEMPLATE,
         }

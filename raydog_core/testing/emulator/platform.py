@@ -17,12 +17,14 @@ from typing import Any
 from raydog_core import processes
 from raydog_core.testing.emulator import wire
 from raydog_core.testing.emulator.agent import Agent
+from raydog_core.testing.emulator.billing import DEFAULT_PRICES, Allowance, InstancePrice
 from raydog_core.testing.emulator.entities import (
     TASK_FINISHED,
     TASK_IN_PROGRESS,
     TASK_WAITING,
     ComputeRequirement,
     Instance,
+    SourceTemplate,
     Task,
     TaskGroup,
     Template,
@@ -55,6 +57,9 @@ class Platform:
         self.computes: dict[str, ComputeRequirement] = {}
         self.instances: dict[str, Instance] = {}  # by node id
         self.templates: dict[str, Template] = {}
+        self.source_templates: dict[str, SourceTemplate] = {}
+        self.prices: list[InstancePrice] = list(DEFAULT_PRICES)
+        self.allowances: dict[str, Allowance] = {}
         self.namespaces: dict[str, str] = {}  # name -> id
         self.strict_templates = True
         self.on_change: Callable[[], None] = lambda: None
@@ -63,12 +68,90 @@ class Platform:
 
     # -- templates and namespaces -------------------------------------------------------------------
 
-    def add_template(self, key: str) -> Template:
+    def add_template(
+        self,
+        key: str,
+        *,
+        instance_type: str = "m5.large",
+        region: str = "eu-west-2",
+        spot: bool = False,
+        provider: str = "AWS",
+    ) -> Template:
+        """A template with one source template of its own (`<name>-source`) for these instances."""
         namespace, _, name = key.rpartition("/")
-        template = Template(namespace or "default", name)
+        namespace = namespace or "default"
+        source = SourceTemplate(namespace, f"{name}-source", provider, region, instance_type, spot)
+        template = Template(namespace, name, [source])
         with self.lock:
+            self.source_templates[source.id] = source
             self.templates[template.key] = template
         return template
+
+    def source_template(self, ref: str) -> SourceTemplate:
+        with self.lock:
+            for source in self.source_templates.values():
+                if ref in (source.id, f"{source.namespace}/{source.name}"):
+                    return source
+        raise not_found("Compute source template", ref)
+
+    # -- prices and allowances ----------------------------------------------------------------------
+
+    def set_price(self, price: InstancePrice) -> None:
+        """Add a price, or replace the one with the same provider, region, type and usage."""
+        key = (price.provider, price.region, price.instance_type, price.usage_type)
+        with self.lock:
+            self.prices = [
+                p for p in self.prices if (p.provider, p.region, p.instance_type, p.usage_type) != key
+            ] + [price]
+
+    def search_prices(self, query: dict[str, list[str]]) -> list[InstancePrice]:
+        with self.lock:
+            return [price for price in self.prices if price.matches(query)]
+
+    def add_allowance(self, body: Any) -> Allowance:
+        allowance = Allowance.create(body)
+        with self.lock:
+            self.allowances[allowance.id] = allowance
+        return allowance
+
+    def allowance(self, allowance_id: str) -> Allowance:
+        found = self.allowances.get(allowance_id)
+        if found is None:
+            raise not_found("Allowance", allowance_id)
+        return found
+
+    def delete_allowance(self, allowance_id: str) -> None:
+        with self.lock:
+            self.allowance(allowance_id)
+            del self.allowances[allowance_id]
+
+    def boost_allowance(self, allowance_id: str, hours: int) -> Allowance:
+        if hours <= 0:
+            raise invalid("Boost hours must be positive")
+        with self.lock:
+            allowance = self.allowance(allowance_id)
+            allowance.spec["boostHours"] = int(allowance.spec.get("boostHours") or 0) + hours
+            allowance.exhausted_at = None
+            return allowance
+
+    def search_allowances(self, query: dict[str, list[str]]) -> list[Allowance]:
+        with self.lock:
+            return [a for a in self.allowances.values() if a.matches(query)]
+
+    def allowance_json(self, allowance: Allowance) -> dict[str, Any]:
+        with self.lock:
+            return allowance.to_json(list(self.instances.values()), wire.now())
+
+    def exhausted_allowances(self, compute: ComputeRequirement) -> list[Allowance]:
+        """Allowances that cover this compute requirement and have no hours left."""
+        now = wire.now()
+        with self.lock:
+            instances = list(self.instances.values())
+            return [
+                a
+                for a in self.allowances.values()
+                if a.covers(compute) and a.window(now)[0] <= now and a.remaining_hours(instances, now) <= 0
+            ]
 
     def template(self, ref: str) -> Template:
         with self.lock:
@@ -284,7 +367,6 @@ class Platform:
                 raise invalid(f"Worker pool '{namespace}/{name}' already exists")
             if any(c.alive and (c.namespace, c.name) == (namespace, name) for c in self.computes.values()):
                 raise invalid(f"Compute requirement '{namespace}/{name}' already exists")
-            self.namespace_id(namespace)
             compute = ComputeRequirement(
                 wire.new_id("compreq"),
                 namespace,
@@ -293,10 +375,16 @@ class Platform:
                 usage["templateId"] if usage["templateId"] else template.key,
                 count,
                 wire.new_id("compsrc"),
+                template.sources[0],
                 usage.get("imagesId"),
                 usage.get("userData"),
                 usage.get("instanceTags"),
             )
+            exhausted = self.exhausted_allowances(compute)
+            if exhausted:
+                names = ", ".join(repr(a.spec.get("description") or a.id) for a in exhausted)
+                raise invalid(f"Cannot provision '{namespace}/{name}': allowance {names} is exhausted")
+            self.namespace_id(namespace)
             pool = WorkerPool(wire.new_id("wrkrpool"), namespace, name, properties, compute)
             self.computes[compute.id] = compute
             self.pools[pool.id] = pool
@@ -346,6 +434,8 @@ class Platform:
             if not pool.alive:
                 raise invalid(f"Worker pool '{pool.name}' is {pool.status}")
             live = pool.requirement.live_instances()
+            if size > len(live) and self.exhausted_allowances(pool.requirement):
+                raise invalid(f"Cannot grow worker pool '{pool.name}': an allowance covering it is exhausted")
             if size > len(live):
                 self._add_instances(pool, size - len(live))
             else:
@@ -526,7 +616,7 @@ class Platform:
                     and now - task.started >= task.timeout
                 ):
                     timed_out.append(task)
-            idle = self._idle_nodes(now)
+            idle = self._idle_nodes(now) + self._over_allowance(now)
             idle_pools = self._idle_pools(now)
             self._roll_up()
         if timed_out:
@@ -603,6 +693,25 @@ class Platform:
             task.finished = now
             self.agent.forget(task)
             self._release(task)
+
+    def _over_allowance(self, now: Any) -> list[Instance]:
+        """Instances a hard allowance ends: it is exhausted and its grace period has passed."""
+        if not self.allowances:
+            return []
+        instances = list(self.instances.values())
+        chosen: list[Instance] = []
+        for allowance in self.allowances.values():
+            if allowance.remaining_hours(instances, now) > 0:
+                allowance.exhausted_at = None
+                continue
+            allowance.exhausted_at = allowance.exhausted_at or now
+            if allowance.hard and now - allowance.exhausted_at >= allowance.grace:
+                chosen += [
+                    i for i in instances if i.alive and allowance.covers(i.requirement) and i not in chosen
+                ]
+        if chosen:
+            log.info("emulator: a hard allowance is exhausted: terminating %d instance(s)", len(chosen))
+        return chosen
 
     def _idle_nodes(self, now: Any) -> list[Instance]:
         chosen = []
@@ -698,6 +807,7 @@ class Platform:
                 for i in self.instances.values()
                 if i.alive
             ]
+            leaks += [f"allowance {a.spec.get('description') or a.id}" for a in self.allowances.values()]
             refs = [t.process for t in self.tasks.values() if t.process is not None]
         leaks += [f"process {p.pid} ({_process_name(p)})" for p in processes.session_members(refs)]
         return leaks

@@ -323,6 +323,79 @@ def get_template_by_name(p: Platform, r: Request) -> Any:
     return p.template(f"{r.params['ns']}/{r.params['name']}").to_json()
 
 
+@route("GET", "/compute/templates/sources")
+def list_source_templates(p: Platform, r: Request) -> Any:
+    with p.lock:
+        items = [s.summary_json() for s in p.source_templates.values()]
+    return page(items, r.query, PAGE_SIZE) if flag(r.query, "sliced") else items
+
+
+@route("GET", "/compute/templates/sources/{id}")
+def get_source_template(p: Platform, r: Request) -> Any:
+    return p.source_template(r.params["id"]).to_json()
+
+
+@route("GET", "/compute/namespaces/{ns}/templates/sources/{name}")
+def get_source_template_by_name(p: Platform, r: Request) -> Any:
+    return p.source_template(f"{r.params['ns']}/{r.params['name']}").to_json()
+
+
+# -- cloud info and allowances ------------------------------------------------------------------------
+
+
+@route("GET", "/cloudInfo/instanceTypePrices")
+def search_prices(p: Platform, r: Request) -> Any:
+    return page([price.to_json() for price in p.search_prices(r.query)], r.query, PAGE_SIZE)
+
+
+@route("POST", "/allowances")
+def add_allowance(p: Platform, r: Request) -> Any:
+    return p.allowance_json(p.add_allowance(r.body))
+
+
+@route("GET", "/allowances")
+def search_allowances(p: Platform, r: Request) -> Any:
+    return page([p.allowance_json(a) for a in p.search_allowances(r.query)], r.query, PAGE_SIZE)
+
+
+@route("PUT", "/allowances/requirement")
+def check_exhaustion(p: Platform, r: Request) -> Any:
+    body = r.body if isinstance(r.body, dict) else {}
+    with p.lock:
+        compute = p.computes.get(body.get("id") or "")
+    if compute is None:
+        raise wire.invalid("the request body must be a compute requirement the platform knows (with its id)")
+    return [
+        {
+            "allowanceId": allowance.id,
+            "allowanceDescription": allowance.spec.get("description"),
+            "exhaustedSourceIds": [compute.source_id],
+        }
+        for allowance in p.exhausted_allowances(compute)
+    ]
+
+
+@route("GET", "/allowances/{id}")
+def get_allowance(p: Platform, r: Request) -> Any:
+    with p.lock:
+        return p.allowance_json(p.allowance(r.params["id"]))
+
+
+@route("DELETE", "/allowances/{id}")
+def delete_allowance(p: Platform, r: Request) -> Any:
+    p.delete_allowance(r.params["id"])
+    return None
+
+
+@route("POST", "/allowances/{id}/boost/{hours}")
+def boost_allowance(p: Platform, r: Request) -> Any:
+    try:
+        hours = int(r.params["hours"])
+    except ValueError:
+        raise wire.invalid(f"{r.params['hours']!r} is not a whole number of hours") from None
+    return p.allowance_json(p.boost_allowance(r.params["id"], hours))
+
+
 # -- namespaces ---------------------------------------------------------------------------------------
 
 

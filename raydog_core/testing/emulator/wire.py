@@ -17,9 +17,11 @@ import isodate
 MODEL = "co.yellowdog.platform.model."
 PROVISIONED_WORKER_POOL = MODEL + "ProvisionedWorkerPool"
 SIMULATOR_INSTANCE = MODEL + "SimulatorInstance"
+AWS_INSTANCE = MODEL + "AwsInstance"
+AWS_INSTANCES_SOURCE = MODEL + "AwsInstancesComputeSource"
 SINGLE_SOURCE_STRATEGY = MODEL + "SingleSourceProvisionStrategy"
-SIMULATOR_SOURCE = MODEL + "SimulatorComputeSource"
 STATIC_TEMPLATE = MODEL + "ComputeRequirementStaticTemplate"
+WATERFALL_STRATEGY = MODEL + "WaterfallProvisionStrategy"
 
 _counter = itertools.count(1)
 
@@ -86,3 +88,12 @@ def not_found(kind: str, key: str) -> ApiError:
 def bad_status(message: str) -> ApiError:
     # Not one of the SDK's typed errors: it surfaces as requests.HTTPError carrying this body.
     return ApiError(400, "InvalidWorkRequirementStatusException", message)
+
+
+def parse_time(value: Any) -> datetime:
+    """A client's timestamp (the SDK sends ISO-8601 with `Z`); naive values are UTC, as the SDK reads them."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid(f"{value!r} is not an ISO-8601 timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
