@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect_ray import RayTaskRunner
@@ -266,6 +267,8 @@ class RayDogTaskRunner(RayTaskRunner):
             self.address,
             self._connection.dashboard_url or "not running",
         )
+        if flow_run_id and self._connection.dashboard_url:
+            _link_dashboard(cluster, self._connection.dashboard_url, logger)
 
     def _take_or_build(
         self, config: RayDogClusterConfig, flow_run_id: str | None, logger: Any
@@ -433,6 +436,20 @@ class RayDogTaskRunner(RayTaskRunner):
                 f"the saved Block is invalid: {problem}",
                 "correct it in the Prefect UI or save the Block again",
             ) from None
+
+
+def _link_dashboard(cluster: RayDogCluster, url: str, logger: Any) -> None:
+    """The Ray dashboard as a link artifact on the flow run's page (through the run's SSH tunnel where
+    one is used: then it answers while the run lasts). A failure is logged, never the run's."""
+    try:
+        create_link_artifact(
+            link=url,
+            link_text=f"Ray dashboard of {cluster.spec.cluster_name}",
+            description=f"The Ray dashboard of RayDog cluster {cluster.spec.cluster_name} "
+            f"({cluster.cluster_id}) that ran this flow run's tasks; it answers while the cluster is up.",
+        )
+    except Exception as error:  # noqa: BLE001 - the link is a convenience
+        logger.warning("Could not attach the Ray dashboard link to the flow run: %s", error)
 
 
 def _lease_holder(flow_run_id: str | None) -> str:

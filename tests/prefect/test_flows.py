@@ -76,6 +76,10 @@ def test_fan_out_results_logs_resources_and_teardown(
     with get_client(sync_client=True) as client:
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
     assert sorted(t.state_name for t in task_runs) == ["Completed"] * 7
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
+    (link,) = [a for a in artifacts if a.type == "markdown" and "Ray dashboard of fan-out" in str(a.data)]
+    assert "http://" in str(link.data), link.data
 
     (record,) = clusters_of_flow_run(backend, flow_run_id)
     assert record.labels["orchestrator"] == "prefect" and record.state == "stopped"
