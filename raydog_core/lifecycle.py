@@ -113,11 +113,8 @@ class ClusterSession:
     @classmethod
     def from_state(cls, state: ClusterState, backend: Backend) -> ClusterSession:
         """The session of a built cluster, from its saved state, with the token if this machine has it."""
-        head = state.head
         observability = state.observability or ObservabilityState()
-        ports = HeadPorts(head.gcs_port, head.dashboard_port, head.client_port)
-        if head.lease_port is not None:
-            ports = HeadPorts(head.gcs_port, head.dashboard_port, head.client_port, head.lease_port)
+        ports = backend.head_ports(state.cluster_id) or _ports_of(state)  # the backend's, where it knows
         handle = ClusterHandle(
             state.cluster_id,
             ports,
@@ -125,7 +122,7 @@ class ClusterSession:
             ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
         )
         token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
-        lease = state.lease if head.lease_port is not None else None
+        lease = state.lease if state.head.lease_port is not None else None
         return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token, lease)
 
     @property
@@ -241,6 +238,14 @@ class ClusterSession:
                 f"saved state names head address(es) {sorted(named)} for cluster {self.cluster_name}, "
                 f"but its backend reports {node.private_ip} / {node.public_ip}: refusing to use the state"
             )
+        claimed, known = _ports_of(state), self.handle.ports
+        if state.head.lease_port is None:
+            known = HeadPorts(known.gcs, known.dashboard, known.client, claimed.lease)
+        if claimed != known:
+            raise StateError(
+                f"saved state names head ports {claimed} for cluster {self.cluster_name}, but its backend "
+                f"reports {known}: refusing to use the state"
+            )
         return node
 
     def alive_in_ray(self, head_node_id: str | None) -> int:
@@ -272,6 +277,13 @@ class ClusterSession:
         state.usage = UsageState(node_hours=usage.node_hours, cost=usage.cost, currency=usage.currency)
         log.info("cluster %s used %s", self.cluster_name, usage.describe())
         return usage
+
+
+def _ports_of(state: ClusterState) -> HeadPorts:
+    head = state.head
+    if head.lease_port is None:
+        return HeadPorts(head.gcs_port, head.dashboard_port, head.client_port)
+    return HeadPorts(head.gcs_port, head.dashboard_port, head.client_port, head.lease_port)
 
 
 class HeadProbe:

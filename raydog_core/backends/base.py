@@ -177,6 +177,10 @@ class Backend(Protocol):
     def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
         """Every node the cluster ever had that is not yet forgotten, with its status, in one call."""
 
+    def head_ports(self, cluster_id: str) -> HeadPorts | None:
+        """The head's ports as the backend chose them, or None where it cannot know (then a saved
+        state's ports are used, on a head whose address the backend vouches for)."""
+
     def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
         """Stop these nodes (idempotent; unknown or finished ids are ignored)."""
 

@@ -103,3 +103,24 @@ def test_the_token_never_goes_to_a_head_address_only_the_state_names(
     attached.wait_for_nodes(count=0, timeout=1)
     assert recorder.requests == []
     assert stand_in_cluster.head_node().private_ip == stand_in_cluster.state.head.private_ip
+
+
+def test_the_token_never_goes_to_a_head_port_only_the_state_names(stand_in_cluster: RayDogCluster) -> None:
+    """Same head address, another port (another service on the head's host): refused, and what talks to
+    the head uses the ports its backend chose."""
+    head_ip = stand_in_cluster.state.head.private_ip
+    recorder = Recorder(head_ip, 0)
+    thread = threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        crafted = stand_in_cluster.state.model_copy(deep=True)
+        crafted.head.dashboard_port = recorder.server_address[1]
+        attached = RayDogCluster.from_state(crafted.to_json())
+        with pytest.raises(StateError, match="head ports"):
+            attached.head_node()
+        attached.wait_for_nodes(count=0, timeout=1)  # asks the dashboard with the token: the real port
+        assert recorder.requests == []
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+        thread.join(5)

@@ -157,6 +157,16 @@ class LocalBackend:
     def _usage(manifest: Manifest) -> ClusterUsage:
         return ClusterUsage(node_hours=manifest.node_hours(datetime.now(UTC)), cost=0.0)
 
+    def head_ports(self, cluster_id: str) -> HeadPorts | None:
+        directory = self.root / cluster_id
+        manifest = self._read(directory) if (directory / MANIFEST).is_file() else None
+        if manifest is None:  # gone, or never this machine's: nothing to send a token to anyway
+            return None
+        ports = manifest.ports
+        if ports.lease is None:  # a manifest written before leases
+            return HeadPorts(ports.gcs, ports.dashboard, ports.client)
+        return HeadPorts(ports.gcs, ports.dashboard, ports.client, ports.lease)
+
     def live_resources(self) -> list[str]:
         leaks = []
         for manifest_path in sorted(self.root.glob(f"*/{MANIFEST}")):

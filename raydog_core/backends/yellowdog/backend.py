@@ -740,6 +740,13 @@ class YellowDogBackend:
             args += node_env.head_args(ports, include_dashboard=True, dashboard_host="127.0.0.1")
         return args
 
+    def head_ports(self, cluster_id: str) -> HeadPorts | None:
+        """Fixed on machines of their own; on a shared host, known to the process that opened the cluster."""
+        known = self._head_ports.get(cluster_id)
+        if known is not None or self.placement == NodePlacement.SHARED_HOST:
+            return known
+        return node_placement.head_ports(self.placement)
+
     def _ports(self, cluster_id: str) -> HeadPorts:
         """The head's ports as open_cluster chose them (the builder also passes the GCS port to nodes)."""
         if cluster_id not in self._head_ports:
