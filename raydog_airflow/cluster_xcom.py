@@ -14,6 +14,7 @@ from raydog_core.errors import StateError
 from raydog_core.state import ClusterState
 
 STATE_XCOM_KEY = "raydog_cluster_state"
+USAGE_XCOM_KEY = "raydog_cluster_usage"  # pushed by the shut-down operator: what each cluster used
 
 
 def push_state(ti: Any, state: ClusterState) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from raydog_core.spec import (
     build_model,
     check_pool_for_backend,
 )
+from raydog_core.spend_watch import SpendLogger, SpendWatch
 from raydog_core.state import ClusterState, HeadState, LeaseState, ObservabilityState, PoolState
 
 log = logging.getLogger("raydog")
@@ -133,6 +134,7 @@ class RayDogCluster:
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
+        self._spend_watch: SpendWatch | None = None  # while a capped cluster built here runs
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
@@ -390,6 +392,7 @@ class RayDogCluster:
         self._state.phase = "running"
         self._publish_state()
         self._point_process_at_cluster()
+        self.watch_spend()
         log.info(
             "cluster %s is up: head %s, dashboard %s",
             self.spec.cluster_name,
@@ -441,6 +444,7 @@ class RayDogCluster:
         if self._session is None:
             return None
         self.release_lease_keeper()  # the cluster goes now: nothing to release
+        self._stop_spend_watch()
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
         usage = None
@@ -501,6 +505,24 @@ class RayDogCluster:
         self._lease_terms()
         session = self._require_session()
         return session.lease_client(session.vouched_head(self.state)).view()
+
+    def watch_spend(self, logger: SpendLogger | None = None) -> SpendWatch | None:
+        """For a capped cluster (max_node_hours / max_cost): log a warning at 80 % of the cap and an error
+        when it is used up, into `logger` (default RayDog's; an orchestrator passes its run's), until
+        shut_down(). build() starts it with RayDog's logger; None for a cluster without a cap."""
+        if self.spec.max_node_hours is None and self.spec.max_cost is None:
+            return None
+        session = self._require_session()
+        self._stop_spend_watch()
+        cluster_id = session.cluster_id
+        watch = SpendWatch(lambda: session.backend.spend(cluster_id), self.spec.cluster_name, logger or log)
+        self._spend_watch = watch.start()
+        return watch
+
+    def _stop_spend_watch(self) -> None:
+        watch, self._spend_watch = self._spend_watch, None
+        if watch is not None:
+            watch.stop()
 
     def release_lease_keeper(self) -> None:
         """Stop renewing this builder's lease without releasing it: it holds for one more lease_timeout,

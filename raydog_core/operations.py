@@ -141,8 +141,9 @@ def is_alive(state: StateLike, backend: Backend) -> bool:
     )
 
 
-def shut_down(state: StateLike, backend: Backend) -> bool:
-    """Shut the cluster down if anything of it is alive; True if it did, False if it was already down.
+def shut_down(state: StateLike, backend: Backend) -> ClusterState | None:
+    """Shut the cluster down if anything of it is alive; returns its state after shut-down (with what it
+    used, `usage`, where that could be measured), or None if it was already down.
 
     Idempotent, so a teardown task and a failure callback can both call it: the second one does nothing.
     """
@@ -150,11 +151,11 @@ def shut_down(state: StateLike, backend: Backend) -> bool:
     if not is_alive(state, backend):
         auth.delete_token(state.cluster_id)
         log.info("cluster %s (%s) is already shut down: nothing to do", state.cluster_name, state.cluster_id)
-        return False
+        return None
     proxy = RayDogClusterProxy(backend=backend)
     proxy.load_saved_state_from_json(state.to_json())
     proxy.shut_down()
-    return True
+    return proxy.state
 
 
 def _pool_fields(pool: WorkerPoolSpec | Mapping[str, Any]) -> dict[str, Any]:

@@ -172,6 +172,14 @@ class ClusterUsage:
         return f"{self.node_hours:.3f} node-hours, cost {_money(self.currency)(self.cost)}"
 
 
+@dataclass(frozen=True)
+class SpendStatus:
+    """How much of a capped cluster's spend cap is used, as the platform counts it."""
+
+    used_hours: float
+    cap_hours: int
+
+
 def spend_cap_hours(
     max_node_hours: int | None, max_cost: float | None, plan: ClusterPlan | None
 ) -> int | None:

@@ -317,6 +317,7 @@ class RayDogTaskRunner(RayTaskRunner):
             )
         # A failed or interrupted build shuts down what it created.
         cluster.build(lease=leased, lease_holder=_lease_holder(flow_run_id), hold_lease=not through_tunnel)
+        cluster.watch_spend(logger)  # a capped cluster: 80 % and 100 % of the cap in the flow run's log
         if cluster.is_warm:
             logger.info(
                 "%s warm RayDog cluster %s (%s) for reuse_key %r",

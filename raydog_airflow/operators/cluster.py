@@ -19,7 +19,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context, TriggerRule
 from airflow.sdk.configuration import conf
 
-from raydog_airflow.cluster_xcom import STATE_XCOM_KEY, push_state, state_argument, unique_states
+from raydog_airflow.cluster_xcom import (
+    STATE_XCOM_KEY,
+    USAGE_XCOM_KEY,
+    push_state,
+    state_argument,
+    unique_states,
+)
 from raydog_airflow.hooks.raydog import RayDogHook
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
 from raydog_airflow.labels import ORCHESTRATOR_LABEL, dag_run_labels, lease_holder
@@ -357,6 +363,7 @@ class RayDogShutdownOperator(BaseOperator):
             self.log.info("no cluster state in XCom: no cluster was created, nothing to shut down")
             return []
         settings = RayDogHook(self.raydog_conn_id).get_conn()
+        used: list[dict[str, Any]] = []  # node-hours and cost of each cluster shut down here
         with closing(settings.create_backend()) as backend:
             for state in states:
                 settings.check_state(state)
@@ -367,12 +374,15 @@ class RayDogShutdownOperator(BaseOperator):
                         state.cluster_name,
                         state.cluster_id,
                     )
-                elif operations.shut_down(state, backend):
+                elif (ended := operations.shut_down(state, backend)) is not None:
                     self.log.info("cluster %s (%s) shut down", state.cluster_name, state.cluster_id)
+                    if ended.usage is not None:
+                        used.append({"cluster_id": state.cluster_id, **ended.usage.model_dump(mode="json")})
                 else:
                     self.log.info(
                         "cluster %s (%s) was already shut down", state.cluster_name, state.cluster_id
                     )
+        context["ti"].xcom_push(key=USAGE_XCOM_KEY, value=used)
         return [state.cluster_id for state in states]
 
     def _states(self, context: Context) -> list[ClusterState]:

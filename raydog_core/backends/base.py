@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from raydog_core.errors import RayDogError
-from raydog_core.pricing import ClusterUsage, PlanQuote
+from raydog_core.pricing import ClusterUsage, PlanQuote, SpendStatus
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
 
@@ -198,6 +198,9 @@ class Backend(Protocol):
 
     def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
         """Node-hours and their cost so far, from the backend's records (after shut_down: the total)."""
+
+    def spend(self, cluster_id: str) -> SpendStatus | None:
+        """How much of the cluster's spend cap is used; None for a cluster without one."""
 
     def list_clusters(self) -> list[ClusterRecord]:
         """Every cluster this backend can see (for `raydog list` and the reaper)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from dag_runs import live, load_dag, task_states, xcom_rows, xcom_value
 
+from raydog_airflow.cluster_xcom import USAGE_XCOM_KEY
 from raydog_core.testing.emulator import Emulator
 
 pytestmark = pytest.mark.slow
@@ -35,6 +36,9 @@ def test_yellowdog_dag_leaves_nothing_alive(
     assert str(dag_run.state) == "success", states
     built = xcom_value(dag_run, "build_cluster")
     assert built["backend"] == "yellowdog" and built["cluster_namespace"] == "raydog-airflow"
+    [used] = xcom_value(dag_run, "shut_down", USAGE_XCOM_KEY)  # what the run cost, from the platform
+    assert used["cluster_id"] == built["cluster_id"] and used["currency"] == "USD"
+    assert used["node_hours"] > 0 and used["cost"] > 0
     output = capfd.readouterr()
     assert "yellowdog job sees 2 nodes" in output.out + output.err
     assert secret not in json.dumps([row[2] for row in xcom_rows(dag_run)])

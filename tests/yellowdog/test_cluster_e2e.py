@@ -164,5 +164,6 @@ def test_warm_reuse_on_the_platform_one_cluster_per_key_and_spec(
     assert yellowdog_emulator.live_cluster_ids() == [warm_id]
     monkeypatch.setenv("RAYDOG_HOME", str(raydog_home))
 
-    assert RayDogCluster.from_state(first.state, **yellowdog_emulator.cluster_kwargs()).shut_down() is None
+    used = RayDogCluster.from_state(first.state, **yellowdog_emulator.cluster_kwargs()).shut_down()
+    assert used is not None and used.node_hours > 0  # what the warm cluster used over every run
     assert yellowdog_emulator.wait_until_clean() == []

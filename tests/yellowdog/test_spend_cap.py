@@ -4,6 +4,8 @@ cluster says why, and growth is refused with the cap named. Real SDK, emulator, 
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from typing import Any
 
@@ -16,7 +18,7 @@ from yellowdog_client.model import (
     RequirementsAllowance,
 )
 
-from raydog_core import RayDogCluster
+from raydog_core import RayDogCluster, spend_watch
 from raydog_core.errors import NodeFailedError, SpecError, SpendCapError
 from raydog_core.testing.emulator import Emulator
 
@@ -118,4 +120,56 @@ def test_at_the_cap_nodes_end_with_the_cap_named_and_growth_is_refused(
         usage = cluster.shut_down()
     assert usage is not None and usage.node_hours >= 1
     assert _raydog_caps(client) == []
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_the_run_log_warns_at_80_percent_and_says_when_the_cap_is_used_up(
+    yd_kwargs: dict[str, Any],
+    yellowdog_emulator: Emulator,
+    client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(spend_watch, "INTERVAL_S", 0.1)
+    run_log = logging.getLogger("test.flow-run")
+    caplog.set_level(logging.INFO, logger="test.flow-run")
+    cluster = RayDogCluster(
+        cluster_name="watched", head_node_ray_start_script=LISTEN_SCRIPT, max_node_hours=10, **yd_kwargs
+    )
+    cluster.add_worker_pool(
+        worker_pool_node_count=1,
+        worker_node_task_script=SLEEP_SCRIPT,
+        worker_node_compute_requirement_template_id=TEMPLATE,
+    )
+
+    def logged(level: int, text: str) -> bool:
+        deadline = time.monotonic() + 30
+        while not any(r.levelno == level and re.search(text, r.getMessage()) for r in caplog.records):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    try:
+        cluster.build(wait_for_workers=False)
+        assert cluster.watch_spend(run_log) is not None  # as the Prefect runner does with its run logger
+        yellowdog_emulator.pass_time(hours=4.2)  # 2 nodes: 8.4 of the 10 node-hours
+        assert logged(logging.WARNING, r"watched has used 8\d% of its spend cap \(8\.\d of 10 node-hours\)")
+        assert not any(r.levelno == logging.ERROR for r in caplog.records)
+        yellowdog_emulator.pass_time(hours=1)  # 10.4 of 10
+        assert logged(logging.ERROR, r"watched has used up its spend cap")
+    finally:
+        cluster.shut_down()
+    assert _raydog_caps(client) == []
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_no_cap_no_watch(yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator) -> None:
+    cluster = RayDogCluster(cluster_name="unwatched", head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs)
+    try:
+        cluster.build(wait_for_workers=False)  # its head runs no Ray: not waited for in Ray
+        assert cluster.watch_spend() is None
+        assert cluster._ensure_backend().spend(cluster._cluster_id()) is None
+    finally:
+        cluster.shut_down()
     assert yellowdog_emulator.wait_until_clean() == []

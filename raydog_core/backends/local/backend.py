@@ -50,7 +50,7 @@ from raydog_core.errors import RayDogError, StateError
 from raydog_core.home import raydog_home
 from raydog_core.local_node_args import LOOPBACK, local_node_args
 from raydog_core.ports import free_ports
-from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
+from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
 from raydog_core.private_files import (
     FILE_MODE,
     make_tree_private,
@@ -152,6 +152,10 @@ class LocalBackend:
         if manifest is None:
             raise StateError(f"local cluster {cluster_id!r} has no readable manifest")
         return self._usage(manifest)
+
+    def spend(self, cluster_id: str) -> SpendStatus | None:
+        """Local clusters have no spend cap (the spec refuses one)."""
+        return None
 
     @staticmethod
     def _usage(manifest: Manifest) -> ClusterUsage:

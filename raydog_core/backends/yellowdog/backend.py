@@ -71,7 +71,7 @@ from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.backends.yellowdog.spend_cap import SpendCap
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
-from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote
+from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
 from raydog_core.spec import NodePlacement
 
 log = logging.getLogger("raydog")
@@ -369,6 +369,14 @@ class YellowDogBackend:
             instances, quotes.PriceList(self._client, self._call), datetime.now(UTC)
         )
         return ClusterUsage(node_hours=hours, cost=cost, currency=currency)
+
+    def spend(self, cluster_id: str) -> SpendStatus | None:
+        """Used node-hours against the cap, from the cap's allowance (one call)."""
+        cap = SpendCap.from_labels(self._cluster(cluster_id).labels)
+        if cap is None:
+            return None
+        remaining = spend_cap.remaining_hours(self._client, self._call, cap)
+        return SpendStatus(used_hours=max(cap.hours - remaining, 0.0), cap_hours=cap.hours)
 
     def _cluster_pools(
         self,

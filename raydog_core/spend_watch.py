@@ -1,0 +1,87 @@
+"""Watching a capped cluster's spend while it runs, so the orchestrator's log says it before the
+platform acts: a warning once 80 % of the spend cap is used, an error once all of it is (the platform
+then ends the cluster's nodes). The platform enforces the cap; this only reports on it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from raydog_core.pricing import SpendStatus
+
+WARN_SHARE = 0.8
+INTERVAL_S = 60.0  # allowances count hours: a minute is fine-grained enough
+
+
+class SpendLogger(Protocol):
+    """The run's logger, whichever orchestrator's (stdlib, Prefect's adapter, Airflow's structlog)."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
+
+    def error(self, msg: str, /, *args: Any) -> Any: ...
+
+    def debug(self, msg: str, /, *args: Any, exc_info: bool = ...) -> Any: ...
+
+
+class SpendWatch:
+    """A daemon thread reading the cap every `interval_s` and logging each threshold once."""
+
+    def __init__(
+        self,
+        read: Callable[[], SpendStatus | None],
+        cluster: str,
+        logger: SpendLogger,
+        interval_s: float | None = None,
+    ) -> None:
+        self._read = read
+        self._cluster = cluster
+        self._logger = logger
+        self._interval_s = INTERVAL_S if interval_s is None else interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned = self._ended = False
+
+    def start(self) -> SpendWatch:
+        self._thread = threading.Thread(target=self._run, name="raydog-spend", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def check(self) -> SpendStatus | None:
+        """One look; logs a threshold the first time it is crossed."""
+        status = self._read()
+        if status is None:
+            return None
+        share = status.used_hours / status.cap_hours
+        if share >= 1 and not self._ended:
+            self._ended = self._warned = True
+            self._logger.error(
+                "cluster %s has used up its spend cap (%.1f of %d node-hours): the platform ends its nodes "
+                "and takes no new ones",
+                self._cluster,
+                status.used_hours,
+                status.cap_hours,
+            )
+        elif share >= WARN_SHARE and not self._warned:
+            self._warned = True
+            self._logger.warning(
+                "cluster %s has used %.0f%% of its spend cap (%.1f of %d node-hours): at the cap the platform "
+                "ends its nodes",
+                self._cluster,
+                100 * share,
+                status.used_hours,
+                status.cap_hours,
+            )
+        return status
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s) and not self._ended:
+            try:
+                self.check()
+            except Exception:  # a report must never break the run: try again next round
+                self._logger.debug("could not read the spend cap of %s", self._cluster, exc_info=True)
