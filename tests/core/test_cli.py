@@ -44,14 +44,19 @@ def test_cluster_lifecycle_from_the_command_line(tmp_path: Path, local_backend) 
     status = raydog("status", str(state_file))
     assert status.stdout.count("running") >= 2
 
-    pool = raydog("add-pool", str(state_file), "--nodes", "1", "--name", "burst").stdout.strip()
+    # The added pools' nodes are stand-ins that start no Ray: what is under test is the pools' bookkeeping
+    # (ids, names, state file), not Ray joining, which the `up` above proved with the base pool.
+    stand_in = tmp_path / "stand_in_worker.sh"
+    stand_in.write_text("#!/usr/bin/env bash\nexec sleep 600\n")
+    add_pool = ("add-pool", str(state_file), "--nodes", "1", "--script", str(stand_in))
+    pool = raydog(*add_pool, "--name", "burst").stdout.strip()
     assert pool == "clitest-w2"
     assert len(json.loads(state_file.read_text())["pools"]) == 3
     raydog("remove-pool", str(state_file), "burst")
     assert [
         p["internal_name"] for p in json.loads(state_file.read_text())["pools"] if p["role"] == "worker"
     ] == ["base"]
-    again = raydog("add-pool", str(state_file), "--nodes", "1", "--name", "again").stdout.strip()
+    again = raydog(*add_pool, "--name", "again").stdout.strip()
     assert again == "clitest-w3"  # a removed pool's id is never reused
     raydog("remove-pool", str(state_file), "clitest-w3")
 

@@ -76,15 +76,24 @@ def backend_kwargs(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("kind", ["local", "yellowdog"])
-def test_observability_node_first_and_its_address_everywhere(kind: str, request, raydog_home) -> None:
-    worker_template = (
-        {"worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0]} if kind != "local" else {}
-    )
+def test_observability_node_its_address_everywhere_and_ray_metrics(kind: str, request, raydog_home) -> None:
+    """One cluster per backend (head + 1 worker, default scripts; the YellowDog one through the real SDK
+    against the emulator, the password in the task environment), checked for two things:
+
+    - the observability node starts first; head and worker get its IP and ports, never Prometheus' and
+      Grafana's usual ones; Ray's dashboard on the head is pointed at its Prometheus;
+    - both nodes' metrics arrive there, pushed with the cluster's password; Ray's dashboard queries
+      Prometheus with it; without it Prometheus refuses reads and pushes; the password reaches no log,
+      state or repr, and nothing is left afterwards.
+
+    Without Prometheus installed, the observability node is a stand-in and only the first part runs.
+    """
+    kwargs = backend_kwargs(kind, request)
+    worker_template = {"worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0]} if kwargs else {}
+    with_prometheus = shutil.which("prometheus") is not None
+    script = {} if with_prometheus else {"observability_node_start_script": OBSERVABILITY}
     with RayDogCluster(
-        cluster_name=f"obs-{kind[:5]}",
-        enable_observability=True,
-        observability_node_start_script=OBSERVABILITY,
-        **backend_kwargs(kind, request),
+        cluster_name=f"obs-{kind[:5]}", enable_observability=True, **script, **kwargs
     ) as cluster:
         cluster.add_worker_pool(worker_pool_node_count=1, **worker_template)
         cluster.build()
@@ -98,73 +107,67 @@ def test_observability_node_first_and_its_address_everywhere(kind: str, request,
         assert {state.observability.prometheus_port, state.observability.grafana_port}.isdisjoint(
             {9090, 3000}
         )
-        ray.init(address=cluster.ray_address)
-        try:
-            head_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and _is_head(n))
-            nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-            views = dict(
-                ray.get(
-                    [
-                        node_view.options(
-                            scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)
-                        ).remote()
-                        for n in nodes
-                    ]
-                )
-            )
-        finally:
-            ray.shutdown()
-    assert len(views) == 2
-    for node_id, seen in views.items():
-        assert seen["OBSERVABILITY_HOST"] == observability.private_ip
-        assert seen["RAYDOG_PROMETHEUS_PORT"] == str(state.observability.prometheus_port)
-        assert seen["RAYDOG_GRAFANA_PORT"] == str(state.observability.grafana_port)
-        # The head's dashboard (and everything Ray starts there) is pointed at the observability node.
-        assert seen["RAY_PROMETHEUS_HOST"] == (state.prometheus_url if node_id == head_id else None)
-
-
-def _is_head(node: dict[str, Any]) -> bool:
-    return "node:__internal_head__" in node.get("Resources", {})
-
-
-@needs_prometheus
-@pytest.mark.parametrize("kind", ["local", "yellowdog"])
-def test_ray_metrics_reach_observability_prometheus(kind: str, request, raydog_home) -> None:
-    """Default scripts, head + 1 worker: both nodes' metrics arrive, pushed with the cluster's password;
-    Ray's dashboard queries Prometheus with it; without it Prometheus refuses reads and pushes; the
-    password reaches no log, state or repr, and nothing is left afterwards (YellowDog: the real SDK
-    against the emulator, the password in the task environment)."""
-    kwargs = backend_kwargs(kind, request)
-    worker_template = {"worker_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0]} if kwargs else {}
-    with RayDogCluster(cluster_name=f"obs-m-{kind[:5]}", enable_observability=True, **kwargs) as cluster:
-        cluster.add_worker_pool(worker_pool_node_count=1, **worker_template)
-        cluster.build()
-        state = cluster.state
-        assert state.observability is not None and state.observability.prometheus_port not in (9090, 3000)
-        password = observability_password.PASSWORDS.load(state.cluster_id)
-        assert password and _mode(observability_password.PASSWORDS.path(state.cluster_id)) == 0o600
-        token = auth.load_token(state.cluster_id)
-        exporters = {
-            f"{n['raylet']['nodeManagerAddress']}:{n['raylet']['metricsExportPort']}"
-            for n in alive_ray_nodes(state.dashboard_url or "", token)
-        }
-        assert len(exporters) == 2
-        instances = _wait_for_node_metrics(state, exporters, password)
-        assert instances == exporters
-        health = _dashboard_get(state, token, "/api/prometheus_health")
-        assert health["result"] is True, health
-        for path, data in (("/api/v1/query?query=up", None), ("/api/v1/write", b"x")):
-            assert _prometheus_status(state, path, data, None) == 401
-            assert _prometheus_status(state, path, data, "raydog:wrong") == 401
-        texts = {"state": cluster.save_state_to_json(), "repr": repr(cluster) + repr(cluster.nodes())}
-    secrets = {"observability password": password, "its basic-auth header": _basic(f"raydog:{password}")}
-    hits = scan_tree([raydog_home], secrets, allowed=_password_files(raydog_home))
-    hits += [hit for where, text in texts.items() for hit in scan_text(where, text, secrets)]
-    assert_no_secrets(hits)
+        head_id, views = _observability_variables_of_every_node(cluster.ray_address)
+        assert len(views) == 2
+        for node_id, seen in views.items():
+            assert seen["OBSERVABILITY_HOST"] == observability.private_ip
+            assert seen["RAYDOG_PROMETHEUS_PORT"] == str(state.observability.prometheus_port)
+            assert seen["RAYDOG_GRAFANA_PORT"] == str(state.observability.grafana_port)
+            # The head's dashboard (and everything Ray starts there) is pointed at the observability node.
+            assert seen["RAY_PROMETHEUS_HOST"] == (state.prometheus_url if node_id == head_id else None)
+        if with_prometheus:
+            password, texts = _ray_metrics_reach_prometheus(cluster)
+    if with_prometheus:
+        secrets = {"observability password": password, "its basic-auth header": _basic(f"raydog:{password}")}
+        hits = scan_tree([raydog_home], secrets, allowed=_password_files(raydog_home))
+        hits += [hit for where, text in texts.items() for hit in scan_text(where, text, secrets)]
+        assert_no_secrets(hits)
     assert observability_password.PASSWORDS.load(state.cluster_id) is None  # deleted at shut-down
     emulator = request.getfixturevalue("yellowdog_emulator") if kwargs else None
     leaks = count_leaks(raydog_home, emulator=emulator)
     assert leaks.total == 0, leaks.describe()
+
+
+def _ray_metrics_reach_prometheus(cluster: RayDogCluster) -> tuple[str, dict[str, str]]:
+    """Checks the metrics path of a running cluster with default scripts; returns its observability
+    password and the texts (state, reprs) that must not hold it."""
+    state = cluster.state
+    password = observability_password.PASSWORDS.load(state.cluster_id)
+    assert password and _mode(observability_password.PASSWORDS.path(state.cluster_id)) == 0o600
+    token = auth.load_token(state.cluster_id)
+    exporters = {
+        f"{n['raylet']['nodeManagerAddress']}:{n['raylet']['metricsExportPort']}"
+        for n in alive_ray_nodes(state.dashboard_url or "", token)
+    }
+    assert len(exporters) == 2
+    instances = _wait_for_node_metrics(state, exporters, password)
+    assert instances == exporters
+    health = _dashboard_get(state, token, "/api/prometheus_health")
+    assert health["result"] is True, health
+    for path, data in (("/api/v1/query?query=up", None), ("/api/v1/write", b"x")):
+        assert _prometheus_status(state, path, data, None) == 401
+        assert _prometheus_status(state, path, data, "raydog:wrong") == 401
+    return password, {"state": cluster.save_state_to_json(), "repr": repr(cluster) + repr(cluster.nodes())}
+
+
+def _observability_variables_of_every_node(address: str) -> tuple[str, dict[str, dict[str, str | None]]]:
+    """The head's Ray node id, and Ray node id -> the observability variables a task pinned to that
+    node sees."""
+    ray.init(address=address)
+    try:
+        head_id = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and _is_head(n))
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        pinned = [
+            node_view.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+            for n in nodes
+        ]
+        return head_id, dict(ray.get(pinned))
+    finally:
+        ray.shutdown()
+
+
+def _is_head(node: dict[str, Any]) -> bool:
+    return "node:__internal_head__" in node.get("Resources", {})
 
 
 def _mode(path: Path) -> int:
@@ -208,7 +211,8 @@ def _wait_for_node_metrics(state: ClusterState, exporters: set[str], password: s
         with urllib.request.urlopen(request, timeout=10) as reply:
             result = json.loads(reply.read())["data"]["result"]
         instances = {series["metric"]["instance"] for series in result}
-        time.sleep(2)
+        if not exporters <= instances:
+            time.sleep(1)
     return instances
 
 
