@@ -25,3 +25,17 @@ def yd_kwargs(yellowdog_emulator: Emulator, raydog_home: Any) -> dict[str, Any]:
         "cluster_namespace": "raydog-test",
         "head_node_compute_requirement_template_id": TEMPLATE,
     }
+
+
+def stand_in_cluster(yd_kwargs: dict[str, Any], name: str, workers: int) -> Any:
+    """An unbuilt cluster of stand-in nodes (a head that only listens, workers that sleep): for tests
+    of the platform side, where Ray itself is not under test."""
+    from raydog_core import RayDogCluster
+
+    cluster = RayDogCluster(cluster_name=name, head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs)
+    cluster.add_worker_pool(
+        worker_pool_node_count=workers,
+        worker_node_task_script=SLEEP_SCRIPT,
+        worker_node_compute_requirement_template_id=TEMPLATE,
+    )
+    return cluster

@@ -7,23 +7,15 @@ import time
 from collections import Counter
 from typing import Any
 
-from conftest import LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
+from conftest import stand_in_cluster
 
-from raydog_core import RayDogCluster
 from raydog_core.backends.base import NodeStatus
 from raydog_core.backends.yellowdog.backend import YellowDogBackend
 from raydog_core.testing.emulator import Emulator
 
 
 def _calls_to_read_nodes(emulator: Emulator, yd_kwargs: dict[str, Any], nodes: int) -> Counter[str]:
-    cluster = RayDogCluster(
-        cluster_name=f"reads{nodes}", head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs
-    )
-    cluster.add_worker_pool(
-        worker_pool_node_count=nodes,
-        worker_node_task_script=SLEEP_SCRIPT,
-        worker_node_compute_requirement_template_id=TEMPLATE,
-    )
+    cluster = stand_in_cluster(yd_kwargs, f"reads{nodes}", nodes)
     try:
         cluster.build(wait_for_workers=False)
         deadline = time.monotonic() + 60

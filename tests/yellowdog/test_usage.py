@@ -7,7 +7,7 @@ from datetime import UTC
 from typing import Any
 
 import pytest
-from conftest import LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
+from conftest import LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE, stand_in_cluster
 
 from raydog_core import RayDogCluster
 from raydog_core.proxy import RayDogClusterProxy
@@ -108,14 +108,7 @@ def test_usage_counts_api_calls_per_pool_not_per_node(
     """Measuring reads each pool's instances in one search, whatever the pool's size."""
     counts = []
     for nodes in (1, 6):
-        cluster = RayDogCluster(
-            cluster_name=f"calls{nodes}", head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs
-        )
-        cluster.add_worker_pool(
-            worker_pool_node_count=nodes,
-            worker_node_task_script=SLEEP_SCRIPT,
-            worker_node_compute_requirement_template_id=TEMPLATE,
-        )
+        cluster = stand_in_cluster(yd_kwargs, f"calls{nodes}", nodes)
         try:
             cluster.build(wait_for_workers=False)
             backend = cluster._ensure_backend()
