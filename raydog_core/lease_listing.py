@@ -20,10 +20,11 @@ log = logging.getLogger("raydog")
 LISTING_TIMEOUT_S = 3.0
 
 
-def lease_port(record: ClusterRecord) -> int | None:
-    """The lease port the backend reports, else the one a warm cluster's saved state names."""
-    if record.lease_port is not None:
-        return record.lease_port
+def lease_port(backend: Backend, record: ClusterRecord) -> int | None:
+    """The lease port the backend knows, else the one this machine's record of a warm cluster names."""
+    known = backend.head_ports(record.cluster_id)
+    if known is not None:
+        return known.lease
     state: ClusterState | None = warm_files.saved_state(record.name)
     if state is None or state.cluster_id != record.cluster_id:
         return None
@@ -32,8 +33,10 @@ def lease_port(record: ClusterRecord) -> int | None:
 
 def lease_view(backend: Backend, record: ClusterRecord) -> dict | None:
     """The watchdog's view (`LeaseClient.view`), or None where it cannot be asked from here."""
-    port = lease_port(record)
-    if record.state != "running" or port is None or not backend.capabilities.nodes_reachable:
+    if record.state != "running" or not backend.capabilities.nodes_reachable:
+        return None
+    port = lease_port(backend, record)
+    if port is None:
         return None
     head = next(
         (

@@ -149,7 +149,6 @@ class ClusterRecord:
     # nodes are done but platform resources, e.g. YellowDog pools, are still being released)
     state: str
     namespace: str = ""  # a cluster is identified by namespace and name, never by name alone
-    lease_port: int | None = None  # where its head's watchdog would listen, where the backend knows it
     usage: ClusterUsage | None = None  # of a finished cluster, where the backend still knows it
 
 

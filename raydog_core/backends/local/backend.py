@@ -140,7 +140,6 @@ class LocalBackend:
                     created_at=manifest.created_at,
                     live_nodes=live,
                     state="running" if live else manifest.state,
-                    lease_port=manifest.ports.lease,
                     usage=None if live else self._usage(manifest),
                 )
             )
