@@ -43,6 +43,7 @@ from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import (
     BuildTimeoutError,
+    NodeFailedError,
     RayDogError,
     ShutdownError,
     SpecError,
@@ -138,6 +139,7 @@ class RayDogCluster:
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
+        self._replacements: dict[str, str] = {}  # worker started in place of one that failed -> that one
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -620,12 +622,12 @@ class RayDogCluster:
         """
         expected = count if count is not None else 1 + sum(len(p.node_ids) for p in self._pools.values())
         session = self._require_session()
-        current = self._current_node_ids()
         alive = 0
 
         def look() -> int | None:
             nonlocal alive
-            session.raise_for_failed(current)
+            for failed in session.failed_nodes(self._current_node_ids()):
+                self._replace_failed_worker(failed)
             alive = session.alive_in_ray(self._state.head.node_id if self._state else None)
             return alive if alive >= expected else None
 
@@ -807,15 +809,48 @@ class RayDogCluster:
         self._publish_state()
         if not wait:
             return None
-        head = self._require_session().wait_for_head(node_ids[0], deadline, self._not_up_in_time("head"))
+        try:
+            head = self._require_session().wait_for_head(node_ids[0], deadline, self._not_up_in_time("head"))
+        except NodeFailedError as failed:
+            head = self._replace_failed_head(failed, pool_id, launch, deadline)
         self.state.head.private_ip = head.private_ip
         self.state.head.public_ip = head.public_ip
         return head
 
+    def _replace_failed_head(
+        self, failed: NodeFailedError, pool_id: str, launch: NodeLaunch, deadline: float
+    ) -> NodeInfo:
+        """A head whose start failed gets one replacement, like a worker (`_replace_failed_worker`):
+        nothing depends on it yet. A replacement that fails too fails the build with its log tail."""
+        log.warning(
+            "the head %s of cluster %s failed to start, starting one replacement: %s",
+            failed.node_id,
+            self.spec.cluster_name,
+            failed.detail,
+        )
+        backend = self._ensure_backend()
+        backend.terminate_nodes(self._cluster_id(), [failed.node_id])
+        (new_id,) = backend.add_nodes(self._cluster_id(), pool_id, launch, 1)
+        self.state.head.node_id = new_id
+        self.state.pools[0].node_ids = [new_id]
+        self._publish_state()
+        try:
+            return self._require_session().wait_for_head(new_id, deadline, self._not_up_in_time("head"))
+        except NodeFailedError as again:
+            raise NodeFailedError(
+                "head", new_id, f"{again.detail} (it replaced {failed.node_id}, which failed too)"
+            ) from None
+
     def _launch_pool(self, pool: _Pool) -> None:
         self._require_session().require_token()
+        launch = self._worker_launch(pool)
+        backend_id, node_ids = self._require_session().launch_pool(launch, pool.spec.worker_pool_node_count)
+        pool.backend_id = backend_id
+        pool.node_ids = node_ids
+
+    def _worker_launch(self, pool: _Pool) -> NodeLaunch:
         spec = pool.spec
-        launch = NodeLaunch(
+        return NodeLaunch(
             role=NodeRole.WORKER,
             pool_name=pool.raydog_id,
             script=load_script(spec.worker_node_task_script, "worker"),
@@ -823,9 +858,32 @@ class RayDogCluster:
             resources=spec.worker_node_resources,
             yellowdog=spec.yellowdog,
         )
-        backend_id, node_ids = self._require_session().launch_pool(launch, spec.worker_pool_node_count)
-        pool.backend_id = backend_id
-        pool.node_ids = node_ids
+
+    def _replace_failed_worker(self, failed: NodeInfo) -> None:
+        """A worker whose start failed gets one replacement, as Ray's autoscaler would start another:
+        on a loaded machine Ray's own start-up can time out (Ray 2.60 allows its raylet 30 s, fixed),
+        and on YellowDog an instance can be lost. A replacement that fails too (a broken script, say)
+        fails the wait with its log tail; so does a failed head."""
+        pool = next((p for p in self._pools.values() if failed.node_id in p.node_ids), None)
+        if failed.role != NodeRole.WORKER or pool is None or pool.backend_id is None:
+            raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
+        if failed.node_id in self._replacements:
+            first = self._replacements[failed.node_id]
+            raise NodeFailedError(
+                failed.role.value, failed.node_id, f"{failed.detail} (it replaced {first}, which failed too)"
+            )
+        log.warning(
+            "worker %s of cluster %s failed to start, starting one replacement: %s",
+            failed.node_id,
+            self.spec.cluster_name,
+            failed.detail,
+        )
+        backend = self._ensure_backend()
+        backend.terminate_nodes(self._cluster_id(), [failed.node_id])  # what it holds (a GPU, say) is free
+        (new_id,) = backend.add_nodes(self._cluster_id(), pool.backend_id, self._worker_launch(pool), 1)
+        self._replacements[new_id] = failed.node_id
+        pool.node_ids = [new_id if n == failed.node_id else n for n in pool.node_ids]
+        self._publish_state()
 
     def _not_up_in_time(self, role: str) -> str:
         return (

@@ -16,6 +16,7 @@ import ray
 from raydog_core import RayDogCluster, RayDogClusterProxy
 from raydog_core.backends.base import NodeStatus
 from raydog_core.client_auth import AUTH_VARIABLES
+from raydog_core.scripts import default_script
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +92,23 @@ def test_added_pool_joins_and_removed_pool_leaves_while_work_continues(cluster: 
     assert cluster.worker_pool_internal_names == ["cpu"]
 
 
+def test_a_worker_whose_start_fails_once_is_replaced(cluster: RayDogCluster, tmp_path: Path) -> None:
+    """Ray's own start can fail on a loaded machine (its raylet gets 30 s, fixed): the builder starts
+    one replacement, as Ray's autoscaler would, instead of failing the run."""
+    marker = tmp_path / "failed-once"
+    fails_once = default_script("worker").replace(
+        "\n", f'\nif [ ! -e "{marker}" ]; then touch "{marker}"; echo "start timed out" >&2; exit 1; fi\n', 1
+    )
+    pool_id = cluster.add_worker_pool(worker_pool_node_count=1, worker_node_task_script=fails_once)
+    assert cluster.wait_for_nodes(timeout=120) == 4
+    (failed,) = [n for n in cluster.nodes() if n.pool_id == pool_id and n.status != NodeStatus.RUNNING]
+    assert marker.exists() and "start timed out" in failed.detail
+    (pool,) = [p for p in json.loads(cluster.save_state_to_json())["pools"] if p["pool_id"] == pool_id]
+    assert failed.node_id not in pool["node_ids"] and len(pool["node_ids"]) == 1
+    cluster.remove_worker_pool(pool_id)
+    assert wait_for(lambda: len(alive_nodes()) == 3)
+
+
 def test_state_has_addresses_and_no_secret(cluster: RayDogCluster, raydog_home) -> None:
     state = json.loads(cluster.save_state_to_json())
     assert state["phase"] == "running"
@@ -134,6 +152,21 @@ def test_two_clusters_side_by_side_without_gpus(local_backend) -> None:
     assert local_backend.live_resources() == []
     # The process's Ray client is exactly as before: no path to a deleted token stays behind.
     assert {key: os.environ.get(key) for key in AUTH_VARIABLES} == before
+
+
+def test_a_head_whose_start_fails_once_is_replaced(local_backend, fault_leaks, tmp_path: Path) -> None:
+    marker = tmp_path / "failed-once"
+    fails_once = default_script("head").replace(
+        "\n", f'\nif [ ! -e "{marker}" ]; then touch "{marker}"; echo "start timed out" >&2; exit 1; fi\n', 1
+    )
+    with RayDogCluster(cluster_name="headonce", head_node_ray_start_script=fails_once) as cluster:
+        cluster.build()
+        nodes = {n.node_id: n for n in cluster.nodes()}
+        (failed,) = [n for n in nodes.values() if n.status == NodeStatus.FAILED]
+        assert "start timed out" in failed.detail
+        assert nodes[cluster.state.head.node_id].status == NodeStatus.RUNNING
+        assert cluster.wait_for_nodes(timeout=30) == 1
+    fault_leaks.assert_none()
 
 
 @pytest.mark.fault_case("builder", "local", "head_script_fails")

@@ -250,7 +250,7 @@ class LocalBackend:
                 node = manifest.nodes.get(node_id)
                 if node is None:
                     continue
-                node.stop()
+                node.stop(NodeStatus.TERMINATED if processes.is_ours(node.process) else NodeStatus.FAILED)
                 manifest.gpu_assigned.pop(node_id, None)
                 refs.append(node.process)
         processes.stop_sessions(refs)
@@ -352,6 +352,7 @@ class LocalBackend:
         detail = ""
         if status == NodeStatus.RUNNING and not processes.is_ours(node.process):
             status = NodeStatus.FAILED
+        if status == NodeStatus.FAILED:  # its log stays: the reason outlives the process
             tail = self.node_log_tail(directory.name, node_id)
             detail = f"its script exited{self._exit_code(node)}; last lines of its log:\n{tail}"
         return NodeInfo(

@@ -69,6 +69,7 @@ from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.backends.yellowdog.spend_cap import SpendCap
+from raydog_core.backends.yellowdog.starved_pools import WaitingTasks
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
 from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
@@ -137,6 +138,7 @@ class YellowDogBackend:
         self._clusters: dict[str, _Cluster] = {}
         self._groups: dict[str, _Group] = {}  # task group id -> pool
         self._pool_ids: dict[tuple[str, str], str] = {}  # (namespace, pool name) -> pool id
+        self._waiting = WaitingTasks()  # tasks waiting for a node, to find pools short of nodes
         self._compute_ids: dict[str, str] = {}  # pool id -> its compute requirement's id (fixed)
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
         self._templates: dict[str, ComputeRequirementTemplate] = {}  # checked, by the spec's reference
@@ -470,6 +472,7 @@ class YellowDogBackend:
             self._learn_groups(self._get_requirement(cluster_id))
         cluster = self._cluster(cluster_id)
         namespace = cluster.namespace
+        self._feed_starved_pools(namespace, tasks)
         self._learn_addresses(namespace, tasks)
         capped = self._cap_note(cluster, tasks)
         nodes = []
@@ -496,6 +499,42 @@ class YellowDogBackend:
                 )
             )
         return nodes
+
+    def _feed_starved_pools(self, namespace: str, tasks: Sequence[Task]) -> None:
+        """Resize a pool that expects fewer nodes than it has unfinished tasks, once some of them have
+        waited a while (see `starved_pools`: a node lost just before its replacement was added)."""
+        by_pool: dict[str, list[Task]] = {}
+        for task in self._waiting.long_waiting(tasks):
+            name = self._groups.get(task.taskGroupId or "", _Group("", None)).pool_name
+            if name:
+                by_pool.setdefault(name, []).append(task)
+        for name, waiting in by_pool.items():
+            self._waiting.checked(waiting)
+            unfinished = sum(
+                1
+                for t in tasks
+                if not (t.status is not None and t.status.finished)
+                and self._groups.get(t.taskGroupId or "", _Group("", None)).pool_name == name
+            )
+            pool_id = self._pool_id(namespace, name)
+            if pool_id is not None:
+                self._feed_pool(f"{namespace}/{name}", pool_id, unfinished)
+
+    def _feed_pool(self, name: str, pool_id: str, unfinished: int) -> None:
+        pools = self._client.worker_pool_client
+        try:
+            pool = _provisioned(self._call(partial(pools.get_worker_pool_by_id, pool_id), "get worker pool"))
+            if pool.status in GONE_POOL or pool.expectedNodeCount >= unfinished:
+                return
+            log.warning(
+                "worker pool %s expects %d node(s) for %d unfinished task(s) (a node was lost?): resizing it",
+                name,
+                pool.expectedNodeCount,
+                unfinished,
+            )
+            self._call(partial(pools.resize_worker_pool_by_id, pool_id, unfinished), "resize pool")
+        except (InvalidRequestException, RayDogError) as error:  # the listing goes on; a later one retries
+            log.warning("could not resize worker pool %s: %s", name, error)
 
     def terminate_nodes(self, cluster_id: str, node_ids: Sequence[str]) -> None:
         wanted = set(node_ids)
