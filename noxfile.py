@@ -20,7 +20,7 @@ def _install(session: nox.Session, extras: str) -> None:
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
-    session.run("pytest", "-p", "no:cacheprovider", "-ra", *paths, *session.posargs)
+    session.run("pytest", "-p", "no:cacheprovider", "-ra", "--durations=20", *paths, *session.posargs)
 
 
 # The packages mypy checks here (settings in pyproject.toml's [tool.mypy]); raydog_prefect is checked in the

@@ -615,10 +615,14 @@ class RayDogCluster:
         """Every node with its status, from the backend (the truth, not Ray's view)."""
         return self._ensure_backend().list_nodes(self._cluster_id())
 
-    def wait_for_nodes(self, count: int | None = None, timeout: float = 120.0) -> int:
+    def wait_for_nodes(
+        self, count: int | None = None, timeout: float = 120.0, *, replace_failed: bool = True
+    ) -> int:
         """Wait until `count` nodes (default: head + every worker) are alive in Ray; returns how many are.
 
-        Fails fast with the node's log tail when a node's script exits.
+        A worker whose script exits is replaced once (`replace_failed`; see docs/decisions.md); a second
+        failure, a failed head, or any failure with `replace_failed=False` fails the wait at once with
+        the node's log tail.
         """
         expected = count if count is not None else 1 + sum(len(p.node_ids) for p in self._pools.values())
         session = self._require_session()
@@ -627,6 +631,8 @@ class RayDogCluster:
         def look() -> int | None:
             nonlocal alive
             for failed in session.failed_nodes(self._current_node_ids()):
+                if not replace_failed:
+                    raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
                 self._replace_failed_worker(failed)
             alive = session.alive_in_ray(self._state.head.node_id if self._state else None)
             return alive if alive >= expected else None
@@ -828,9 +834,9 @@ class RayDogCluster:
             self.spec.cluster_name,
             failed.detail,
         )
-        backend = self._ensure_backend()
-        backend.terminate_nodes(self._cluster_id(), [failed.node_id])
-        (new_id,) = backend.add_nodes(self._cluster_id(), pool_id, launch, 1)
+        new_id = self._start_replacement(failed.node_id, pool_id, launch)
+        if new_id is None:
+            raise failed
         self.state.head.node_id = new_id
         self.state.pools[0].node_ids = [new_id]
         self._publish_state()
@@ -840,6 +846,18 @@ class RayDogCluster:
             raise NodeFailedError(
                 "head", new_id, f"{again.detail} (it replaced {failed.node_id}, which failed too)"
             ) from None
+
+    def _start_replacement(self, failed_id: str, pool_id: str, launch: NodeLaunch) -> str | None:
+        """A node in place of `failed_id`, in the same pool; None where the backend takes none (on
+        YellowDog a failed head fails its work requirement, which takes no new task)."""
+        backend = self._ensure_backend()
+        try:
+            backend.terminate_nodes(self._cluster_id(), [failed_id])  # what it holds (a GPU, say) is free
+            (new_id,) = backend.add_nodes(self._cluster_id(), pool_id, launch, 1)
+        except RayDogError as cannot:
+            log.warning("node %s cannot be replaced: %s", failed_id, cannot)
+            return None
+        return new_id
 
     def _launch_pool(self, pool: _Pool) -> None:
         self._require_session().require_token()
@@ -878,9 +896,9 @@ class RayDogCluster:
             self.spec.cluster_name,
             failed.detail,
         )
-        backend = self._ensure_backend()
-        backend.terminate_nodes(self._cluster_id(), [failed.node_id])  # what it holds (a GPU, say) is free
-        (new_id,) = backend.add_nodes(self._cluster_id(), pool.backend_id, self._worker_launch(pool), 1)
+        new_id = self._start_replacement(failed.node_id, pool.backend_id, self._worker_launch(pool))
+        if new_id is None:
+            raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
         self._replacements[new_id] = failed.node_id
         pool.node_ids = [new_id if n == failed.node_id else n for n in pool.node_ids]
         self._publish_state()

@@ -86,10 +86,11 @@ def finish_build(
 
 
 def all_nodes_joined(state: StateLike, backend: Backend) -> bool:
-    """One look: has every node of the state joined Ray? NodeFailedError when a node's script exited."""
+    """One look: has every node of the state joined Ray? NodeFailedError when a node's script exited
+    (no replacement: it would live only in this look's copy of the state)."""
     cluster = RayDogCluster.from_state(load_state(state), backend=backend)
     try:
-        cluster.wait_for_nodes(timeout=0)
+        cluster.wait_for_nodes(timeout=0, replace_failed=False)
     except BuildTimeoutError:
         return False
     return True
