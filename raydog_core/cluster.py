@@ -50,6 +50,7 @@ from raydog_core.errors import (
     StateError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
+from raydog_core.node_watch import NodeWatch
 from raydog_core.pricing import ClusterPlan, ClusterUsage, spend_cap_hours
 from raydog_core.scripts import load_script
 from raydog_core.signals import sigterm_unwinds
@@ -136,6 +137,7 @@ class RayDogCluster:
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
         self._spend_watch: SpendWatch | None = None  # while a capped cluster built here runs
+        self._node_watch: NodeWatch | None = None  # while a cluster built here heals when listed
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
@@ -333,6 +335,7 @@ class RayDogCluster:
             return False
         self._built = self._attached = True
         self._point_process_at_cluster()
+        self._watch_nodes()
         return True
 
     def _build_new(
@@ -395,6 +398,7 @@ class RayDogCluster:
         self._publish_state()
         self._point_process_at_cluster()
         self.watch_spend()
+        self._watch_nodes()
         log.info(
             "cluster %s is up: head %s, dashboard %s",
             self.spec.cluster_name,
@@ -446,7 +450,7 @@ class RayDogCluster:
         if self._session is None:
             return None
         self.release_lease_keeper()  # the cluster goes now: nothing to release
-        self._stop_spend_watch()
+        self._stop_watches()
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids())
         usage = None
@@ -474,6 +478,7 @@ class RayDogCluster:
         keeper, self._lease = self._lease, None
         if keeper is not None:
             keeper.stop(release=True)
+        self._stop_watches()
         self._release_process()
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
@@ -523,6 +528,19 @@ class RayDogCluster:
 
     def _stop_spend_watch(self) -> None:
         watch, self._spend_watch = self._spend_watch, None
+        if watch is not None:
+            watch.stop()
+
+    def _watch_nodes(self) -> None:
+        """Where listing heals the cluster (a reclaimed worker's task waiting for a node on YellowDog),
+        list it now and then while this builder holds it: until shut_down() or leave()."""
+        session = self._require_session()
+        if session.backend.capabilities.heals_when_listing and self._node_watch is None:
+            self._node_watch = NodeWatch(session.nodes, self.spec.cluster_name).start()
+
+    def _stop_watches(self) -> None:
+        self._stop_spend_watch()
+        watch, self._node_watch = self._node_watch, None
         if watch is not None:
             watch.stop()
 
@@ -875,6 +893,7 @@ class RayDogCluster:
             env=self._node_env(NodeRole.WORKER, head_ip=self.state.head.private_ip),
             resources=spec.worker_node_resources,
             yellowdog=spec.yellowdog,
+            replace_lost=True,
         )
 
     def _replace_failed_worker(self, failed: NodeInfo) -> None:

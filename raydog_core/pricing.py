@@ -93,6 +93,12 @@ class ClusterPlan:
         if per_hour is not None and (per_hour == 0 or quote.lifetime is not None):
             worst = per_hour * (quote.lifetime.total_seconds() / 3600 if quote.lifetime else 0.0)
         warnings = list(quote.warnings)
+        warnings += [
+            f"the {pool.pool} node runs on spot instances: a reclaimed head ends the whole cluster "
+            "(a lost worker is started again); give it an on-demand template"
+            for pool in quote.pools
+            if pool.role == "head" and pool.spot
+        ]
         problems = []
         lifetime_h = quote.lifetime.total_seconds() / 3600 if quote.lifetime else math.inf
         for allowance in quote.allowances:

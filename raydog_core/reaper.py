@@ -105,14 +105,17 @@ def select_clusters(
 
 def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     """Every cluster the backend lists; a cluster that ended by itself (a lapsed lease, idleness, its
-    lifetime) is finished off here, so nothing of it stays but logs: the secrets this machine kept, and
+    lifetime), or whose shut-down was cut short, is finished off here, so nothing of it stays but logs: the secrets this machine kept, and
     on YellowDog what the platform still holds (pools waiting for their idle shutdown, node files of
     nodes that shared this host), through the same idempotent shut-down as every door."""
     records = backend.list_clusters()
+    tokens = set(auth.TOKENS.cluster_ids())
     for record in records:
         if record.state == "ended":
             forget_secrets(record.cluster_id)  # the local backend removed the rest when it marked it
-        elif record.state == "ending":
+        elif record.state == "ending" or (record.state == "stopped" and record.cluster_id in tokens):
+            # Ending, or a shut-down that did not finish: one run from inside the cluster (the head's
+            # autoscaler ending it) stops its own process before it removes the temp dir and secrets.
             shut_down_cluster(backend, record.cluster_id)
     listed = {record.cluster_id for record in records}
     for cluster_id in auth.TOKENS.cluster_ids():

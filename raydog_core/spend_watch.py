@@ -4,11 +4,11 @@ then ends the cluster's nodes). The platform enforces the cap; this only reports
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from raydog_core.pricing import SpendStatus
+from raydog_core.ticker import Ticker
 
 WARN_SHARE = 0.8
 INTERVAL_S = 60.0  # allowances count hours: a minute is fine-grained enough
@@ -37,20 +37,15 @@ class SpendWatch:
         self._read = read
         self._cluster = cluster
         self._logger = logger
-        self._interval_s = INTERVAL_S if interval_s is None else interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Ticker(self._tick, INTERVAL_S if interval_s is None else interval_s, "raydog-spend")
         self._warned = self._ended = False
 
     def start(self) -> SpendWatch:
-        self._thread = threading.Thread(target=self._run, name="raydog-spend", daemon=True)
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        self._ticker.stop()
 
     def check(self) -> SpendStatus | None:
         """One look; logs a threshold the first time it is crossed."""
@@ -79,9 +74,9 @@ class SpendWatch:
             )
         return status
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s) and not self._ended:
-            try:
-                self.check()
-            except Exception:  # a report must never break the run: try again next round
-                self._logger.debug("could not read the spend cap of %s", self._cluster, exc_info=True)
+    def _tick(self) -> bool:
+        try:
+            self.check()
+        except Exception:  # a report must never break the run: try again next round
+            self._logger.debug("could not read the spend cap of %s", self._cluster, exc_info=True)
+        return not self._ended

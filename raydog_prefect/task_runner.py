@@ -54,6 +54,7 @@ from raydog_prefect.teardown import leave, still_running, tear_down
 
 ClusterSource = RayDogClusterConfig | ClusterSpec | str | None
 RAY_CLIENT_ATTEMPTS = 3
+RAY_CLIENT_START_FAILED = ("client server failed", "Initialization failure from server")  # worth a new client
 ExitCallback = Callable[[type[BaseException] | None, BaseException | None, TracebackType | None], None]
 
 # prefect-ray's remote entry point, wrapped below to forward the tasks' logs. Checked here so that a
@@ -371,7 +372,9 @@ class RayDogTaskRunner(RayTaskRunner):
         """prefect-ray's own start (`ray.init`, or the Ray already connected), safe to SIGTERM.
 
         Retried a few times for Ray Client only: the head's client server starts one server process per
-        client, and that start fails now and then on a busy head ("Starting Ray client server failed").
+        client, and that start fails now and then on a busy head ("Starting Ray client server failed", or
+        Ray 2.60's own race on a server process that already exited: "Initialization failure from
+        server" with psutil's ZombieProcess).
         """
         self.address = address
         attempts = RAY_CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
@@ -382,7 +385,7 @@ class RayDogTaskRunner(RayTaskRunner):
                 break
             except ConnectionError as error:
                 self._started = False  # prefect-ray's start failed half-way: it may start again
-                if attempt == attempts or "client server failed" not in str(error):
+                if attempt == attempts or not any(sign in str(error) for sign in RAY_CLIENT_START_FAILED):
                     raise
                 time.sleep(2.0 * attempt)
         stack.push(partial(_logged, self.logger, "Disconnecting from Ray", super().__exit__))

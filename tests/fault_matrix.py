@@ -112,13 +112,15 @@ class LeakRecorder:
     item: pytest.Item
     home: Path
     counts: list[LeakCount] = field(default_factory=list)
+    # What was left before the test began (an earlier test's leak fails that test, not every later one).
+    earlier: LeakCount | None = None
 
     def wait_until_nothing_runs(self, *, emulator: Emulator | None = None, timeout_s: float) -> float:
         """Until no process and no emulator resource of the test is alive (files aside: a listing tidies
         those away); records nothing. Returns the seconds waited, a figure for the test to print."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
-            left = count_leaks(self.home, emulator=emulator, wait_s=0)
+            left = count_leaks(self.home, emulator=emulator, wait_s=0, besides=self.earlier)
             if not (left.processes or left.emulator):
                 break
             time.sleep(1.0)
@@ -132,7 +134,9 @@ class LeakRecorder:
         wait_s: float = 15.0,
     ) -> LeakCount:
         """Count and record (without asserting): for tests that assert something more specific."""
-        leaks = count_leaks(self.home, emulator=emulator, tag_stores=tag_stores, wait_s=wait_s)
+        leaks = count_leaks(
+            self.home, emulator=emulator, tag_stores=tag_stores, wait_s=wait_s, besides=self.earlier
+        )
         self.counts.append(leaks)
         total = sum(c.total for c in self.counts)
         props = [p for p in self.item.user_properties if p[0] != LEAK_PROPERTY]
@@ -152,7 +156,7 @@ class LeakRecorder:
 
 @pytest.fixture
 def fault_leaks(request: pytest.FixtureRequest, raydog_home: Path) -> LeakRecorder:
-    return LeakRecorder(request.node, raydog_home)
+    return LeakRecorder(request.node, raydog_home, earlier=count_leaks(raydog_home, wait_s=0))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -67,10 +67,14 @@ class BackendCapabilities:
     `nodes_on_client_host`: nodes are processes on the client's own machine (the local backend, or
     YellowDog instances placed on this host), so commands run as local processes and node files are
     at local paths.
+    `heals_when_listing`: listing a cluster's nodes also repairs it (YellowDog: a pool short of nodes for
+    a task the platform started again after its machine was lost is resized), so a client holding a
+    cluster should list its nodes now and then (`raydog_core.node_watch`).
     """
 
     nodes_reachable: bool
     nodes_on_client_host: bool
+    heals_when_listing: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,9 @@ class NodeLaunch:
     resources: NodeResources = field(default_factory=NodeResources)
     yellowdog: YellowDogNodeOptions = field(default_factory=YellowDogNodeOptions)
     set_cloud_instance_id: bool = False  # export RAY_CLOUD_INSTANCE_ID=<node id> (autoscaler v2)
+    # A node whose machine is lost (a spot instance reclaimed, a crash) is started again where the backend
+    # can (YellowDog: the platform's retry policy). The builder's workers; Ray's autoscaler replaces its own.
+    replace_lost: bool = False
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,18 @@ class LeakCount:
         kinds = (self.processes, self.emulator, self.redis_keys, self.commands, self.files)
         return sum(len(kind) for kind in kinds)
 
+    def without(self, earlier: LeakCount | None) -> LeakCount:
+        """What is left that was not left already in `earlier` (another test's leak is its own failure)."""
+        if earlier is None:
+            return self
+        return LeakCount(
+            processes=[p for p in self.processes if p not in earlier.processes],
+            emulator=[e for e in self.emulator if e not in earlier.emulator],
+            redis_keys=[k for k in self.redis_keys if k not in earlier.redis_keys],
+            commands=[c for c in self.commands if c not in earlier.commands],
+            files=[f for f in self.files if f not in earlier.files],
+        )
+
     def describe(self) -> str:
         if not self.total:
             return "nothing left alive"
@@ -81,9 +93,10 @@ def count_leaks(
     emulator: _LiveResources | None = None,
     tag_stores: Iterable[TagStore] = (),
     wait_s: float = DEFAULT_WAIT_S,
+    besides: LeakCount | None = None,
 ) -> LeakCount:
     """Count what is alive under `home` (default: $RAYDOG_HOME), on `emulator` and in `tag_stores`,
-    after waiting up to `wait_s` for it to reach zero."""
+    besides what `besides` counted already, after waiting up to `wait_s` for it to reach zero."""
     home = Path(home or raydog_home())
     backend = LocalBackend(home / "local")
     stores = list(tag_stores)
@@ -97,7 +110,7 @@ def count_leaks(
                 f"command pid {ref.pid} of cluster {cluster}" for cluster, ref in commands.live(home=home)
             ],
             files=leftover_files(home, emulator.live_cluster_ids() if emulator is not None else None),
-        )
+        ).without(besides)
         if leaks.total == 0 or time.monotonic() >= deadline:
             return leaks
         time.sleep(POLL_S)

@@ -80,3 +80,34 @@ def test_reap_selects_exactly_the_matching_clusters(backend: Backend) -> None:
     assert shut_down_labelled(backend, {"run": f"r1{tag}"}) == []  # idempotent: nothing left to do
     assert [r.cluster.cluster_id for r in reap(backend, Selector(name=f"reap-b{tag}"))] == [b]
     assert not {a, b, c} & running_ids(backend)
+
+
+def test_a_listing_finishes_a_shut_down_that_was_cut_short(local_backend, fault_leaks) -> None:
+    """A shut-down run from inside the cluster (the head's autoscaler ending a `ray up` cluster) stops
+    its own process with the nodes, before it removes the temp dir and the secrets: the cluster is
+    "stopped" with its files left. The next `raydog list` finishes it; the logs stay."""
+    from raydog_core import RayDogCluster, auth, processes
+    from raydog_core.reaper import list_and_tidy
+
+    cluster = RayDogCluster(
+        cluster_name="cutshort", head_node_ray_start_script="#!/bin/bash\nexec sleep 600\n"
+    )
+    cluster.build(wait_for_head=False)
+    cluster_id = cluster.cluster_id
+    directory = local_backend.root / cluster_id
+    with local_backend._manifest(directory) as manifest:  # what the cut-short shut-down got to do
+        for node in manifest.nodes.values():
+            node.stop()
+        manifest.state = "stopped"
+        refs, temp_dir = [n.process for n in manifest.nodes.values()], manifest.temp_dir
+    assert processes.stop_sessions(refs) == []
+    assert temp_dir.is_dir() and cluster_id in auth.TOKENS.cluster_ids()
+    assert fault_leaks.count(wait_s=0).files  # the files a stopped cluster must not keep
+
+    (record,) = [r for r in list_and_tidy(local_backend) if r.cluster_id == cluster_id]
+    assert record.state == "stopped"
+    assert not temp_dir.exists() and cluster_id not in auth.TOKENS.cluster_ids()
+    assert (directory / "logs").is_dir()
+    fault_leaks.counts.clear()  # the count above was the fault under test, not a leak of the test
+    fault_leaks.assert_none(wait_s=0)
+    cluster.shut_down()  # a second shut-down finds nothing to do

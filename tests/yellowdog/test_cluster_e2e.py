@@ -122,6 +122,31 @@ def test_pool_added_joins_and_removed_pool_leaves(
     assert not any("yd-e2e-w2" in leak for leak in yellowdog_emulator.wait_until_clean(0.5) if "pool" in leak)
 
 
+@ray.remote(num_cpus=1, max_retries=3)
+def slow_square(x: int) -> int:
+    time.sleep(2)
+    return x * x
+
+
+def test_a_worker_whose_machine_is_reclaimed_runs_again_and_the_work_finishes(
+    cluster: RayDogCluster, yellowdog_emulator: Emulator
+) -> None:
+    """A spot worker reclaimed mid-run: Ray retries its tasks on the other nodes, the platform starts the
+    node's task again (RayDog's retry policy for ALLOCATION_LOST) on a node its pool gets back (RayDog
+    resizes a pool short of nodes), and the cluster has all its nodes again."""
+    victim = next(n for n in cluster.nodes() if n.role == NodeRole.WORKER)
+    squares = [slow_square.remote(i) for i in range(12)]
+    time.sleep(1)
+    yellowdog_emulator.kill_instance_of_task(victim.node_id)
+    assert sorted(ray.get(squares, timeout=300)) == [i * i for i in range(12)]
+    assert wait_for(lambda: len(alive_nodes()) == 3, 180), (
+        cluster.nodes(),
+        yellowdog_emulator.live_resources(),
+    )
+    again = next(n for n in cluster.nodes() if n.node_id == victim.node_id)
+    assert again.status == NodeStatus.RUNNING and "started again (1x)" in again.detail
+
+
 def test_zz_shut_down_from_another_process_leaves_nothing(
     cluster: RayDogCluster, yellowdog_emulator: Emulator, tmp_path: Any
 ) -> None:

@@ -302,14 +302,8 @@ def test_a_hard_allowance_ends_the_instances_it_covers(
         RequirementAllowance,
     )
 
-    usage = ComputeRequirementTemplateUsage(
-        templateId=TEMPLATE, requirementName="hard-pool", requirementNamespace="hard", targetInstanceCount=1
-    )
-    properties = ProvisionedWorkerPoolProperties(
-        createNodeWorkers=NodeWorkerTarget.per_node(1), maxNodes=1, workerTag="hard-pool"
-    )
     pools, work = client.worker_pool_client, client.work_client
-    pool = pools.provision_worker_pool(usage, properties)
+    pool = _provision_pool(client, "hard", "hard-pool", 1)
     compute_id = pools.get_worker_pool_by_id(pool.id).computeRequirementId
     run = RunSpecification(taskTypes=["bash"], workerTags=["hard-pool"], namespaces=["hard"])
     requirement = work.add_work_requirement(
@@ -347,3 +341,71 @@ def test_a_hard_allowance_ends_the_instances_it_covers(
     client.compute_client.terminate_compute_requirement_by_id(compute_id)
     client.allowances_client.delete_allowance_by_id(allowance.id)
     assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_a_retry_policy_starts_a_lost_task_again_and_fails_a_failing_one(
+    client: PlatformClient, yellowdog_emulator: Emulator
+) -> None:
+    """`retryPolicy` for ALLOCATION_LOST only: a task whose instance dies is READY again (retryCount 1,
+    its error kept, not the cause of a failure) and runs on another instance; a task whose process exits
+    non-zero fails at once."""
+    from yellowdog_client.model import RetryPolicy, Selection, TaskErrorSelector, TaskStatus, WorkerPoolStatus
+
+    lost_only = Selection(includes=[TaskErrorSelector(errorTypes=Selection(includes=["ALLOCATION_LOST"]))])
+    pools, work = client.worker_pool_client, client.work_client
+    pool = _provision_pool(client, "retry", "retry-pool", 2)
+    run = RunSpecification(
+        taskTypes=["bash"],
+        workerTags=["retry-pool"],
+        namespaces=["retry"],
+        retryPolicy=RetryPolicy(maxRetries=2, retryErrors=lost_only),
+    )
+    requirement = work.add_work_requirement(
+        WorkRequirement(
+            namespace="retry", name="retry-wr", taskGroups=[TaskGroup(name="g", runSpecification=run)]
+        )
+    )
+    sleeper, failing = work.add_tasks_to_task_group_by_id(
+        requirement.taskGroups[0].id,
+        [
+            Task(name="retry-t", taskType="bash", arguments=["taskdata.txt"], taskData="sleep 60"),
+            Task(name="retry-f", taskType="bash", arguments=["taskdata.txt"], taskData="exit 4"),
+        ],
+    )
+
+    def status(task: Task) -> TaskStatus | None:
+        return work.get_task_by_id(task.id).status
+
+    deadline = time.monotonic() + 20
+    while status(sleeper) != TaskStatus.EXECUTING or status(failing) != TaskStatus.FAILED:
+        assert time.monotonic() < deadline, "the tasks did not start"
+        time.sleep(0.1)
+    first_node = work.get_task_by_id(sleeper.id).nodeId
+    assert work.get_task_by_id(failing.id).retryCount == 0  # PROCESS_NON_ZERO_EXIT is not retried
+    yellowdog_emulator.kill_instance_of_task("retry-t")
+    again = work.get_task_by_id(sleeper.id)
+    assert again.status in (TaskStatus.READY, TaskStatus.EXECUTING) and again.retryCount == 1
+    assert again.errors[0].errorType == "ALLOCATION_LOST" and again.errors[0].causedFailure is False
+    deadline = time.monotonic() + 20
+    while status(sleeper) != TaskStatus.EXECUTING:  # the pool's other instance takes it
+        assert time.monotonic() < deadline, "the lost task did not run again"
+        time.sleep(0.1)
+    assert work.get_task_by_id(sleeper.id).nodeId != first_node
+    work.cancel_work_requirement_by_id(requirement.id, True)
+    pools.shutdown_worker_pool_by_id(pool.id)
+    assert pools.get_worker_pool_by_id(pool.id).status in (
+        WorkerPoolStatus.SHUTDOWN,
+        WorkerPoolStatus.TERMINATED,
+    )
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def _provision_pool(client: PlatformClient, namespace: str, name: str, nodes: int) -> Any:
+    """A pool of `nodes` nodes of the emulated template, one worker each, tagged with its name."""
+    usage = ComputeRequirementTemplateUsage(
+        templateId=TEMPLATE, requirementName=name, requirementNamespace=namespace, targetInstanceCount=nodes
+    )
+    properties = ProvisionedWorkerPoolProperties(
+        createNodeWorkers=NodeWorkerTarget.per_node(1), maxNodes=nodes, workerTag=name
+    )
+    return client.worker_pool_client.provision_worker_pool(usage, properties)

@@ -110,8 +110,8 @@ def test_slow_boot_times_out_and_cleans_up(
 def test_transient_errors_killed_node_and_failing_task(
     yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
 ) -> None:
-    """20% of requests fail transiently; the build still completes, a dead node shows and a wait replaces
-    it, and a task that fails every time fails the wait."""
+    """20% of requests fail transiently; the build still completes, a node whose machine is lost runs
+    again, and a task that fails every time fails the wait."""
     faults = yellowdog_emulator.faults
     faults.error_rate = 0.2
     faults.fail_tasks = r"^w2-"
@@ -122,21 +122,14 @@ def test_transient_errors_killed_node_and_failing_task(
         cluster.build(wait_for_workers=False)
         assert wait_for(lambda: all(n.status == NodeStatus.RUNNING for n in cluster.nodes()))
         victim = next(n for n in cluster.nodes() if n.role == NodeRole.WORKER)
-        yellowdog_emulator.kill_instance_of_task(victim.node_id)
+        yellowdog_emulator.kill_instance_of_task(victim.node_id)  # a spot instance reclaimed, a crash
+        # The platform starts the node's task again (RayDog's retry policy for ALLOCATION_LOST), on a node
+        # the pool gets back (RayDog resizes a pool short of nodes): the same node, running again.
+        assert wait_for(lambda: all(n.status == NodeStatus.RUNNING for n in cluster.nodes()), timeout=60), (
+            cluster.nodes()
+        )
         dead = next(n for n in cluster.nodes() if n.node_id == victim.node_id)
-        assert dead.status == NodeStatus.FAILED and "ALLOCATION_LOST" in dead.detail
-        with pytest.raises(
-            BuildTimeoutError
-        ):  # stand-ins never join Ray, but the wait replaced the lost node
-            cluster.wait_for_nodes(timeout=5)
-        assert wait_for(
-            lambda: (
-                sum(
-                    1 for n in cluster.nodes() if n.pool_id == dead.pool_id and n.status == NodeStatus.RUNNING
-                )
-                == 2
-            )
-        ), cluster.nodes()
+        assert "started again (1x) after its machine was lost: ALLOCATION_LOST" in dead.detail
         cluster.remove_worker_pool(dead.pool_id)
         cluster.add_worker_pool(worker_pool_node_count=1, **pool)  # "w2-...": its task fails at once
         with pytest.raises(NodeFailedError, match="exit code 1"):

@@ -92,6 +92,13 @@ def test_plan_prices_every_pool_from_the_platform_and_creates_nothing(
     )
 
 
+def test_a_head_on_spot_instances_is_warned_about(yd_kwargs: dict[str, Any]) -> None:
+    spot_head = _cluster(yd_kwargs, head_node_compute_requirement_template_id=SPOT_TEMPLATE).plan()
+    assert spot_head.ok and spot_head.pools[0].spot
+    assert any("head node runs on spot instances" in w for w in spot_head.warnings), spot_head.warnings
+    assert not any("spot instances" in w for w in _cluster(yd_kwargs).plan().warnings)  # spot workers: fine
+
+
 def test_no_lifetime_is_priced_at_the_backends_default(
     yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator
 ) -> None:

@@ -34,8 +34,12 @@ from yellowdog_client.model import (
     NodeWorkerTarget,
     ProvisionedWorkerPool,
     ProvisionedWorkerPoolProperties,
+    RetryPolicy,
     RunSpecification,
+    Selection,
     Task,
+    TaskErrorSelector,
+    TaskErrorType,
     TaskGroup,
     TaskSearch,
     TaskStatus,
@@ -83,6 +87,14 @@ TASK_ARGUMENTS = ["taskdata.txt"]  # the agent writes the task data to this file
 # Nodes whose task ended, and empty pools, go away after this: a cluster that ended itself (its head's
 # watchdog) is released by it, so it is short; a node idle that long is not needed by the autoscaler.
 IDLE_SHUTDOWN = timedelta(seconds=30)
+# A node whose machine went away under it (a spot instance reclaimed, a crash: ALLOCATION_LOST) is started
+# again by the platform, on another node of its pool; a script that fails (any other error) is not.
+LOST_NODE_RETRY = RetryPolicy(
+    maxRetries=3,
+    retryErrors=Selection(
+        includes=[TaskErrorSelector(errorTypes=Selection(includes=[TaskErrorType.ALLOCATION_LOST]))]
+    ),
+)
 DEFAULT_LIFETIME = timedelta(hours=24)  # when no cluster_lifetime is given: nothing runs for ever
 LIVE_REQUIREMENT = [
     WorkRequirementStatus.RUNNING,
@@ -421,7 +433,7 @@ class YellowDogBackend:
         # A pool of this name may have been here before (shut down idle): its groups keep their names.
         groups = self._get_requirement(cluster_id).taskGroups or []
         earlier = [g for g in groups if _worker_tag(g) == pool_name]
-        group = self._append_group(cluster_id, cluster, pool_name, launch.role, len(earlier) + 1)
+        group = self._append_group(cluster_id, cluster, pool_name, launch, len(earlier) + 1)
         pool_id = self._provision_pool(cluster, launch, template, count)
         try:
             node_ids = self._add_tasks(cluster_id, group, launch, count)
@@ -445,9 +457,7 @@ class YellowDogBackend:
         ]
         live = [g for g in groups if not _present(g.status, "task group status").terminated]
         group = (
-            live[-1]
-            if live
-            else self._append_group(cluster_id, cluster, pool_name, launch.role, len(groups) + 1)
+            live[-1] if live else self._append_group(cluster_id, cluster, pool_name, launch, len(groups) + 1)
         )
         # Nodes whose task was cancelled idle until their idle shutdown and take new tasks meanwhile: size
         # the pool for the tasks that need a node (unfinished ones plus the new), never below what runs.
@@ -460,7 +470,7 @@ class YellowDogBackend:
         try:
             return self._add_tasks(cluster_id, group, launch, count)
         except InvalidRequestException:  # the group finished meanwhile: the next generation takes the tasks
-            group = self._append_group(cluster_id, cluster, pool_name, launch.role, len(groups) + 2)
+            group = self._append_group(cluster_id, cluster, pool_name, launch, len(groups) + 2)
             return self._add_tasks(cluster_id, group, launch, count)
 
     def list_nodes(self, cluster_id: str) -> list[NodeInfo]:
@@ -583,8 +593,9 @@ class YellowDogBackend:
         return None if found is None or _finished(found) else found
 
     def _append_group(
-        self, cluster_id: str, cluster: _Cluster, pool_name: str, role: NodeRole, generation: int
+        self, cluster_id: str, cluster: _Cluster, pool_name: str, launch: NodeLaunch, generation: int
     ) -> TaskGroup:
+        role = launch.role
         name = naming.task_group_name(cluster.name, pool_name, generation)
         group = TaskGroup(
             name=name,
@@ -594,6 +605,7 @@ class YellowDogBackend:
                 workerTags=[pool_name],
                 namespaces=[cluster.namespace],
                 taskTimeout=lifetime_left(cluster.ends_at, cluster.name),
+                retryPolicy=LOST_NODE_RETRY if launch.replace_lost else None,
             ),
             finishIfAllTasksFinished=True,
             finishIfAnyTaskFailed=role == NodeRole.HEAD,

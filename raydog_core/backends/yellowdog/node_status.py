@@ -14,7 +14,7 @@ def node_status(task: Task) -> tuple[NodeStatus, str]:
     """(status, detail): why a node is not running, in words a user can act on."""
     status = task.status
     if status is None or not status.finished:
-        return (NodeStatus.RUNNING if status in _RUNNING else NodeStatus.PENDING), ""
+        return (NodeStatus.RUNNING if status in _RUNNING else NodeStatus.PENDING), _restarted(task)
     if status in _STOPPED_ON_REQUEST:
         return NodeStatus.TERMINATED, f"task {status.value.lower()}"
     error = _last_error(task)
@@ -37,3 +37,11 @@ def node_status(task: Task) -> tuple[NodeStatus, str]:
 
 def _last_error(task: Task) -> TaskError | None:
     return task.errors[-1] if task.errors else None
+
+
+def _restarted(task: Task) -> str:
+    """Why a node that is running (or waiting) again was started again, if it was."""
+    error = _last_error(task)
+    if not task.retryCount or error is None:
+        return ""
+    return f"started again ({task.retryCount}x) after its machine was lost: {error.errorType}"

@@ -47,7 +47,7 @@ def resolve_placement(value: NodePlacement | str | None = None) -> NodePlacement
 
 def capabilities(placement: NodePlacement) -> BackendCapabilities:
     shared = placement == NodePlacement.SHARED_HOST
-    return BackendCapabilities(nodes_reachable=shared, nodes_on_client_host=shared)
+    return BackendCapabilities(nodes_reachable=shared, nodes_on_client_host=shared, heals_when_listing=True)
 
 
 def head_ports(placement: NodePlacement) -> HeadPorts:

@@ -160,6 +160,12 @@ class Emulator:
         self.platform.kill_instance(instance)
         return instance
 
+    def retries_of_task(self, task_id_or_name: str) -> int:
+        """How many times the platform started this task again (its group's retry policy)."""
+        with self.platform.lock:
+            task = next(t for t in self.platform.tasks.values() if task_id_or_name in (t.id, t.name))
+            return task.retry_count
+
     def pass_time(self, hours: float) -> None:
         """Fault injection for money: account as if `hours` had passed. The records of live instances
         and the start of every allowance move that far into the past, so instance-hours, usage and

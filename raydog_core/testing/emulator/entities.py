@@ -14,6 +14,7 @@ from typing import Any
 
 from raydog_core.processes import ProcessRef
 from raydog_core.testing.emulator import wire
+from raydog_core.testing.emulator.retries import retries_left
 from raydog_core.testing.emulator.wire import compact, timestamp
 
 TASK_WAITING = frozenset({"PENDING", "READY"})
@@ -39,6 +40,7 @@ class Task:
     errors: list[dict[str, Any]] = field(default_factory=list)
     abort_requested: datetime | None = None
     stopping: bool = False  # its processes are being stopped: their exit is not the task's own result
+    retry_count: int = 0  # attempts started again by the group's retry policy
 
     @property
     def name(self) -> str | None:
@@ -48,22 +50,28 @@ class Task:
     def timeout(self) -> timedelta | None:
         return wire.parse_duration(self.spec.get("timeout")) or self.group.task_timeout
 
-    def fail(self, error_type: str, message: str, exit_code: int | None = None) -> None:
-        self.errors.append(
-            compact(
-                {
-                    "timestamp": timestamp(wire.now()),
-                    "error": message,
-                    "errorType": error_type,
-                    "statusAtFailure": self.status,
-                    "processExitCode": exit_code,
-                    "causedFailure": True,
-                    "nodeId": self.instance.node_id if self.instance else None,
-                    "workerId": self.instance.worker_id if self.instance else None,
-                }
-            )
+    def fail(self, error_type: str, message: str, exit_code: int | None = None) -> bool:
+        """Record a failed attempt. True if the task has failed; False if its group's retry policy starts
+        it again (it is READY, off its instance, and its `retryCount` has grown)."""
+        error = compact(
+            {
+                "timestamp": timestamp(wire.now()),
+                "error": message,
+                "errorType": error_type,
+                "statusAtFailure": self.status,
+                "processExitCode": exit_code,
+                "nodeId": self.instance.node_id if self.instance else None,
+                "workerId": self.instance.worker_id if self.instance else None,
+            }
         )
+        retry = retries_left(self.group.run, self.retry_count, error)
+        self.errors.append({**error, "causedFailure": not retry})
+        if retry:
+            self.retry_count += 1
+            self.status, self.started, self.process = "READY", None, None
+            return False
         self.status = "FAILED"
+        return True
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.spec)
@@ -72,7 +80,7 @@ class Task:
                 {
                     "id": self.id,
                     "status": self.status,
-                    "retryCount": 0,
+                    "retryCount": self.retry_count,
                     "taskGroupId": self.group.id,
                     "workerId": self.instance.worker_id if self.instance else None,
                     "nodeId": self.instance.node_id if self.instance else None,

@@ -582,12 +582,12 @@ class Platform:
             for task in tasks:
                 if task.status in TASK_FINISHED:
                     continue
+                ended = True
                 if status == "FAILED":
-                    task.fail(error_type or "UNKNOWN_ERROR", f"task stopped: {error_type}")
+                    ended = task.fail(error_type or "UNKNOWN_ERROR", f"task stopped: {error_type}")
                 else:
                     task.status = status
-                task.finished = wire.now()
-                self._release(task)
+                self._end_attempt(task, ended)
             self._roll_up()
 
     def _release(self, task: Task) -> None:
@@ -595,6 +595,15 @@ class Platform:
         if instance is not None and instance.current_task is task:
             instance.current_task = None
             instance.idle_since = wire.now()
+
+    def _end_attempt(self, task: Task, ended: bool) -> None:
+        """The task's attempt is over: it has finished (`ended`), or it waits for its retry elsewhere."""
+        self._release(task)
+        if ended:
+            task.finished = wire.now()
+        else:
+            self.agent.forget(task)
+            task.instance, task.stopping = None, False
 
     # -- the ticker ---------------------------------------------------------------------------------
 
@@ -675,9 +684,7 @@ class Platform:
         try:
             task.process = self.agent.start(task, instance, fail=self.faults.task_fails(task.name))
         except OSError as error:
-            task.fail("EXECUTION_ERROR", f"could not start the task: {error}")
-            task.finished = now
-            self._release(task)
+            self._end_attempt(task, task.fail("EXECUTION_ERROR", f"could not start the task: {error}"))
 
     def _collect_exits(self, now: Any) -> None:
         for task in self.tasks.values():
@@ -686,13 +693,13 @@ class Platform:
             code = self.agent.exit_code(task)
             if code is None:
                 continue
+            ended = True
             if code == 0:
                 task.status = "COMPLETED"
             else:
-                task.fail("PROCESS_NON_ZERO_EXIT", f"task process exited with code {code}", code)
-            task.finished = now
+                ended = task.fail("PROCESS_NON_ZERO_EXIT", f"task process exited with code {code}", code)
             self.agent.forget(task)
-            self._release(task)
+            self._end_attempt(task, ended)
 
     def _over_allowance(self, now: Any) -> list[Instance]:
         """Instances a hard allowance ends: it is exhausted and its grace period has passed."""
