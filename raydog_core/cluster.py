@@ -846,13 +846,7 @@ class RayDogCluster:
     ) -> NodeInfo:
         """A head whose start failed gets one replacement, like a worker (`_replace_failed_worker`):
         nothing depends on it yet. A replacement that fails too fails the build with its log tail."""
-        log.warning(
-            "the head %s of cluster %s failed to start, starting one replacement: %s",
-            failed.node_id,
-            self.spec.cluster_name,
-            failed.detail,
-        )
-        new_id = self._start_replacement(failed.node_id, pool_id, launch)
+        new_id = self._start_replacement("head", failed.node_id, failed.detail, pool_id, launch)
         if new_id is None:
             raise failed
         self.state.head.node_id = new_id
@@ -861,13 +855,20 @@ class RayDogCluster:
         try:
             return self._require_session().wait_for_head(new_id, deadline, self._not_up_in_time("head"))
         except NodeFailedError as again:
-            raise NodeFailedError(
-                "head", new_id, f"{again.detail} (it replaced {failed.node_id}, which failed too)"
-            ) from None
+            raise _failed_again(again.role, new_id, again.detail, failed.node_id) from None
 
-    def _start_replacement(self, failed_id: str, pool_id: str, launch: NodeLaunch) -> str | None:
+    def _start_replacement(
+        self, role: str, failed_id: str, detail: str, pool_id: str, launch: NodeLaunch
+    ) -> str | None:
         """A node in place of `failed_id`, in the same pool; None where the backend takes none (on
         YellowDog a failed head fails its work requirement, which takes no new task)."""
+        log.warning(
+            "the %s %s of cluster %s failed to start, starting one replacement: %s",
+            role,
+            failed_id,
+            self.spec.cluster_name,
+            detail,
+        )
         backend = self._ensure_backend()
         try:
             backend.terminate_nodes(self._cluster_id(), [failed_id])  # what it holds (a GPU, say) is free
@@ -905,17 +906,9 @@ class RayDogCluster:
         if failed.role != NodeRole.WORKER or pool is None or pool.backend_id is None:
             raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
         if failed.node_id in self._replacements:
-            first = self._replacements[failed.node_id]
-            raise NodeFailedError(
-                failed.role.value, failed.node_id, f"{failed.detail} (it replaced {first}, which failed too)"
-            )
-        log.warning(
-            "worker %s of cluster %s failed to start, starting one replacement: %s",
-            failed.node_id,
-            self.spec.cluster_name,
-            failed.detail,
-        )
-        new_id = self._start_replacement(failed.node_id, pool.backend_id, self._worker_launch(pool))
+            raise _failed_again("worker", failed.node_id, failed.detail, self._replacements[failed.node_id])
+        launch = self._worker_launch(pool)
+        new_id = self._start_replacement("worker", failed.node_id, failed.detail, pool.backend_id, launch)
         if new_id is None:
             raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
         self._replacements[new_id] = failed.node_id
@@ -1002,6 +995,11 @@ class RayDogCluster:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
         if self._left:
             raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
+
+
+def _failed_again(role: str, node_id: str, detail: str, replaced: str) -> NodeFailedError:
+    """A replacement that failed too: the error names both nodes."""
+    return NodeFailedError(role, node_id, f"{detail} (it replaced {replaced}, which failed too)")
 
 
 def _pool_index(raydog_id: str | None, cluster_name: str) -> int | None:

@@ -188,13 +188,9 @@ class ClusterSession:
     def node(self, node_id: str) -> NodeInfo | None:
         return next((n for n in self.nodes() if n.node_id == node_id), None)
 
-    def failed_nodes(self, node_ids: Collection[str], nodes: list[NodeInfo] | None = None) -> list[NodeInfo]:
+    def failed_nodes(self, node_ids: Collection[str]) -> list[NodeInfo]:
         """The nodes of `node_ids` whose script exited."""
-        return [
-            node
-            for node in (self.nodes() if nodes is None else nodes)
-            if node.node_id in node_ids and node.status == NodeStatus.FAILED
-        ]
+        return [n for n in self.nodes() if n.node_id in node_ids and n.status == NodeStatus.FAILED]
 
     def wait_until_running(self, node_id: str, role: str, deadline: float, timeout_message: str) -> NodeInfo:
         """Until the node's script runs and it has an address; fails fast if it exits."""

@@ -105,9 +105,10 @@ def select_clusters(
 
 def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     """Every cluster the backend lists; a cluster that ended by itself (a lapsed lease, idleness, its
-    lifetime), or whose shut-down was cut short, is finished off here, so nothing of it stays but logs: the secrets this machine kept, and
-    on YellowDog what the platform still holds (pools waiting for their idle shutdown, node files of
-    nodes that shared this host), through the same idempotent shut-down as every door."""
+    lifetime), or whose shut-down was cut short, is finished off here, so nothing of it stays but logs:
+    the secrets this machine kept, and on YellowDog what the platform still holds (pools waiting for
+    their idle shutdown, node files of nodes that shared this host), through the same idempotent
+    shut-down as every door."""
     records = backend.list_clusters()
     tokens = set(auth.TOKENS.cluster_ids())
     for record in records:
@@ -118,7 +119,7 @@ def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
             # autoscaler ending it) stops its own process before it removes the temp dir and secrets.
             shut_down_cluster(backend, record.cluster_id)
     listed = {record.cluster_id for record in records}
-    for cluster_id in auth.TOKENS.cluster_ids():
+    for cluster_id in tokens:
         if cluster_id not in listed and _ended_unlisted(backend, cluster_id):
             shut_down_cluster(backend, cluster_id)
     return records

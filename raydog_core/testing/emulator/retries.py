@@ -39,21 +39,20 @@ def _equal(expected: Any, actual: Any) -> bool:
     return expected == actual
 
 
-def _error_matches(selector: dict[str, Any], error: dict[str, Any]) -> bool:
-    """A TaskErrorSelector ANDs the selections it gives."""
-    fields = {
+def _fields(error: dict[str, Any]) -> dict[str, Any]:
+    """The error's values under the names selectors and matchers give them."""
+    return {
         "errorTypes": error.get("errorType"),
         "statusesAtFailure": error.get("statusAtFailure"),
         "processExitCodes": error.get("processExitCode"),
     }
-    given = [(key, value) for key, value in fields.items() if selector.get(key) is not None]
+
+
+def _error_matches(selector: dict[str, Any], error: dict[str, Any]) -> bool:
+    """A TaskErrorSelector ANDs the selections it gives."""
+    given = [(key, value) for key, value in _fields(error).items() if selector.get(key) is not None]
     return bool(given) and all(_selected(selector[key], value, _equal) for key, value in given)
 
 
 def _legacy_matches(matcher: dict[str, Any], error: dict[str, Any]) -> bool:
-    fields = {
-        "errorTypes": error.get("errorType"),
-        "statusesAtFailure": error.get("statusAtFailure"),
-        "processExitCodes": error.get("processExitCode"),
-    }
-    return all(value in matcher[key] for key, value in fields.items() if matcher.get(key))
+    return all(value in matcher[key] for key, value in _fields(error).items() if matcher.get(key))
