@@ -15,6 +15,7 @@ from raydog_core.state import ClusterState
 
 STATE_XCOM_KEY = "raydog_cluster_state"
 USAGE_XCOM_KEY = "raydog_cluster_usage"  # pushed by the shut-down operator: what each cluster used
+POST_MORTEM_XCOM_KEY = "raydog_post_mortems"  # pushed by the shut-down operator: each cluster's bundle
 
 
 def push_state(ti: Any, state: ClusterState) -> dict[str, Any]:

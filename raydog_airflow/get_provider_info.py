@@ -26,7 +26,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "triggers": [{"integration-name": "RayDog", "python-modules": ["raydog_airflow.triggers.raydog"]}],
-        "extra-links": ["raydog_airflow.links.raydog.RayDashboardLink"],
+        "extra-links": [
+            "raydog_airflow.links.raydog.RayDashboardLink",
+            "raydog_airflow.links.raydog.PostMortemLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "raydog",

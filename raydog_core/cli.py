@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from raydog_core import lease_listing
+from raydog_core import lease_listing, postmortem
 from raydog_core.backends import create_backend
 from raydog_core.backends.base import Backend
 from raydog_core.cluster import RayDogCluster
@@ -137,6 +137,48 @@ def status(state_file: str) -> None:
         )
         if node.detail:
             click.echo("    " + node.detail.replace("\n", "\n    "))
+    _echo_post_mortem(state.cluster_id)
+
+
+def _echo_post_mortem(cluster_id: str) -> None:
+    bundle = postmortem.find(cluster_id)
+    if bundle is not None:
+        click.echo(f"post-mortem:    {bundle.path} (raydog logs {bundle.path})")
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--extract", "into", type=click.Path(file_okay=False), help="Extract the bundle's files into this folder."
+)
+def logs(target: str, into: str | None) -> None:
+    """A cluster's post-mortem: its summary and files. TARGET is a state file, a bundle or a cluster id."""
+    bundle = _find_bundle(target)
+    if bundle is None:
+        raise click.ClickException(
+            f"no post-mortem for {target!r} on this machine: bundles are written where the cluster was "
+            f"shut down, under {postmortem.directory()}"
+        )
+    click.echo(bundle.summary)
+    if into is None:
+        for name in postmortem.members(bundle.path):
+            click.echo(f"  {name}")
+        click.echo(f"extract with: raydog logs {bundle.path} --extract DIR")
+        return
+    postmortem.extract(bundle.path, Path(into))
+    click.echo(f"extracted into {into}")
+
+
+def _find_bundle(target: str) -> postmortem.PostMortem | None:
+    path = Path(target)
+    if path.name.endswith(postmortem.SUFFIX):
+        return postmortem.read(path)
+    if path.is_file():
+        try:
+            return postmortem.find(ClusterState.from_file(path).cluster_id)
+        except RayDogError as error:
+            _fail(error)
+    return postmortem.find(target)
 
 
 @main.command("add-pool")
@@ -198,6 +240,7 @@ def down(state_file: str) -> None:
     except RayDogError as error:
         _fail(error)
     click.echo(f"cluster {state.cluster_name} is shut down")
+    _echo_post_mortem(state.cluster_id)
 
 
 def _backend(kind: str) -> Backend:

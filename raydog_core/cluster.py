@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from raydog_core import auth, client_auth, leases, naming, reuse, warm_files
+from raydog_core import auth, client_auth, demand_watch, leases, naming, postmortem, reuse, warm_files
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -41,6 +41,7 @@ from raydog_core.backends.base import (
 )
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
+from raydog_core.demand_watch import DemandWatch
 from raydog_core.errors import (
     BuildTimeoutError,
     NodeFailedError,
@@ -133,11 +134,13 @@ class RayDogCluster:
         self._built = False
         self._shut_down = False
         self._usage: ClusterUsage | None = None  # measured at shut-down
+        self._post_mortem: postmortem.PostMortem | None = None  # written at shut-down
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
-        self._spend_watch: SpendWatch | None = None  # while a capped cluster built here runs
-        self._node_watch: NodeWatch | None = None  # while a cluster built here heals when listed
+        # Threads beside a cluster this builder holds, by name ("spend", "nodes", "demand"): until shut_down()
+        # or leave().
+        self._watches: dict[str, _Watch] = {}
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
@@ -444,6 +447,9 @@ class RayDogCluster:
         Returns what the cluster used (node-hours and cost, from the backend's records; also written to
         `state.usage`), or None when nothing was built or it could not be measured.
         """
+        return self._end("shut down by its builder")
+
+    def _end(self, reason: str) -> ClusterUsage | None:
         if self._shut_down:
             return self._usage
         self._shut_down = True
@@ -452,7 +458,8 @@ class RayDogCluster:
         self.release_lease_keeper()  # the cluster goes now: nothing to release
         self._stop_watches()
         self._release_process()
-        failures = self._session.shut_down(self._backend_pool_ids())
+        failures = self._session.shut_down(self._backend_pool_ids(), reason)
+        self._post_mortem = postmortem.find(self._session.cluster_id)
         usage = None
         if self._state is not None:
             self._state.phase = "shut_down"
@@ -484,6 +491,11 @@ class RayDogCluster:
             self._backend.close()
         log.info("left warm cluster %s: it stays up for its next run", self.spec.cluster_name)
         return None
+
+    @property
+    def post_mortem(self) -> postmortem.PostMortem | None:
+        """The cluster's post-mortem bundle, once it is shut down (`raydog_core.postmortem`)."""
+        return self._post_mortem
 
     @property
     def attached(self) -> bool:
@@ -520,29 +532,50 @@ class RayDogCluster:
         if self.spec.max_node_hours is None and self.spec.max_cost is None:
             return None
         session = self._require_session()
-        self._stop_spend_watch()
         cluster_id = session.cluster_id
         watch = SpendWatch(lambda: session.backend.spend(cluster_id), self.spec.cluster_name, logger or log)
-        self._spend_watch = watch.start()
+        self._start_watch("spend", watch)
         return watch
 
-    def _stop_spend_watch(self) -> None:
-        watch, self._spend_watch = self._spend_watch, None
-        if watch is not None:
-            watch.stop()
+    def watch_demand(
+        self, logger: SpendLogger | None = None, dashboard_url: str | None = None
+    ) -> DemandWatch:
+        """Explain, in `logger` (default RayDog's; an orchestrator passes its run's), Ray work that no node
+        of this cluster can run (`raydog_core.demand_watch`), until shut_down(). `dashboard_url`: this
+        client's way to the head's dashboard (an SSH tunnel's); default the head's own address, where
+        this client reaches nodes."""
+        session = self._require_session()
+        url = dashboard_url or self.dashboard_url
+        if url is None:
+            raise RayDogError("the cluster has no dashboard this client can reach: pass dashboard_url")
+        token = session.token
+        watch = DemandWatch(
+            lambda: demand_watch.cluster_status(url, token),
+            session.nodes,
+            self.spec.cluster_name,
+            logger or log,
+        )
+        self._start_watch("demand", watch)
+        return watch
 
     def _watch_nodes(self) -> None:
         """Where listing heals the cluster (a reclaimed worker's task waiting for a node on YellowDog),
         list it now and then while this builder holds it: until shut_down() or leave()."""
         session = self._require_session()
-        if session.backend.capabilities.heals_when_listing and self._node_watch is None:
-            self._node_watch = NodeWatch(session.nodes, self.spec.cluster_name).start()
+        if session.backend.capabilities.heals_when_listing and "nodes" not in self._watches:
+            self._start_watch("nodes", NodeWatch(session.nodes, self.spec.cluster_name))
 
-    def _stop_watches(self) -> None:
-        self._stop_spend_watch()
-        watch, self._node_watch = self._node_watch, None
-        if watch is not None:
-            watch.stop()
+    def _start_watch(self, name: str, watch: _Watch) -> None:
+        self._stop_watches(name)
+        watch.start()
+        self._watches[name] = watch
+
+    def _stop_watches(self, *names: str) -> None:
+        """The named watches, or all of them."""
+        for name in names or list(self._watches):
+            watch = self._watches.pop(name, None)
+            if watch is not None:
+                watch.stop()
 
     def release_lease_keeper(self) -> None:
         """Stop renewing this builder's lease without releasing it: it holds for one more lease_timeout,
@@ -933,7 +966,7 @@ class RayDogCluster:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         log.error("build of cluster %s %s; shutting down what was created", self.spec.cluster_name, reason)
         try:
-            self.shut_down()
+            self._end(f"build {reason}: {type(error).__name__}: {error}")
         except Exception:
             log.exception("clean-up after the failed build of %s reported errors", self.spec.cluster_name)
 
@@ -995,6 +1028,12 @@ class RayDogCluster:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
         if self._left:
             raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
+
+
+class _Watch(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
 
 
 def _failed_again(role: str, node_id: str, detail: str, replaced: str) -> NodeFailedError:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from raydog_core import auth, commands, leases, warm_files
+from raydog_core import auth, commands, leases, postmortem, warm_files
 from raydog_core.backends.base import (
     Backend,
     ClusterHandle,
@@ -260,9 +260,9 @@ class ClusterSession:
 
     # -- the end ----------------------------------------------------------------------------------------
 
-    def shut_down(self, pool_ids: Collection[str] = ()) -> list[str]:
+    def shut_down(self, pool_ids: Collection[str] = (), reason: str = "shut down") -> list[str]:
         """Everything of the cluster (see `shut_down_cluster`); returns what failed."""
-        return shut_down_cluster(self.backend, self.cluster_id, pool_ids)
+        return shut_down_cluster(self.backend, self.cluster_id, pool_ids, reason)
 
     def usage(self, state: ClusterState) -> ClusterUsage | None:
         """After shut_down: node-hours and cost from the backend's records, logged and written into
@@ -332,12 +332,16 @@ def vouched_head(state: ClusterState, backend: Backend) -> NodeInfo:
     return ClusterSession.from_state(state, backend).vouched_head(state)
 
 
-def shut_down_cluster(backend: Backend, cluster_id: str, pool_ids: Collection[str] = ()) -> list[str]:
-    """Commands run for it on this machine, its nodes and pools, then its secrets. Keeps going past
-    failures and returns them; idempotent. Every door ends a cluster through here."""
+def shut_down_cluster(
+    backend: Backend, cluster_id: str, pool_ids: Collection[str] = (), reason: str = "shut down"
+) -> list[str]:
+    """Commands run for it on this machine, its nodes and pools, then its secrets; then its post-mortem
+    (`raydog_core.postmortem`, once per cluster; `reason` says why it ended). Keeps going past failures
+    and returns them; idempotent. Every door ends a cluster through here."""
     commands.stop_all(cluster_id)
     failures = backend.shut_down(cluster_id, list(pool_ids))
     forget_secrets(cluster_id)
+    postmortem.write(backend, cluster_id, reason)
     return failures
 
 

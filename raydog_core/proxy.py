@@ -77,7 +77,7 @@ class RayDogClusterProxy:
         if self._shut_down:
             return None
         session = ClusterSession.from_state(state, self.backend)
-        failures = session.shut_down(state.worker_pool_ids)
+        failures = session.shut_down(state.worker_pool_ids, "shut down from its saved state")
         self._shut_down = True
         state.phase = "shut_down"
         usage = session.usage(state)

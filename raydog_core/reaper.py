@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
 from typing import Protocol
 
-from raydog_core import auth
+from raydog_core import auth, postmortem
 from raydog_core.backends import Backend
 from raydog_core.backends.base import ClusterRecord
 from raydog_core.lifecycle import forget_secrets, shut_down_cluster
@@ -27,6 +27,7 @@ log = logging.getLogger("raydog")
 
 RunFinished = Callable[[ClusterRecord], bool]
 RUN_STATUS_GROUP = "raydog.run_status"
+ENDED_BY_ITSELF = "ended by itself (its leases lapsed, it was idle for its idle_ttl, or its lifetime ended)"
 
 
 class RunFinishedFactory(Protocol):
@@ -114,6 +115,7 @@ def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
     for record in records:
         if record.state == "ended":
             forget_secrets(record.cluster_id)  # the local backend removed the rest when it marked it
+            postmortem.write(backend, record.cluster_id, ENDED_BY_ITSELF)
         elif record.state == "ending" or (record.state == "stopped" and record.cluster_id in tokens):
             # Ending, or a shut-down that did not finish: one run from inside the cluster (the head's
             # autoscaler ending it) stops its own process before it removes the temp dir and secrets.

@@ -50,6 +50,7 @@ from raydog_prefect.blocks import RayDogClusterConfig
 from raydog_prefect.connection import RayConnection, check_connection, open_connection, resolve_mode
 from raydog_prefect.labels import ORCHESTRATOR, ORCHESTRATOR_LABEL, flow_run_labels
 from raydog_prefect.logs import flush_forwarder, logs_forwarded, start_forwarder
+from raydog_prefect.post_mortem import attach_post_mortem
 from raydog_prefect.teardown import leave, still_running, tear_down
 
 ClusterSource = RayDogClusterConfig | ClusterSpec | str | None
@@ -270,6 +271,9 @@ class RayDogTaskRunner(RayTaskRunner):
         )
         if flow_run_id and self._connection.dashboard_url:
             _link_dashboard(cluster, self._connection.dashboard_url, logger)
+        if self._connection.dashboard_url:
+            # Ray work no node can run is explained in the run's log ("why isn't it scaling?").
+            cluster.watch_demand(logger, self._connection.dashboard_url)
 
     def _take_or_build(
         self, config: RayDogClusterConfig, flow_run_id: str | None, logger: Any
@@ -316,8 +320,14 @@ class RayDogTaskRunner(RayTaskRunner):
                 cluster.spec.cluster_name,
                 config.ray_connection,
             )
-        # A failed or interrupted build shuts down what it created.
-        cluster.build(lease=leased, lease_holder=_lease_holder(flow_run_id), hold_lease=not through_tunnel)
+        # A failed or interrupted build shuts down what it created, and leaves its post-mortem.
+        try:
+            cluster.build(
+                lease=leased, lease_holder=_lease_holder(flow_run_id), hold_lease=not through_tunnel
+            )
+        except BaseException:
+            attach_post_mortem(cluster, flow_run_id, logger)
+            raise
         cluster.watch_spend(logger)  # a capped cluster: 80 % and 100 % of the cap in the flow run's log
         if cluster.is_warm:
             logger.info(
@@ -351,7 +361,7 @@ class RayDogTaskRunner(RayTaskRunner):
                     cluster.cluster_id,
                 )
             else:
-                tear_down(cluster, logger)
+                tear_down(cluster, logger, flow_run_id)
 
         return release
 

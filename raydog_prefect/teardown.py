@@ -8,6 +8,7 @@ import logging
 from raydog_core.backends.base import NodeStatus
 from raydog_core.cluster import RayDogCluster
 from raydog_core.signals import signals_deferred
+from raydog_prefect.post_mortem import attach_post_mortem
 
 
 def still_running(cluster: RayDogCluster) -> bool:
@@ -18,8 +19,11 @@ def still_running(cluster: RayDogCluster) -> bool:
         return True
 
 
-def tear_down(cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAdapter) -> None:
-    """Shut the cluster down; failures are logged, never raised (the flow's own outcome wins)."""
+def tear_down(
+    cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAdapter, flow_run_id: str | None = None
+) -> None:
+    """Shut the cluster down; failures are logged, never raised (the flow's own outcome wins). Its
+    post-mortem goes onto the flow run `flow_run_id` names."""
     name = cluster.spec.cluster_name
     with signals_deferred():
         try:
@@ -35,6 +39,7 @@ def tear_down(cluster: RayDogCluster, logger: logging.Logger | logging.LoggerAda
             usage = cluster.shut_down()  # idempotent; also releases the client side (token file, connections)
             if usage is not None:
                 logger.info("RayDog cluster %s used %s", name, usage.describe())
+            attach_post_mortem(cluster, flow_run_id, logger)
         except Exception:
             logger.exception(
                 "Shutting down RayDog cluster %s failed; `raydog reap --label` can remove what is left", name

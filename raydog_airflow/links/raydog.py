@@ -1,6 +1,7 @@
-"""RayDashboardLink: a button on the task that opens the Ray dashboard of the job's cluster.
+"""Buttons on RayDog tasks: the Ray dashboard of a job's cluster, and the post-mortem bundle of a
+cluster the shut-down task ended.
 
-Airflow 3's API server never runs operator code, so the URL is saved in XCom by the task and read back.
+Airflow 3's API server never runs operator code, so each URL is saved in XCom by the task and read back.
 """
 
 from __future__ import annotations
@@ -20,3 +21,10 @@ class RayDashboardLink(BaseOperatorLink):
     @classmethod
     def persist(cls, context: Any, url: str) -> None:
         context["ti"].xcom_push(key=cls().xcom_key, value=url)
+
+
+class PostMortemLink(RayDashboardLink):
+    """The post-mortem bundle (`raydog_core.postmortem`) of the cluster a shut-down task ended, as a
+    file URL on the machine that ran the task (the path is also in the task's log and XCom)."""
+
+    name = "RayDog post-mortem"

@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator, Context, TriggerRule
 from airflow.sdk.configuration import conf
 
 from raydog_airflow.cluster_xcom import (
+    POST_MORTEM_XCOM_KEY,
     STATE_XCOM_KEY,
     USAGE_XCOM_KEY,
     push_state,
@@ -29,8 +30,9 @@ from raydog_airflow.cluster_xcom import (
 from raydog_airflow.hooks.raydog import RayDogHook
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
 from raydog_airflow.labels import ORCHESTRATOR_LABEL, dag_run_labels, lease_holder
+from raydog_airflow.links.raydog import PostMortemLink
 from raydog_airflow.triggers.raydog import RayDogClusterTrigger
-from raydog_core import naming, operations, reuse
+from raydog_core import naming, operations, postmortem, reuse
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import BuildError, BuildTimeoutError
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, load_spec_file
@@ -328,11 +330,16 @@ class RayDogShutdownOperator(BaseOperator):
     while the DAG run still ends failed. `teardown=False` makes it an ordinary task (trigger rule
     ALL_SUCCESS unless given), e.g. next to a failure callback. When `cluster_state` is empty (the build
     never returned), the partial state the upstream tasks pushed is used.
+
+    Each cluster's post-mortem bundle (`raydog_core.postmortem`), where this machine has it, goes into
+    the task's log (its summary and path), into XCom (`raydog_post_mortems`) and behind the task's
+    "RayDog post-mortem" button.
     """
 
     template_fields: Sequence[str] = ("cluster_state", "raydog_conn_id")
     template_fields_renderers = {"cluster_state": "json"}
     ui_color = "#f5d3c9"
+    operator_extra_links = (PostMortemLink(),)
 
     def __init__(
         self,
@@ -364,6 +371,7 @@ class RayDogShutdownOperator(BaseOperator):
             return []
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         used: list[dict[str, Any]] = []  # node-hours and cost of each cluster shut down here
+        bundles: list[dict[str, str]] = []  # the post-mortem of each cluster, where this machine has it
         with closing(settings.create_backend()) as backend:
             for state in states:
                 settings.check_state(state)
@@ -382,7 +390,15 @@ class RayDogShutdownOperator(BaseOperator):
                     self.log.info(
                         "cluster %s (%s) was already shut down", state.cluster_name, state.cluster_id
                     )
+                if (bundle := postmortem.find(state.cluster_id)) is not None:
+                    bundles.append({"cluster_id": state.cluster_id, "path": str(bundle.path)})
+                    self.log.info(
+                        "post-mortem of cluster %s: %s\n%s", state.cluster_name, bundle.path, bundle.summary
+                    )
         context["ti"].xcom_push(key=USAGE_XCOM_KEY, value=used)
+        context["ti"].xcom_push(key=POST_MORTEM_XCOM_KEY, value=bundles)
+        if bundles:
+            PostMortemLink.persist(context, Path(bundles[0]["path"]).as_uri())
         return [state.cluster_id for state in states]
 
     def _states(self, context: Context) -> list[ClusterState]:

@@ -238,7 +238,7 @@ class RayDogNodeProvider(NodeProvider):
             self._connect()
             if self._cluster_id is not None:
                 log.info("replacing cluster %s (%s)", self.cluster_name, self._cluster_id)
-                self._teardown()
+                self._teardown("replaced by a new ray up")
             port = self.config.head_node_tag_server_port or (
                 free_ports(1)[0] if self._nodes_local else DEFAULT_PORT
             )
@@ -300,7 +300,7 @@ class RayDogNodeProvider(NodeProvider):
                 log.error(
                     "creating the head of %s %s: shutting down what was created", self.cluster_name, what
                 )
-                self._teardown()
+                self._teardown(f"ray up: creating the head {what}")
                 self._up_guard.disarm()
                 raise
             log.info("head node %s of cluster %s is up", node_id, self.cluster_name)
@@ -310,7 +310,7 @@ class RayDogNodeProvider(NodeProvider):
         self._commands.stop_all(close=True)
         locked = self._lock.acquire(timeout=30)  # Ray's updater thread may still be running
         try:
-            self._teardown()
+            self._teardown("ray up did not finish")
         finally:
             if locked:
                 self._lock.release()
@@ -368,7 +368,7 @@ class RayDogNodeProvider(NodeProvider):
                 return None
             roles = {n.node_id: n.role for n in self._list_nodes()}
             if any(roles.get(node_id) == NodeRole.HEAD for node_id in node_ids):
-                self._teardown()  # the head goes: the whole cluster goes (upstream's behaviour)
+                self._teardown("its head was terminated")  # the whole cluster goes (upstream's behaviour)
                 return None
             self._stop_nodes(node_ids)
         return None
@@ -378,7 +378,7 @@ class RayDogNodeProvider(NodeProvider):
         with self._lock:
             self._connect()
             if self._cluster_id is not None:
-                self._teardown()
+                self._teardown("shut down by ray down")
 
     def _stop_nodes(self, node_ids: list[str]) -> None:
         assert self._cluster_id is not None
@@ -398,7 +398,7 @@ class RayDogNodeProvider(NodeProvider):
             if self._cluster_id is not None:
                 self._stop_nodes([node_id])
 
-    def _teardown(self) -> None:
+    def _teardown(self, reason: str) -> None:
         """Everything of the cluster: tags, nodes, pools, the cluster, its secrets. Idempotent."""
         cluster_id, self._cluster_id = self._cluster_id, None
         self._commands.stop_all()
@@ -410,7 +410,7 @@ class RayDogNodeProvider(NodeProvider):
             self._tag_store.close()
             self._tag_store = None
         if cluster_id is not None:
-            failures = self._session(cluster_id, need_ports=False).shut_down()
+            failures = self._session(cluster_id, need_ports=False).shut_down(reason=reason)
             for failure in failures:
                 log.warning("shut-down of %s: %s", cluster_id, failure)
             shutil.rmtree(self._private_dir(cluster_id), ignore_errors=True)
@@ -503,7 +503,7 @@ class RayDogNodeProvider(NodeProvider):
                 self.cluster_name,
                 record.cluster_id,
             )
-            self._teardown()
+            self._teardown("its head was no longer running")
             self._looked_up = True
             return
         port = int(record.labels.get(TAG_STORE_PORT_LABEL, DEFAULT_PORT))

@@ -13,11 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from raydog_core.errors import RayDogError
 from raydog_core.pricing import ClusterUsage, PlanQuote, SpendStatus
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
+
+if TYPE_CHECKING:
+    from raydog_core.postmortem import LogBudget
 
 
 class NodeRole(StrEnum):
@@ -201,6 +205,11 @@ class Backend(Protocol):
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
         """The last lines a node's script printed, for error messages (may be empty)."""
+
+    def write_node_logs(self, cluster_id: str, into: Path, logs: LogBudget) -> None:
+        """Put what the backend keeps of the cluster's node logs under `into` (for its post-mortem),
+        through `logs`, which keeps each file's tail within the bundle's size; after shut_down, when the
+        nodes have written everything. Nothing is fetched from a node itself."""
 
     def usage(self, cluster_id: str, pool_ids: Sequence[str] = ()) -> ClusterUsage:
         """Node-hours and their cost so far, from the backend's records (after shut_down: the total)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets as random_secrets
+import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -55,8 +56,25 @@ def _is_binary(head: bytes) -> bool:
     return b"\0" in head
 
 
+def scan_archive(path: Path, secrets: Mapping[str, str]) -> list[SecretHit]:
+    """Hits in every file of a tar archive (a post-mortem bundle), named `archive!member`."""
+    hits: list[SecretHit] = []
+    try:
+        with tarfile.open(path) as archive:
+            for member in archive:
+                handle = archive.extractfile(member) if member.isfile() else None
+                if handle is not None:
+                    hits += scan_bytes(f"{path}!{member.name}", handle.read(), secrets)
+    except (OSError, tarfile.TarError):
+        return []
+    return hits
+
+
 def scan_file(path: Path, secrets: Mapping[str, str]) -> list[SecretHit]:
-    """Hits in one text file; binaries and files over 5 MB are skipped (Ray's object spill, sqlite pages)."""
+    """Hits in one text file; binaries and files over 5 MB are skipped (Ray's object spill, sqlite pages).
+    A tar archive (a post-mortem bundle) is opened and every file in it scanned."""
+    if path.name.endswith((".tar.gz", ".tar")):
+        return scan_archive(path, secrets)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return []

@@ -33,7 +33,7 @@ from fault_helpers import (
     running_cluster,
 )
 
-from raydog_airflow.cluster_xcom import STATE_XCOM_KEY
+from raydog_airflow.cluster_xcom import POST_MORTEM_XCOM_KEY, STATE_XCOM_KEY
 from raydog_airflow.labels import dag_run_labels
 from raydog_core import lifecycle
 from raydog_core.backends.base import NodeRole
@@ -93,9 +93,13 @@ def test_a_failing_head_script_fails_the_build_task(
     assert "NodeFailedError" in log and "head node" in log and "exit" in log and "code 3" in log, log[-3000:]
     if target.emulator is None:
         assert "cannot start (on purpose)" in log
-    assert xcom_value(dag_run, "shut_down") == [
-        xcom_value(dag_run, "build_cluster", STATE_XCOM_KEY)["cluster_id"]
-    ]
+    cluster_id = xcom_value(dag_run, "build_cluster", STATE_XCOM_KEY)["cluster_id"]
+    assert xcom_value(dag_run, "shut_down") == [cluster_id]
+    # The teardown shows the post-mortem the failed build left: in its log, XCom and its button.
+    (bundle,) = xcom_value(dag_run, "shut_down", POST_MORTEM_XCOM_KEY)
+    assert bundle["cluster_id"] == cluster_id and Path(bundle["path"]).is_file()
+    assert "build failed: NodeFailedError" in log and "| head | failed |" in log
+    assert xcom_value(dag_run, "shut_down", "_link_PostMortemLink") == Path(bundle["path"]).as_uri()
     fault_leaks.assert_none(emulator=target.emulator)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from autoscaler_cli import cluster_name, ray_cli, write_config
 
+from raydog_core import postmortem
 from raydog_core.autoscaler.provider import AUTOSCALER_LABEL, TAG_STORE_PORT_LABEL
 from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
 from raydog_core.backends.local.backend import LocalBackend
@@ -254,3 +255,6 @@ def test_down_leaves_nothing_behind(cluster: Cluster, fault_leaks) -> None:
     assert not is_listening("127.0.0.1", cluster.tag_store_port), "the tag store is still up"
     assert not (cluster.home / "autoscaler" / cluster.cluster_id).exists()
     assert not (cluster.home / "tokens" / cluster.cluster_id).exists()
+    bundle = postmortem.read(cluster.home / "post-mortems" / f"{cluster.cluster_id}{postmortem.SUFFIX}")
+    assert bundle is not None and "shut down by ray down" in bundle.summary, bundle
+    assert "| head | terminated |" in bundle.summary and "monitor.log" in str(postmortem.members(bundle.path))

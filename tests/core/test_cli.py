@@ -67,10 +67,21 @@ def test_cluster_lifecycle_from_the_command_line(tmp_path: Path, local_backend) 
     assert local_backend.live_resources()  # the dry run changed nothing
     assert "clitest" not in raydog("reap", "--label", "run=other").stdout
 
-    raydog("down", str(state_file))
+    down = raydog("down", str(state_file)).stdout
     assert json.loads(state_file.read_text())["phase"] == "shut_down"
     assert local_backend.live_resources() == []
     raydog("down", str(state_file))  # idempotent
+
+    # The post-mortem outlives the cluster: status and down point to it, `raydog logs` opens it.
+    assert "post-mortem:" in down and "post-mortem:" in raydog("status", str(state_file)).stdout
+    shown = raydog("logs", str(state_file)).stdout
+    assert "shut down from its saved state" in shown, shown
+    assert shown.count("| worker | terminated |") == 3 and shown.count("| head | terminated |") == 1, shown
+    assert "logs/clitest-head-n1.log" in shown and "raylet.out" in shown, shown
+    extracted = tmp_path / "post-mortem"
+    raydog("logs", str(state_file), "--extract", str(extracted))
+    assert "raylet" in "".join(p.name for p in extracted.rglob("*.out"))
+    assert "no post-mortem" in raydog("logs", "nosuchcluster", check=False).stderr
 
 
 def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:

@@ -109,6 +109,37 @@ def test_a_worker_whose_start_fails_once_is_replaced(cluster: RayDogCluster, tmp
     assert wait_for(lambda: len(alive_nodes()) == 3)
 
 
+def test_work_no_node_can_run_is_explained_in_the_log(cluster: RayDogCluster) -> None:
+    """Why isn't it scaling? A task asking for a resource no node offers waits for ever; the demand
+    watch says so, naming what it waits for, what the nodes offer, and the fix. Work that only waits
+    for busy nodes is not reported."""
+    messages: list[str] = []
+
+    class Collect:
+        def warning(self, msg: str, *args: object) -> None:
+            messages.append(msg % args)
+
+        error = debug = warning
+
+    watch = cluster.watch_demand(Collect())  # type: ignore[arg-type]
+    watch.stop()  # looked at by hand below, so the test does not wait on the thread's clock
+    waiting = where_am_i.options(resources={"gpu_pool_x": 1}).remote()
+    busy = [where_am_i.options(num_cpus=3).remote()]  # fits no node either: each has 1 CPU
+    fits = [where_am_i.remote() for _ in range(6)]  # more than fits at once: busy, not unmet
+    deadline = time.monotonic() + 60
+    while len(messages) < 2 and time.monotonic() < deadline:
+        watch.check()
+        time.sleep(2)
+    assert len(messages) == 2, messages
+    assert any("gpu_pool_x 1, which no node" in m and "add a worker pool" in m for m in messages), messages
+    assert any("wait for CPU 3" in m and "CPU 1" in m for m in messages), messages
+    assert len(ray.get(fits)) == 6
+    ray.cancel(waiting, force=True)
+    ray.cancel(busy[0], force=True)
+    watch.check()
+    assert len(messages) == 2  # each demand is explained once
+
+
 def test_state_has_addresses_and_no_secret(cluster: RayDogCluster, raydog_home) -> None:
     state = json.loads(cluster.save_state_to_json())
     assert state["phase"] == "running"

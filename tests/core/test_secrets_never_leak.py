@@ -5,6 +5,7 @@ reprs, exception messages, or the emulator's node sandboxes."""
 from __future__ import annotations
 
 import logging
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,10 +74,13 @@ def test_scanner_finds_plain_and_escaped_secrets_and_skips_allowed_and_binary(tm
     (tmp_path / "tokens").mkdir()
     (tmp_path / "tokens" / "c1").write_text(RAY_TOKEN)
     (tmp_path / "clean.txt").write_text("nothing here")
+    with tarfile.open(tmp_path / "bundle.tar.gz", "w:gz") as archive:  # a post-mortem bundle
+        archive.add(tmp_path / "plain.log", arcname="logs/head.log")
     hits = scan_tree(
         [tmp_path], {"Ray token": RAY_TOKEN, "multi-line": "ab\n"}, allowed=[tmp_path / "tokens"]
     )
-    assert sorted((Path(h.where).name, h.secret) for h in hits) == [
+    assert sorted((h.where.removeprefix(f"{tmp_path}/"), h.secret) for h in hits) == [
+        ("bundle.tar.gz!logs/head.log", "Ray token"),
         ("escaped.json", "multi-line"),
         ("plain.log", "Ray token"),
     ]
@@ -119,6 +123,10 @@ def test_local_build_uses_the_planted_token_and_leaks_nothing(
     assert not auth.token_path(cluster.state.cluster_id).exists()
     kept_ray_logs = list((raydog_home / "local" / cluster.state.cluster_id / "logs").glob("*.ray/*.log"))
     assert kept_ray_logs, "the nodes' Ray session logs should be kept (and scanned)"
+    bundle = cluster.post_mortem
+    assert bundle is not None and bundle.path.is_relative_to(raydog_home), "the post-mortem is scanned too"
+    with tarfile.open(bundle.path) as archive:
+        assert any(name.endswith("raylet.out") for name in archive.getnames()), archive.getnames()
     assert_no_secrets(live_hits + scan_everything(raydog_home, all_logs, texts))
 
 

@@ -32,7 +32,7 @@ from flow_process import signalled_flow_for
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import BlockDocumentUpdate
-from prefect.client.schemas.filters import FlowFilter
+from prefect.client.schemas.filters import FlowFilter, FlowRunFilter
 from prefect.client.schemas.objects import State
 from prefect.settings import PREFECT_API_URL
 from prefect_helpers import flow_output, start_flow_process, wait_until
@@ -120,6 +120,15 @@ def test_a_failing_head_script_fails_the_flow_run_clearly(target: Target, fault_
     assert_failed_with(state, error)
     assert isinstance(error, NodeFailedError) and error.role == "head", repr(error)
     assert_names_the_script_failure(target, error)
+    # The run's page explains it after the cluster is gone: the post-mortem names the failed head.
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id={"any_": [str(state.state_details.flow_run_id)]})
+        )
+    (post_mortem,) = [a for a in artifacts if a.key == "raydog-post-mortem"]
+    assert "build failed: NodeFailedError" in str(post_mortem.data) and "| head | failed |" in str(
+        post_mortem.data
+    )
     fault_leaks.assert_none(emulator=target.emulator)
 
 

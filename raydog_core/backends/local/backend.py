@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -58,6 +58,9 @@ from raydog_core.private_files import (
     replace_private,
     write_private,
 )
+
+if TYPE_CHECKING:
+    from raydog_core.postmortem import LogBudget
 
 MANIFEST = "cluster.json"
 LOG_TAIL_LINES = 20
@@ -185,7 +188,7 @@ class LocalBackend:
         directory = self._directory(cluster_id)
         with self._manifest(directory) as manifest:
             for node in manifest.nodes.values():
-                node.stop()
+                node.stop(_stopped_status(node))  # a node that had already failed stays failed
             manifest.state = "stopped"
             refs = [n.process for n in manifest.nodes.values()]
             temp_dir = manifest.temp_dir
@@ -250,7 +253,7 @@ class LocalBackend:
                 node = manifest.nodes.get(node_id)
                 if node is None:
                     continue
-                node.stop(NodeStatus.TERMINATED if processes.is_ours(node.process) else NodeStatus.FAILED)
+                node.stop(_stopped_status(node))
                 manifest.gpu_assigned.pop(node_id, None)
                 refs.append(node.process)
         processes.stop_sessions(refs)
@@ -273,6 +276,18 @@ class LocalBackend:
         if node is None:
             raise RayDogError(f"node {node_id} is not in cluster {cluster_id}")
         return node.process
+
+    def write_node_logs(self, cluster_id: str, into: Path, logs: LogBudget) -> None:
+        """Each node's script log, then Ray's session logs kept next to it at shut-down, then the
+        manifest (when each node started and ended)."""
+        directory = self._directory(cluster_id)
+        log_dir = directory / "logs"
+        files = sorted(
+            (f for f in log_dir.rglob("*") if f.is_file()), key=lambda f: (f.parent != log_dir, str(f))
+        )
+        for file in files:
+            logs.copy_tail(file, into / "logs" / file.relative_to(log_dir))
+        logs.copy_tail(directory / MANIFEST, into / "backend" / MANIFEST)
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = LOG_TAIL_LINES) -> str:
         log = self._directory(cluster_id) / "logs" / f"{node_id}.log"
@@ -431,6 +446,11 @@ def _has_ended(manifest: Manifest) -> bool:
     """No node runs: it ended if it ever had a head, or if its builder gave up before starting one."""
     had_head = any(n.role == NodeRole.HEAD for n in manifest.nodes.values())
     return had_head or datetime.now(UTC) - manifest.created_at > UNSTARTED_GRACE
+
+
+def _stopped_status(node: ManifestNode) -> NodeStatus:
+    """How a node RayDog stops now ends: terminated, unless its script had already exited by itself."""
+    return NodeStatus.TERMINATED if processes.is_ours(node.process) else NodeStatus.FAILED
 
 
 def _name(proc: Any) -> str:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import requests
 from yellowdog_client.compute import ComputeClient
@@ -78,6 +79,9 @@ from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
 from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
 from raydog_core.spec import NodePlacement
+
+if TYPE_CHECKING:
+    from raydog_core.postmortem import LogBudget
 
 log = logging.getLogger("raydog")
 T = TypeVar("T")
@@ -557,6 +561,16 @@ class YellowDogBackend:
     def remove_pool(self, cluster_id: str, pool_id: str) -> None:
         self._cancel_tasks(self._pool_tasks(cluster_id, pool_id))
         self._release_pool(pool_id)
+
+    def write_node_logs(self, cluster_id: str, into: Path, logs: LogBudget) -> None:
+        """What the API reports of each node's task (status, errors, retries after a lost machine). The
+        scripts' own output stays on the instances: fetching it would need the task's output uploaded
+        to the object store, which is not done yet (docs/yellowdog.md)."""
+        for node in self.list_nodes(cluster_id):
+            text = f"{node.role.value} {node.node_id} in pool {node.pool_id}: {node.status.value}\n"
+            logs.write_text(
+                into / "logs" / f"{node.node_id}.txt", text + (node.detail + "\n" if node.detail else "")
+            )
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
         """YellowDog keeps task output on the node; the task's errors are all the API offers."""

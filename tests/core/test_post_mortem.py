@@ -1,0 +1,95 @@
+"""Post-mortem bundles: written once by whatever ends a cluster, bounded in size, pruned (stand-in
+scripts: Ray itself is not under test here; the real Ray logs in a bundle are checked by
+test_secrets_never_leak's local build, which also scans the bundle)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from raydog_core import RayDogCluster, postmortem
+
+
+def _members(path: Path) -> dict[str, str]:
+    with tarfile.open(path) as archive:
+        return {
+            m.name: archive.extractfile(m).read().decode()  # type: ignore[union-attr]
+            for m in archive
+            if m.isfile()
+        }
+
+
+def test_a_failed_build_leaves_a_bundle_with_the_failing_nodes_log(local_backend, fault_leaks) -> None:
+    cluster = RayDogCluster(
+        cluster_name="pmhead", head_node_ray_start_script="#!/bin/bash\necho broken-head-pm >&2\nexit 3\n"
+    )
+    with pytest.raises(Exception, match="broken-head-pm"):
+        cluster.build(30)
+    bundle = cluster.post_mortem
+    assert bundle is not None and bundle.path.parent == postmortem.directory()
+    assert "build failed: NodeFailedError" in bundle.summary
+    files = _members(bundle.path)
+    nodes = json.loads(files["nodes.json"])
+    assert {n["status"] for n in nodes} == {"failed"} and all(n["role"] == "head" for n in nodes), nodes
+    # The head failed, was replaced once, and the replacement failed too: both logs are there.
+    head_logs = [text for name, text in files.items() if name.startswith("logs/") and name.endswith(".log")]
+    assert len(head_logs) == 2 and all("broken-head-pm" in text for text in head_logs)
+    assert "backend/cluster.json" in files
+    assert postmortem.find(cluster.state.cluster_id) == bundle
+    fault_leaks.assert_none()
+
+
+def test_a_bundle_is_written_once_whoever_ends_the_cluster(local_backend, fault_leaks) -> None:
+    cluster = RayDogCluster(cluster_name="pmonce", head_node_ray_start_script="#!/bin/bash\nexit 4\n")
+    with pytest.raises(Exception, match="code 4"):
+        cluster.build(30)
+    first = cluster.post_mortem
+    assert first is not None
+    written = first.path.stat().st_mtime_ns
+    from raydog_core.lifecycle import shut_down_cluster
+
+    assert shut_down_cluster(local_backend, cluster.state.cluster_id, reason="shut down again") == []
+    assert first.path.stat().st_mtime_ns == written
+    assert "shut down again" not in (postmortem.find(cluster.state.cluster_id) or first).summary
+    fault_leaks.assert_none()
+
+
+def test_each_log_is_cut_to_its_tail_and_the_bundle_to_its_budget(tmp_path: Path, monkeypatch) -> None:
+    big = tmp_path / "big.log"
+    big.write_bytes(b"early line\n" * 50_000 + b"the failure at the end\n")
+    small = tmp_path / "small.log"
+    small.write_text("fits\n")
+    budget = postmortem.LogBudget()
+    budget.copy_tail(big, tmp_path / "out" / "big.log")
+    budget.copy_tail(small, tmp_path / "out" / "small.log")
+    cut = (tmp_path / "out" / "big.log").read_text()
+    assert cut.startswith("[... ") and cut.endswith("the failure at the end\n")
+    assert len(cut) < postmortem.MAX_FILE_BYTES + 100
+    assert (tmp_path / "out" / "small.log").read_text() == "fits\n"
+    assert (budget.files, budget.cut, budget.skipped) == (2, 1, 0)
+
+    monkeypatch.setattr(postmortem, "MAX_LOG_BYTES", 10)
+    spent = postmortem.LogBudget()
+    spent.copy_tail(small, tmp_path / "spent" / "a.log")  # 5 bytes
+    spent.copy_tail(big, tmp_path / "spent" / "b.log")  # cut to the 5 left
+    spent.copy_tail(small, tmp_path / "spent" / "c.log")  # nothing left
+    assert (spent.files, spent.cut, spent.skipped) == (2, 1, 1)
+    assert not (tmp_path / "spent" / "c.log").exists()
+
+
+def test_only_the_newest_bundles_are_kept(tmp_path: Path) -> None:
+    import os
+
+    folder = tmp_path
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        path = folder / f"{name}{postmortem.SUFFIX}"
+        path.write_bytes(b"")
+        os.utime(path, (1_000_000 - age, 1_000_000 - age))
+    postmortem.prune(folder, keep=2)
+    assert sorted(p.name for p in folder.glob(f"*{postmortem.SUFFIX}")) == [
+        f"middle{postmortem.SUFFIX}",
+        f"newest{postmortem.SUFFIX}",
+    ]
