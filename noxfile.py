@@ -3,6 +3,8 @@ integration gets its own; the core suite runs in a third, lighter one. `nox` run
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv"
@@ -19,8 +21,14 @@ def _install(session: nox.Session, extras: str) -> None:
     session.install("--override", OVERRIDES, "-e", f".[{extras}]")
 
 
-def _pytest(session: nox.Session, *paths: str) -> None:
-    session.run("pytest", "-p", "no:cacheprovider", "-ra", "--durations=20", *paths, *session.posargs)
+def _pytest(session: nox.Session, *default_paths: str) -> None:
+    """pytest on the session's tests. Arguments that are test files or folders (`nox -s core --
+    tests/core`) replace the session's own paths; the rest are added (`nox -s core -- -k lease`)."""
+    paths = [arg for arg in session.posargs if arg.startswith("tests") and Path(arg.split("::")[0]).exists()]
+    others = [arg for arg in session.posargs if arg not in paths]
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-ra", "--durations=20", *(paths or default_paths), *others
+    )
 
 
 # The packages mypy checks here (settings in pyproject.toml's [tool.mypy]); raydog_prefect is checked in the
