@@ -116,14 +116,16 @@ def list_and_tidy(backend: Backend) -> list[ClusterRecord]:
         if record.state == "ended":
             forget_secrets(record.cluster_id)  # the local backend removed the rest when it marked it
             postmortem.write(backend, record.cluster_id, ENDED_BY_ITSELF)
-        elif record.state == "ending" or (record.state == "stopped" and record.cluster_id in tokens):
-            # Ending, or a shut-down that did not finish: one run from inside the cluster (the head's
-            # autoscaler ending it) stops its own process before it removes the temp dir and secrets.
-            shut_down_cluster(backend, record.cluster_id)
+        elif record.state == "ending":
+            shut_down_cluster(backend, record.cluster_id, reason=ENDED_BY_ITSELF)
+        elif record.state == "stopped" and record.cluster_id in tokens:
+            # A shut-down that did not finish: one run from inside the cluster (the head's autoscaler
+            # ending it) stops its own process before it removes the temp dir and secrets.
+            shut_down_cluster(backend, record.cluster_id, reason="shut down (finished by a later listing)")
     listed = {record.cluster_id for record in records}
     for cluster_id in tokens:
         if cluster_id not in listed and _ended_unlisted(backend, cluster_id):
-            shut_down_cluster(backend, cluster_id)
+            shut_down_cluster(backend, cluster_id, reason=ENDED_BY_ITSELF)
     return records
 
 

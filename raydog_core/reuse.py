@@ -142,6 +142,8 @@ def replace_dead(key: WarmKey, state: ClusterState, backend: Backend, why: str) 
     log.warning(
         "warm cluster %s (%s) is not usable: %s; replacing it", key.cluster_name, state.cluster_id, why
     )
-    failures = shut_down_cluster(backend, state.cluster_id, [p.pool_id for p in state.pools])
+    failures = shut_down_cluster(
+        backend, state.cluster_id, [p.pool_id for p in state.pools], f"a warm cluster replaced: {why}"
+    )
     if failures:
         log.warning("shutting down the dead warm cluster %s left failures: %s", key.cluster_name, failures)

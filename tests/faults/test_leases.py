@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from raydog_core import RayDogCluster
+from raydog_core import RayDogCluster, postmortem
 from raydog_core.backends.yellowdog.placement import node_files_root
 from raydog_core.processes import wait_until
 from raydog_core.testing.leaks import count_leaks
@@ -90,6 +90,9 @@ def test_a_sigkilled_with_block_leaves_nothing_once_its_lease_lapses(
         else:  # nodes that shared this host left their files; the listing removed them too
             assert not node_files_root(state["cluster_id"]).exists()
         fault_leaks.assert_none(emulator=emulator_or_none, wait_s=0)
+        # Its post-mortem, written by that listing, says so.
+        bundle = postmortem.find(state["cluster_id"])
+        assert bundle is not None and "ended by itself" in bundle.summary, bundle
         head_log = next(Path(state["log_dir"]).glob("*head*.log")) if state.get("log_dir") else None
         if head_log is not None:
             assert "no lease held" in head_log.read_text(), "the cluster did not end by its watchdog"

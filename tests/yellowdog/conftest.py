@@ -17,6 +17,15 @@ FAILING_SCRIPT = "#!/usr/bin/env bash\necho 'head: cannot start' >&2\nexit 3\n"
 
 
 @pytest.fixture
+def quick_stand_in_head(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in head (no Ray, so no dashboard) is trusted after 1 s of listening instead of 10 s. Only
+    for modules without a real Ray head, whose dashboard comes up seconds after its GCS."""
+    from raydog_core import lifecycle
+
+    monkeypatch.setattr(lifecycle, "HEAD_WITHOUT_DASHBOARD_S", 1.0)
+
+
+@pytest.fixture
 def yd_kwargs(yellowdog_emulator: Emulator, raydog_home: Any) -> dict[str, Any]:
     """Keyword arguments of a RayDogCluster on the emulator, in upstream RayDog's names."""
     return {

@@ -7,11 +7,14 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from conftest import stand_in_cluster
 
 from raydog_core.backends.base import NodeStatus
 from raydog_core.backends.yellowdog.backend import YellowDogBackend
 from raydog_core.testing.emulator import Emulator
+
+pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
 
 
 def _calls_to_read_nodes(emulator: Emulator, yd_kwargs: dict[str, Any], nodes: int) -> Counter[str]:

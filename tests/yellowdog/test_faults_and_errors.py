@@ -15,6 +15,8 @@ from raydog_core.backends.yellowdog.backend import YellowDogBackend
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, SpecError
 from raydog_core.testing.emulator import Emulator
 
+pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
+
 
 def wait_for(predicate: Any, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout

@@ -13,6 +13,8 @@ from raydog_core.processes import wait_until
 from raydog_core.testing.emulator import Emulator
 from tests.yellowdog.conftest import SLEEP_SCRIPT, stand_in_cluster
 
+pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
+
 
 def test_a_task_waiting_in_a_pool_short_of_nodes_gets_a_node(
     yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator, monkeypatch: pytest.MonkeyPatch

@@ -22,6 +22,8 @@ from raydog_core import RayDogCluster, spend_watch
 from raydog_core.errors import NodeFailedError, SpecError, SpendCapError
 from raydog_core.testing.emulator import Emulator
 
+pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
+
 
 @pytest.fixture
 def client(yellowdog_emulator: Emulator) -> Any:

@@ -15,6 +15,8 @@ from raydog_core.state import ClusterState
 from raydog_core.testing.emulator import Emulator
 from raydog_core.testing.emulator.billing import DEFAULT_PRICES
 
+pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
+
 SPOT_TEMPLATE = "raydog/usage-spot"
 
 
