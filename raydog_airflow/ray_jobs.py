@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,37 @@ def submit_or_attach(
         return job_id, True
     job_id = submission_id_for_try(base, try_number)
     try:
-        client.submit_job(submission_id=job_id, **submit_kwargs)
+        _submit(client, job_id, submit_kwargs)
     except RuntimeError:
         # Another attempt of this very try submitted it in the meantime: follow that one.
         if job_id not in {job.submission_id for job in client.list_jobs()}:
             raise
         return job_id, True
     return job_id, False
+
+
+# Ray's Jobs API answers 500 "No available agent to submit job" while the head's job agent has not
+# registered yet, seconds after a head starts (Ray's SDK raises a plain RuntimeError, so the text is all
+# there is to match). It is worth waiting for, a bounded while; any other refusal is final.
+AGENT_NOT_READY = "No available agent to submit job"
+AGENT_WAIT_S = 60.0
+
+
+def _submit(
+    client: JobSubmissionClient, job_id: str, submit_kwargs: Mapping[str, Any], wait_s: float = AGENT_WAIT_S
+) -> None:
+    deadline = time.monotonic() + wait_s
+    delay = 1.0
+    while True:
+        try:
+            client.submit_job(submission_id=job_id, **submit_kwargs)
+            return
+        except RuntimeError as error:
+            if AGENT_NOT_READY not in str(error) or time.monotonic() + delay > deadline:
+                raise
+            log.info("Ray's job agent on the head is not ready yet; submitting again in %.0f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
 
 
 async def follow_job(

@@ -577,6 +577,13 @@ class RayDogCluster:
             if watch is not None:
                 watch.stop()
 
+    def hand_over(self) -> None:
+        """This process stops holding the cluster, which goes on for whoever holds its state next (the
+        next task of an Airflow DAG run): the lease is no longer renewed here (it holds for one more
+        lease_timeout, for the next holder to take over) and the watches beside it stop."""
+        self.release_lease_keeper()
+        self._stop_watches()
+
     def release_lease_keeper(self) -> None:
         """Stop renewing this builder's lease without releasing it: it holds for one more lease_timeout,
         for the next holder of the same name (the next task of a DAG run) to take over."""

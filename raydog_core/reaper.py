@@ -27,6 +27,7 @@ log = logging.getLogger("raydog")
 
 RunFinished = Callable[[ClusterRecord], bool]
 RUN_STATUS_GROUP = "raydog.run_status"
+REAPED = "reaped (raydog reap, a Prefect crash hook or an Airflow failure callback)"
 ENDED_BY_ITSELF = "ended by itself (its leases lapsed, it was idle for its idle_ttl, or its lifetime ended)"
 
 
@@ -148,7 +149,7 @@ def reap(backend: Backend, selector: Selector, dry_run: bool = False) -> list[Re
             results.append(ReapResult(record, shut_down=False))
             continue
         log.info("shutting down cluster %s (%s)", record.name, record.cluster_id)
-        failures = shut_down_cluster(backend, record.cluster_id)
+        failures = shut_down_cluster(backend, record.cluster_id, reason=REAPED)
         results.append(ReapResult(record, shut_down=True, failures=failures))
     return results
 

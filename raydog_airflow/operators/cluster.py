@@ -111,7 +111,7 @@ class RayDogBuildOperator(BaseOperator):
                 self._cluster.build(
                     wait_for_workers=self.wait_for_workers, lease=leased, lease_holder=holder, hold_lease=hold
                 )
-                self._cluster.release_lease_keeper()  # fresh for one lease_timeout: the next task renews
+                self._cluster.hand_over()  # the lease is fresh for one lease_timeout: the next task renews
                 if not hold:
                     with settings.hold_lease(self._cluster.state, holder):  # through the tunnel
                         pass

@@ -368,7 +368,8 @@ class RayDogNodeProvider(NodeProvider):
                 return None
             roles = {n.node_id: n.role for n in self._list_nodes()}
             if any(roles.get(node_id) == NodeRole.HEAD for node_id in node_ids):
-                self._teardown("its head was terminated")  # the whole cluster goes (upstream's behaviour)
+                # The whole cluster goes (upstream's behaviour); `ray down` ends clusters this way.
+                self._teardown("its head was terminated (ray down)")
                 return None
             self._stop_nodes(node_ids)
         return None

@@ -119,6 +119,32 @@ def test_retry_reattaches_to_a_running_job_and_retries_a_failed_one() -> None:
     assert submit_or_attach(fresh, "base", 1, {"entrypoint": "x"}) == ("base", False)
 
 
+class _JobsAgentStarting(_Jobs):
+    """Ray's Jobs API while the head's job agent registers: its first answers are a 500."""
+
+    def __init__(
+        self, refusals: int, error: str = "No available agent to submit job, please try again later."
+    ) -> None:
+        super().__init__()
+        self.refusals, self.error = refusals, error
+
+    def submit_job(self, *, submission_id: str, **kwargs: Any) -> str:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise RuntimeError(f"Request failed with status code 500: {self.error}")
+        return super().submit_job(submission_id=submission_id, **kwargs)
+
+
+def test_a_job_waits_for_the_heads_job_agent_and_other_refusals_are_final() -> None:
+    starting = _JobsAgentStarting(refusals=2)
+    assert submit_or_attach(starting, "base", 1, {"entrypoint": "x"}) == ("base", False)
+    assert starting.submitted == ["base"] and starting.refusals == 0
+    refused = _JobsAgentStarting(refusals=1, error="bad runtime_env")
+    with pytest.raises(RuntimeError, match="bad runtime_env"):
+        submit_or_attach(refused, "base", 1, {"entrypoint": "x"})
+    assert refused.submitted == []
+
+
 def test_shutdown_stays_all_done_as_a_teardown() -> None:
     with DAG(dag_id="wiring", schedule=None):
         build = RayDogBuildOperator(task_id="build", spec={"cluster_name": "w"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_yellowdog_dag_leaves_nothing_alive(
         "extra": {"backend": "yellowdog", "namespace": "raydog-airflow"},
     }
     monkeypatch.setenv("AIRFLOW_CONN_RAYDOG_YD", json.dumps(connection))
+    threads_before = set(threading.enumerate())
     dag_run = load_dag("raydog_test_yellowdog").test()
     states = task_states(dag_run)
     assert str(dag_run.state) == "success", states
@@ -43,5 +45,8 @@ def test_yellowdog_dag_leaves_nothing_alive(
     assert "yellowdog job sees 2 nodes" in output.out + output.err
     assert secret not in json.dumps([row[2] for row in xcom_rows(dag_run)])
     assert secret not in output.out + output.err
+    # The build task handed the cluster over: no thread of it goes on watching in this process.
+    left = [t.name for t in set(threading.enumerate()) - threads_before if t.name.startswith("raydog-")]
+    assert left == [], left
     assert yellowdog_emulator.wait_until_clean() == []
     assert live(raydog_home) == []

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from raydog_core import postmortem
 from raydog_core.backends import Backend, NodeLaunch, NodeRole
 from raydog_core.backends.base import ClusterOptions
 from raydog_core.reaper import Selector, reap, select_clusters, shut_down_labelled
@@ -80,6 +81,8 @@ def test_reap_selects_exactly_the_matching_clusters(backend: Backend) -> None:
     assert shut_down_labelled(backend, {"run": f"r1{tag}"}) == []  # idempotent: nothing left to do
     assert [r.cluster.cluster_id for r in reap(backend, Selector(name=f"reap-b{tag}"))] == [b]
     assert not {a, b, c} & running_ids(backend)
+    bundles = [postmortem.find(cluster_id) for cluster_id in (a, b, c)]
+    assert all(bundle is not None and "- ended: reaped (" in bundle.summary for bundle in bundles), bundles
 
 
 def test_a_listing_finishes_a_shut_down_that_was_cut_short(local_backend, fault_leaks) -> None:
