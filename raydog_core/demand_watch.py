@@ -11,16 +11,13 @@ are still starting are named (they may be what the work waits for).
 
 from __future__ import annotations
 
-import http.client
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
-from raydog_core.ray_nodes import TIMEOUT_S
+from raydog_core.ray_nodes import dashboard_get
 from raydog_core.spend_watch import SpendLogger
 from raydog_core.ticker import Ticker
 
@@ -47,14 +44,7 @@ def cluster_status(base_url: str, token: str | None) -> dict[str, Any] | None:
 
     `base_url` must be an address the backend vouches for, or this client's tunnel to it: the token
     goes there."""
-    request = urllib.request.Request(f"{base_url.rstrip('/')}/api/cluster_status")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            payload = json.loads(response.read())
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
-        return None
+    payload = dashboard_get(base_url, "/api/cluster_status", token) or {}
     status = payload.get("data", {}).get("clusterStatus")
     return status if isinstance(status, dict) else None
 
