@@ -62,8 +62,9 @@ from raydog_core.spec import (
     build_model,
     check_pool_for_backend,
 )
-from raydog_core.spend_watch import SpendLogger, SpendWatch
+from raydog_core.spend_watch import SpendWatch
 from raydog_core.state import ClusterState, HeadState, LeaseState, ObservabilityState, PoolState
+from raydog_core.ticker import Watch, WatchLogger
 
 log = logging.getLogger("raydog")
 
@@ -140,7 +141,7 @@ class RayDogCluster:
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
         # Threads beside a cluster this builder holds, by name ("spend", "nodes", "demand"): until shut_down()
         # or leave().
-        self._watches: dict[str, _Watch] = {}
+        self._watches: dict[str, Watch] = {}
         self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
@@ -525,7 +526,7 @@ class RayDogCluster:
         session = self._require_session()
         return session.lease_client(session.vouched_head(self.state)).view()
 
-    def watch_spend(self, logger: SpendLogger | None = None) -> SpendWatch | None:
+    def watch_spend(self, logger: WatchLogger | None = None) -> SpendWatch | None:
         """For a capped cluster (max_node_hours / max_cost): log a warning at 80 % of the cap and an error
         when it is used up, into `logger` (default RayDog's; an orchestrator passes its run's), until
         shut_down(). build() starts it with RayDog's logger; None for a cluster without a cap."""
@@ -538,7 +539,7 @@ class RayDogCluster:
         return watch
 
     def watch_demand(
-        self, logger: SpendLogger | None = None, dashboard_url: str | None = None
+        self, logger: WatchLogger | None = None, dashboard_url: str | None = None
     ) -> DemandWatch:
         """Explain, in `logger` (default RayDog's; an orchestrator passes its run's), Ray work that no node
         of this cluster can run (`raydog_core.demand_watch`), until shut_down(). `dashboard_url`: this
@@ -565,7 +566,7 @@ class RayDogCluster:
         if session.backend.capabilities.heals_when_listing and "nodes" not in self._watches:
             self._start_watch("nodes", NodeWatch(session.nodes, self.spec.cluster_name))
 
-    def _start_watch(self, name: str, watch: _Watch) -> None:
+    def _start_watch(self, name: str, watch: Watch) -> None:
         self._stop_watches(name)
         watch.start()
         self._watches[name] = watch
@@ -1035,12 +1036,6 @@ class RayDogCluster:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
         if self._left:
             raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
-
-
-class _Watch(Protocol):
-    def start(self) -> object: ...
-
-    def stop(self) -> None: ...
 
 
 def _failed_again(role: str, node_id: str, detail: str, replaced: str) -> NodeFailedError:

@@ -18,8 +18,7 @@ from typing import Any
 
 from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
 from raydog_core.ray_nodes import dashboard_get
-from raydog_core.spend_watch import SpendLogger
-from raydog_core.ticker import Ticker
+from raydog_core.ticker import Watch, WatchLogger
 
 INTERVAL_S = 10.0  # Ray's monitor updates its report every 5 s
 Shape = Mapping[str, float]
@@ -97,32 +96,24 @@ def _describe(shape: Shape) -> str:
     return ", ".join(f"{name} {amount:g}" for name, amount in sorted(shape.items())) or "nothing"
 
 
-class DemandWatch:
-    """A daemon thread that looks every `interval_s` and logs each unmet demand once, when it is seen in
-    two looks in a row (a task that waits one round for a node that is joining is not unmet)."""
+class DemandWatch(Watch):
+    """Looks every `interval_s` and logs each unmet demand once, when it is seen in two looks in a row
+    (a task that waits one round for a node that is joining is not unmet)."""
 
     def __init__(
         self,
         read_status: Callable[[], Mapping[str, Any] | None],
         list_nodes: Callable[[], list[NodeInfo]],
         cluster: str,
-        logger: SpendLogger,
+        logger: WatchLogger,
         interval_s: float = INTERVAL_S,
     ) -> None:
+        super().__init__(interval_s, "raydog-demand", logger, f"read the demand of {cluster}")
         self._read_status = read_status
         self._list_nodes = list_nodes
         self._cluster = cluster
-        self._logger = logger
-        self._ticker = Ticker(self._tick, interval_s, "raydog-demand")
         self._seen_once: set[str] = set()
         self._reported: set[str] = set()
-
-    def start(self) -> DemandWatch:
-        self._ticker.start()
-        return self
-
-    def stop(self) -> None:
-        self._ticker.stop()
 
     def check(self) -> list[str]:
         """One look; returns (and logs) what is explained for the first time."""
@@ -144,9 +135,6 @@ class DemandWatch:
             self._logger.warning("%s", message)
         return messages
 
-    def _tick(self) -> bool:
-        try:
-            self.check()
-        except Exception:  # a report must never break the run: try again next round
-            self._logger.debug("could not read the demand of %s", self._cluster, exc_info=True)
+    def look(self) -> bool:
+        self.check()
         return True

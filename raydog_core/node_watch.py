@@ -9,34 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from raydog_core.ticker import Ticker
+from raydog_core.ticker import Watch
 
 log = logging.getLogger("raydog")
 
 INTERVAL_S = 15.0
 
 
-class NodeWatch:
-    """Lists the nodes every `interval_s` (a daemon thread) until stopped; failures are logged at debug
-    level and tried again next round: the watch must never break the run."""
+class NodeWatch(Watch):
+    """Lists the nodes every `interval_s` (a daemon thread) until stopped."""
 
     def __init__(
         self, list_nodes: Callable[[], object], cluster: str, interval_s: float | None = None
     ) -> None:
+        interval = INTERVAL_S if interval_s is None else interval_s
+        super().__init__(interval, "raydog-nodes", log, f"list the nodes of cluster {cluster}")
         self._list_nodes = list_nodes
-        self._cluster = cluster
-        self._ticker = Ticker(self._tick, INTERVAL_S if interval_s is None else interval_s, "raydog-nodes")
 
-    def start(self) -> NodeWatch:
-        self._ticker.start()
-        return self
-
-    def stop(self) -> None:
-        self._ticker.stop()
-
-    def _tick(self) -> bool:
-        try:
-            self._list_nodes()
-        except Exception:  # next round tries again
-            log.debug("could not list the nodes of cluster %s", self._cluster, exc_info=True)
+    def look(self) -> bool:
+        self._list_nodes()
         return True

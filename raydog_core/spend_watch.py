@@ -5,47 +5,29 @@ then ends the cluster's nodes). The platform enforces the cap; this only reports
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from raydog_core.pricing import SpendStatus
-from raydog_core.ticker import Ticker
+from raydog_core.ticker import Watch, WatchLogger
 
 WARN_SHARE = 0.8
 INTERVAL_S = 60.0  # allowances count hours: a minute is fine-grained enough
 
 
-class SpendLogger(Protocol):
-    """The run's logger, whichever orchestrator's (stdlib, Prefect's adapter, Airflow's structlog)."""
-
-    def warning(self, msg: str, /, *args: Any) -> Any: ...
-
-    def error(self, msg: str, /, *args: Any) -> Any: ...
-
-    def debug(self, msg: str, /, *args: Any, exc_info: bool = ...) -> Any: ...
-
-
-class SpendWatch:
-    """A daemon thread reading the cap every `interval_s` and logging each threshold once."""
+class SpendWatch(Watch):
+    """Reads the cap every `interval_s` and logs each threshold once."""
 
     def __init__(
         self,
         read: Callable[[], SpendStatus | None],
         cluster: str,
-        logger: SpendLogger,
+        logger: WatchLogger,
         interval_s: float | None = None,
     ) -> None:
+        interval = INTERVAL_S if interval_s is None else interval_s
+        super().__init__(interval, "raydog-spend", logger, f"read the spend cap of {cluster}")
         self._read = read
         self._cluster = cluster
-        self._logger = logger
-        self._ticker = Ticker(self._tick, INTERVAL_S if interval_s is None else interval_s, "raydog-spend")
         self._warned = self._ended = False
-
-    def start(self) -> SpendWatch:
-        self._ticker.start()
-        return self
-
-    def stop(self) -> None:
-        self._ticker.stop()
 
     def check(self) -> SpendStatus | None:
         """One look; logs a threshold the first time it is crossed."""
@@ -74,9 +56,6 @@ class SpendWatch:
             )
         return status
 
-    def _tick(self) -> bool:
-        try:
-            self.check()
-        except Exception:  # a report must never break the run: try again next round
-            self._logger.debug("could not read the spend cap of %s", self._cluster, exc_info=True)
+    def look(self) -> bool:
+        self.check()
         return not self._ended

@@ -12,8 +12,8 @@ from airflow.sdk import BaseOperatorLink
 from airflow.sdk.execution_time.xcom import XCom
 
 
-class RayDashboardLink(BaseOperatorLink):
-    name = "Ray Dashboard"
+class _XComLink(BaseOperatorLink):
+    """A button whose URL the task saved in XCom (under the link's own key)."""
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         return XCom.get_value(key=self.xcom_key, ti_key=ti_key) or ""
@@ -23,7 +23,11 @@ class RayDashboardLink(BaseOperatorLink):
         context["ti"].xcom_push(key=cls().xcom_key, value=url)
 
 
-class PostMortemLink(RayDashboardLink):
+class RayDashboardLink(_XComLink):
+    name = "Ray Dashboard"
+
+
+class PostMortemLink(_XComLink):
     """The post-mortem bundle (`raydog_core.postmortem`) of the cluster a shut-down task ended, as a
     file URL on the machine that ran the task (the path is also in the task's log and XCom)."""
 

@@ -565,7 +565,7 @@ class YellowDogBackend:
     def write_node_logs(self, cluster_id: str, into: Path, logs: LogBudget) -> None:
         """What the API reports of each node's task (status, errors, retries after a lost machine). The
         scripts' own output stays on the instances: fetching it would need the task's output uploaded
-        to the object store, which is not done yet (docs/yellowdog.md)."""
+        to the object store, which is not done yet (docs/run-view.md)."""
         for node in self.list_nodes(cluster_id):
             text = f"{node.role.value} {node.node_id} in pool {node.pool_id}: {node.status.value}\n"
             logs.write_text(
