@@ -8,6 +8,11 @@ from collections import deque
 from contextlib import ExitStack
 
 _MAX_SKIPS = 64
+# Ports Ray binds whatever it is told: the autoscaler monitor's and the dashboard's metrics servers
+# (44217, 44227), and the defaults of a head started without arguments. Handed to a node as, say, its
+# node manager port, the first would be taken by its own head's monitor a few seconds later and the
+# raylet would crash ("Address already in use"): both lie in the kernel's ephemeral range.
+RAY_FIXED_PORTS = frozenset({6379, 8265, 10001, 44217, 44227, 52365})
 _recently_given: deque[int] = deque(maxlen=4096)
 _lock = threading.Lock()
 
@@ -17,7 +22,8 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
     Ports are held together while chosen, so never the same one twice in a call; and a port given out
     earlier (a head's GCS port, say, not yet bound by the node that will use it) is not given again,
-    which the kernel would otherwise happily do once the probing socket is closed.
+    which the kernel would otherwise happily do once the probing socket is closed. Ray's fixed ports
+    are never given.
     """
     with _lock, ExitStack() as stack:
         ports: list[int] = []
@@ -27,7 +33,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             sock.bind((host, 0))
             port = sock.getsockname()[1]
-            if port not in _recently_given:
+            if port not in _recently_given and port not in RAY_FIXED_PORTS:
                 ports.append(port)
         if len(ports) < count:
             raise OSError(f"could not find {count} free ports on {host}")
