@@ -759,6 +759,7 @@ class RayDogCluster:
             labels=spec.cluster_labels,
             lifetime=spec.cluster_lifetime,
             gpu_ids=spec.gpu_ids,
+            head_on_spot_allowed=spec.head_node_allow_spot,
         )
 
     def _pool_plans(self) -> list[PoolPlan]:

@@ -26,7 +26,11 @@ class PoolQuote:
     resources: NodeResources
     machine: str  # what each node runs on, as the backend names it ("m5.large, AWS eu-west-2, on-demand")
     price_per_node_hour: float | None  # None: the platform has no price for it
-    spot: bool = False
+    capacity: str = "on-demand"  # on-demand, spot, spot-first, ... (backends/yellowdog/quotes.py)
+
+    @property
+    def may_run_on_spot(self) -> bool:
+        return "spot" in self.capacity
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,10 @@ class ClusterPlan:
             worst = per_hour * (quote.lifetime.total_seconds() / 3600 if quote.lifetime else 0.0)
         warnings = list(quote.warnings)
         warnings += [
-            f"the {pool.pool} node runs on spot instances: a reclaimed head ends the whole cluster "
-            "(a lost worker is started again); give it an on-demand template"
+            f"the {pool.pool} node may run on spot instances ({pool.capacity}, allowed by "
+            "head_node_allow_spot): a reclaimed head ends the whole cluster (a lost worker is started again)"
             for pool in quote.pools
-            if pool.role == "head" and pool.spot
+            if pool.role == "head" and pool.may_run_on_spot
         ]
         problems = []
         lifetime_h = quote.lifetime.total_seconds() / 3600 if quote.lifetime else math.inf

@@ -166,6 +166,11 @@ class ClusterFields(BaseModel):
         "node-hours at the dearest price of the cluster's templates (see max_node_hours).",
     )
 
+    head_node_allow_spot: bool = Field(
+        False,
+        description="Backend 'yellowdog' only: let the head run on a template that gives spot instances "
+        "(spot or spot-first). Refused by default: a reclaimed head ends the whole cluster.",
+    )
     head_node_ray_start_script: ScriptSource | None = Field(
         None, description="Bash script (text or path) starting Ray on the head; default: RayDog's."
     )

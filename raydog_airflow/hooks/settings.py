@@ -28,8 +28,10 @@ from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import SpecError, StateError
 from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.lifecycle import vouched_head
+from raydog_core.spend_watch import SpendWatch
 from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
+from raydog_core.ticker import WatchLogger
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,29 @@ class RayDogConnectionSettings:
                 yield
             finally:
                 keeper.stop(release=False)
+
+    @contextmanager
+    def watch_spend(self, state: ClusterState, logger: WatchLogger) -> Iterator[None]:
+        """While a task works on the cluster, its spend cap in the task's own log: a warning at 80 %, an
+        error at 100 % (`SpendWatch`), looked at once now and every minute after. No task holds the
+        cluster between tasks, so each task that uses it looks. Nothing for a cluster without a cap; a
+        look that fails never fails the task."""
+        backend = self.create_backend()
+        watch = SpendWatch(lambda: backend.spend(state.cluster_id), state.cluster_name, logger)
+        try:
+            try:
+                capped = watch.check() is not None
+            except Exception:  # the cap is the platform's to enforce; this only reports it
+                logger.debug("could not read the spend cap of %s", state.cluster_name, exc_info=True)
+                capped = False
+            if capped:
+                watch.start()
+            try:
+                yield
+            finally:
+                watch.stop()
+        finally:
+            backend.close()
 
     def release_lease(self, state: ClusterState, holder: str) -> None:
         """Give the DAG run's lease on a warm cluster up now: the cluster stays for other runs, and

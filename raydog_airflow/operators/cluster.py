@@ -268,7 +268,11 @@ class RayDogAddWorkerPoolOperator(BaseOperator):
         state = state_argument(self.cluster_state)
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         settings.check_state(state)
-        with settings.hold_lease(state, _holder(context)), closing(settings.create_backend()) as backend:
+        with (
+            settings.hold_lease(state, _holder(context)),
+            settings.watch_spend(state, self.log),  # a pool added at the cap is refused: say so first
+            closing(settings.create_backend()) as backend,
+        ):
             new_state, pool_id = operations.add_worker_pool(
                 state,
                 self._pool_fields(),

@@ -105,6 +105,7 @@ class RayDogSubmitJobOperator(BaseOperator):
             # which keeps the cluster up by itself.
             dag_run = context["dag_run"]
             stack.enter_context(settings.hold_lease(state, lease_holder(dag_run.dag_id, dag_run.run_id)))
+            stack.enter_context(settings.watch_spend(state, self.log))
             url = stack.enter_context(settings.dashboard_url(state))
             client = job_client(url, state)
             base = self.submission_id or submission_id_base(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)

@@ -98,6 +98,18 @@ class ProviderConfig(BaseModel):
         "watchdog, docs/leases.md); None: never, only cluster_lifetime_hours ends it",
     )
     head_node_build_timeout_minutes: Number = Field(10.0, gt=0, allow_inf_nan=False)
+    max_node_hours: limits.Count | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="backend yellowdog only: a spend cap in whole node-hours, a hard platform allowance on "
+        "the cluster's instances (at the cap the platform ends them and refuses new ones)",
+    )
+    head_node_allow_spot: bool = Field(
+        False,
+        description="backend yellowdog only: let the head's template give spot instances (refused by "
+        "default: a reclaimed head ends the whole cluster)",
+    )
     files_to_upload: list[str | UploadFile] = Field(default_factory=list)
     head_node_tag_server_port: limits.Count = Field(
         DEFAULT_PORT, ge=0, le=65535, description="0: a free port (local)"
@@ -164,6 +176,17 @@ class ProviderConfig(BaseModel):
                 "provider.node_placement",
                 "only for backend yellowdog",
                 "remove it: local nodes always share this host",
+            )
+        return value
+
+    @field_validator("max_node_hours")
+    @classmethod
+    def _cap_for_yellowdog(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and info.data.get("backend") != "yellowdog":
+            raise SpecError(
+                "provider.max_node_hours",
+                "a spend cap is a YellowDog allowance; local nodes cost nothing",
+                "remove it, or use backend yellowdog",
             )
         return value
 

@@ -60,6 +60,7 @@ from raydog_core.backends.base import (
     NodeLaunch,
     NodeRole,
     NodeStatus,
+    PoolPlan,
 )
 from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError, RayDogError, SpecError
 from raydog_core.home import autoscaler_files, raydog_home
@@ -242,17 +243,18 @@ class RayDogNodeProvider(NodeProvider):
             port = self.config.head_node_tag_server_port or (
                 free_ports(1)[0] if self._nodes_local else DEFAULT_PORT
             )
+            options = ClusterOptions(
+                name=self.cluster_name,
+                namespace=self.config.cluster_namespace,
+                tag=self.config.cluster_tag,
+                labels={AUTOSCALER_LABEL: "true", TAG_STORE_PORT_LABEL: str(port)},
+                lifetime=timedelta(seconds=self.config.lifetime_s),
+                head_on_spot_allowed=self.config.head_node_allow_spot,
+                max_node_hours=self.config.max_node_hours,
+            )
+            self._backend.check_plan(options, [_head_plan(type_name, node_type)])  # before anything exists
             session = ClusterSession.open(
-                self._backend,
-                ClusterOptions(
-                    name=self.cluster_name,
-                    namespace=self.config.cluster_namespace,
-                    tag=self.config.cluster_tag,
-                    labels={AUTOSCALER_LABEL: "true", TAG_STORE_PORT_LABEL: str(port)},
-                    lifetime=timedelta(seconds=self.config.lifetime_s),
-                ),
-                self.config.ray_auth_mode,
-                lease=self._keep_alive_terms,
+                self._backend, options, self.config.ray_auth_mode, lease=self._keep_alive_terms
             )
             handle = session.handle
             self._cluster_id = handle.cluster_id
@@ -740,3 +742,18 @@ class RayDogNodeProvider(NodeProvider):
             if str(parent) != ".":
                 runner.run(f"mkdir -p ~/{parent}")
             runner.run_rsync_up(source, f"~/{target}")
+
+
+def _head_plan(type_name: str, node_type: NodeTypeConfig) -> PoolPlan:
+    """The head as the backend checks it before anything exists (its template: spot is refused unless
+    the provider section allows it), with the YAML path that names its template."""
+    where = f"available_node_types.{type_name}.node_config"
+    return PoolPlan(
+        f"{where}.resources",
+        1,
+        node_type.resources,
+        NodeRole.HEAD,
+        "head",
+        node_type.yellowdog,
+        template_field=f"{where}.compute_requirement_template",
+    )

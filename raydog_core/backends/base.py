@@ -92,6 +92,7 @@ class ClusterOptions:
     lifetime: timedelta | None = None
     gpu_ids: Sequence[int] | None = None
     max_node_hours: int | None = None  # the spend cap, in whole node-hours (see pricing.spend_cap_hours)
+    head_on_spot_allowed: bool = False  # a head template that gives spot instances is refused otherwise
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class PoolPlan:
     pool: str = ""  # how a plan names it ("head", "worker_pools.0")
     # (`dataclasses.field`: the attribute `field` above hides the function in this class body)
     yellowdog: YellowDogNodeOptions = dataclasses.field(default_factory=YellowDogNodeOptions)
+    template_field: str | None = None  # where its template is named, if not the builder's field (ray up)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import threading
 from pathlib import Path
 
+import dag_hooks
 import pytest
 from dag_runs import live, load_dag, task_states, xcom_rows, xcom_value
 
@@ -33,6 +34,10 @@ def test_yellowdog_dag_leaves_nothing_alive(
     }
     monkeypatch.setenv("AIRFLOW_CONN_RAYDOG_YD", json.dumps(connection))
     threads_before = set(threading.enumerate())
+    # Between build and job the platform's clock moves on 4.25 h: head + worker, 8.5 of the 10 node-hours.
+    monkeypatch.setattr(
+        dag_hooks, "BETWEEN_BUILD_AND_JOB", [lambda: yellowdog_emulator.pass_time(hours=4.25)]
+    )
     dag_run = load_dag("raydog_test_yellowdog").test()
     states = task_states(dag_run)
     assert str(dag_run.state) == "success", states
@@ -43,6 +48,8 @@ def test_yellowdog_dag_leaves_nothing_alive(
     assert used["node_hours"] > 0 and used["cost"] > 0
     output = capfd.readouterr()
     assert "yellowdog job sees 2 nodes" in output.out + output.err
+    # The spend cap in the job task's own log (no process holds the cluster between tasks: each looks).
+    assert "yd-airflow has used 85% of its spend cap (8.5 of 10 node-hours)" in output.out + output.err
     assert secret not in json.dumps([row[2] for row in xcom_rows(dag_run)])
     assert secret not in output.out + output.err
     # The build task handed the cluster over: no thread of it goes on watching in this process.

@@ -79,6 +79,7 @@ def test_file_references_resolve_relative_to_the_yaml(
         ({"head_start_ray_commands": ["ray stop", "ray start --head"]}, "head_start_ray_commands"),
         ({"head_node_type": "nope"}, "head_node_type"),
         ({"cluster_name": "Has Spaces"}, "cluster_name"),
+        ({"provider.max_node_hours": 5}, "provider.max_node_hours"),  # local nodes cost nothing
         (
             {"provider.backend": "yellowdog"},
             "available_node_types.ray_head_default.node_config.compute_requirement_template",

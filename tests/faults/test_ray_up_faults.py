@@ -113,6 +113,31 @@ def test_a_failing_head_script_fails_ray_up_with_its_error(
     fault_leaks.assert_none(emulator=emulator_or_none)
 
 
+@pytest.mark.parametrize("backend", ["yellowdog"])
+def test_a_head_template_giving_spot_instances_is_refused_before_anything_exists(
+    backend: str, env: dict, yellowdog_emulator, tmp_path: Path, fault_leaks
+) -> None:
+    """The head never runs on spot by default (a reclaimed head ends the cluster): `ray up` names the
+    YAML field and the switch that allows it, and creates nothing."""
+    yellowdog_emulator.platform.add_template("raydog/up-spot-first", spot=True, then_on_demand=True)
+    config = ray_up_config(
+        tmp_path,
+        unique("spothead"),
+        backend,
+        **{
+            "available_node_types.ray_head_default.node_config.compute_requirement_template": "raydog/up-spot-first"
+        },
+    )
+    result = ray_cli("up", "-y", "--no-config-cache", str(config), check=False, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "available_node_types.ray_head_default.node_config.compute_requirement_template" in output, output[
+        -2000:
+    ]
+    assert "spot-first" in output and "head_node_allow_spot" in output, output[-2000:]
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
+
+
 @pytest.mark.parametrize("backend", cells("client_sigterm"))
 def test_sigterm_while_ray_up_creates_the_head_leaves_nothing(
     backend: str, env: dict, emulator_or_none, backend_api: Backend, tmp_path: Path, fault_leaks

@@ -31,6 +31,7 @@ WORKER_FAILS = pytest.mark.fault_case("ray_up", "yellowdog", "worker_script_fail
 CORRUPT_STATE = pytest.mark.fault_case("ray_up", "yellowdog", "corrupt_state")
 BROKEN_MESSAGE = "worker: broken on purpose"
 ERROR_RATE = 0.2
+CAP_NODE_HOURS = 50
 
 
 @dataclass
@@ -99,6 +100,7 @@ def cluster(
         **{
             "provider.autoscaler_update_interval_s": 1,
             "provider.head_node_tag_server_port": 0,
+            "provider.max_node_hours": CAP_NODE_HOURS,
             "provider.ray_worker_node_task_script": worker_script(marker),
             "available_node_types.ray_worker_small.min_workers": 1,
             "available_node_types.ray_worker_small.max_workers": 1,
@@ -129,6 +131,14 @@ def cluster(
             if state.tag_store is not None:
                 state.tag_store.close()
             backend.close()
+
+
+def test_the_spend_cap_is_a_platform_allowance_read_back_as_the_clusters_spend(cluster: Cluster) -> None:
+    """`provider.max_node_hours`: a hard allowance on this cluster's instances, made with the cluster
+    (`ray down` removes it: the last test's leak count includes allowances)."""
+    status = cluster.backend.spend(cluster.cluster_id)
+    assert status is not None and status.cap_hours == CAP_NODE_HOURS, status
+    assert 0 <= status.used_hours < 1
 
 
 @TRANSIENT

@@ -26,11 +26,13 @@ from raydog_core.testing.emulator import Emulator
 from raydog_core.testing.emulator.billing import InstancePrice
 
 SPOT_TEMPLATE = "raydog/plan-spot-xl"
+SPOT_FIRST_TEMPLATE = "raydog/plan-spot-first"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def spot_template(yellowdog_emulator: Emulator) -> None:
     yellowdog_emulator.platform.add_template(SPOT_TEMPLATE, instance_type="m5.xlarge", spot=True)
+    yellowdog_emulator.platform.add_template(SPOT_FIRST_TEMPLATE, spot=True, then_on_demand=True)
 
 
 @pytest.fixture
@@ -79,7 +81,8 @@ def test_plan_prices_every_pool_from_the_platform_and_creates_nothing(
     ]
     # the emulator's list prices: m5.large on demand 0.111, m5.xlarge spot 0.081 per hour
     assert [p.price_per_node_hour for p in plan.pools] == [0.111, 0.111, 0.081]
-    assert plan.pools[2].spot and "m5.xlarge" in plan.pools[2].machine and "spot" in plan.pools[2].machine
+    assert plan.pools[2].capacity == "spot" and "m5.xlarge" in plan.pools[2].machine
+    assert [p.capacity for p in plan.pools[:2]] == ["on-demand", "on-demand"]
     assert plan.cost_per_hour == pytest.approx(4 * 0.111 + 2 * 0.081)
     assert plan.lifetime == timedelta(hours=2)
     assert plan.worst_case_cost == pytest.approx(2 * (4 * 0.111 + 2 * 0.081))
@@ -92,11 +95,47 @@ def test_plan_prices_every_pool_from_the_platform_and_creates_nothing(
     )
 
 
-def test_a_head_on_spot_instances_is_warned_about(yd_kwargs: dict[str, Any]) -> None:
-    spot_head = _cluster(yd_kwargs, head_node_compute_requirement_template_id=SPOT_TEMPLATE).plan()
-    assert spot_head.ok and spot_head.pools[0].spot
-    assert any("head node runs on spot instances" in w for w in spot_head.warnings), spot_head.warnings
+def test_a_head_on_spot_instances_is_refused_unless_the_spec_allows_it(
+    yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator
+) -> None:
+    """A reclaimed head ends the whole cluster, so by default the head never runs on spot: a template
+    that gives spot instances (spot-first included) is refused before anything exists, naming the field."""
+    for template in (SPOT_TEMPLATE, SPOT_FIRST_TEMPLATE):
+        spot_head = _cluster(yd_kwargs, head_node_compute_requirement_template_id=template)
+        with pytest.raises(
+            SpecError, match=r"head_node_compute_requirement_template_id.*gives spot"
+        ) as refused:
+            spot_head.build()
+        assert "head_node_allow_spot=True" in str(refused.value)
+        with pytest.raises(SpecError, match="head_node_allow_spot"):
+            spot_head.plan()
+    assert yellowdog_emulator.live_resources() == []
+    allowed = _cluster(
+        yd_kwargs, head_node_compute_requirement_template_id=SPOT_TEMPLATE, head_node_allow_spot=True
+    ).plan()
+    assert allowed.ok and allowed.pools[0].capacity == "spot"
+    assert any("head node may run on spot instances" in w for w in allowed.warnings), allowed.warnings
     assert not any("spot instances" in w for w in _cluster(yd_kwargs).plan().warnings)  # spot workers: fine
+
+
+def test_a_spot_first_pool_is_planned_as_spot_first(yd_kwargs: dict[str, Any]) -> None:
+    """Spot-first on YellowDog is the template's strategy: a waterfall whose first source is spot and a
+    later one on demand. The plan says so, and prices the pool at its dearest source (on demand)."""
+    cluster = RayDogCluster(
+        cluster_name="spotfirst",
+        worker_pools=[
+            {"worker_pool_node_count": 2, "worker_node_compute_requirement_template_id": SPOT_FIRST_TEMPLATE}
+        ],
+        **yd_kwargs,
+    )
+    plan = cluster.plan()
+    workers = plan.pools[1]
+    assert workers.capacity == "spot-first" and workers.may_run_on_spot
+    assert workers.machine.startswith(
+        "spot-first: m5.large, AWS eu-west-2, spot | m5.large, AWS eu-west-2, on-demand"
+    )
+    assert workers.price_per_node_hour == 0.111  # its dearest source: on demand
+    assert "spot-first" in plan.table() and not plan.warnings
 
 
 def test_no_lifetime_is_priced_at_the_backends_default(

@@ -158,6 +158,7 @@ class YellowDogBackend:
         self._compute_ids: dict[str, str] = {}  # pool id -> its compute requirement's id (fixed)
         self._addresses: dict[str, tuple[str | None, str | None, str | None]] = {}  # node id -> ips, pool id
         self._templates: dict[str, ComputeRequirementTemplate] = {}  # checked, by the spec's reference
+        self._machines: dict[str, list[tuple[str, quotes.Machine]]] = {}  # their sources, by the same
         self._head_ports: dict[str, HeadPorts] = {}
         self._observability_ports: dict[str, ObservabilityPorts] = {}
 
@@ -171,9 +172,29 @@ class YellowDogBackend:
 
     def check_plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> None:
         """Every pool's template exists for this key (which checks the key too), before anything exists:
-        each node's machine comes from its compute requirement template."""
+        each node's machine comes from its compute requirement template. The head's may not give spot
+        instances unless the spec allows it: a reclaimed head ends the whole cluster."""
         for pool in pools:
-            self._check_template(pool.yellowdog.compute_requirement_template_id, _template_field(pool))
+            ref = self._check_template(pool.yellowdog.compute_requirement_template_id, _template_field(pool))
+            if pool.role == NodeRole.HEAD and not options.head_on_spot_allowed:
+                self._refuse_spot(ref, _template_field(pool))
+
+    def _refuse_spot(self, ref: str, field: str) -> None:
+        machines = self._template_machines(ref)
+        if any(machine.spot for _, machine in machines):
+            kind = quotes.capacity_of([m.spot for _, m in machines], self._templates[ref].strategyType)
+            raise SpecError(
+                field,
+                f"template {ref!r} gives {kind} instances: a reclaimed head ends the whole cluster "
+                "(a lost worker is started again)",
+                "give the head an on-demand template, or set head_node_allow_spot=True to accept it",
+            )
+
+    def _template_machines(self, ref: str) -> list[tuple[str, quotes.Machine]]:
+        """The machines of a checked template's sources, asked of the platform once per template."""
+        if ref not in self._machines:
+            self._machines[ref] = quotes.source_machines(self._client, self._call, self._templates[ref])
+        return self._machines[ref]
 
     def plan(self, options: ClusterOptions, pools: Sequence[PoolPlan]) -> PlanQuote:
         """check_plan, then each pool priced from its template's sources and the platform's price list,
@@ -185,7 +206,7 @@ class YellowDogBackend:
             ref = _present(pool.yellowdog.compute_requirement_template_id, "template")
             if ref not in by_template:
                 by_template[ref] = quotes.quote_template(
-                    self._client, self._call, prices, ref, self._templates[ref]
+                    prices, ref, self._templates[ref], self._template_machines(ref)
                 )
         planned = [
             quotes.PlannedPool(
@@ -195,7 +216,7 @@ class YellowDogBackend:
         ]
         pool_quotes = [
             PoolQuote(
-                p.pool, p.role.value, p.count, p.resources, q.quote.machine, q.quote.price, q.quote.spot
+                p.pool, p.role.value, p.count, p.resources, q.quote.machine, q.quote.price, q.quote.capacity
             )
             for p, q in zip(pools, planned, strict=True)
         ]
@@ -1082,6 +1103,8 @@ def _provisioned(pool: WorkerPool) -> ProvisionedWorkerPool:
 
 def _template_field(pool: PoolPlan) -> str:
     """The spec field naming a pool's template: a worker pool's is inside its entry of worker_pools."""
+    if pool.template_field:
+        return pool.template_field
     field = TEMPLATE_FIELD[pool.role]
     return f"{pool.pool}.{field}" if pool.role == NodeRole.WORKER and pool.pool else field
 

@@ -6,6 +6,11 @@ list (cloud info) gives a price per instance-hour for that. A node may come from
 template, so a pool is quoted at the dearest one. Allowances are the platform's budgets of
 instance-hours; the ones that would cover the cluster's compute requirements are reported with what is
 left of them.
+
+What kind of instances a template gives is its `capacity`: on-demand, spot, or spot-first (a waterfall
+template whose first source is spot and a later one on-demand: spot while the platform has it, then
+on-demand). That is how a pool is made spot-first on YellowDog: the provisioning strategy belongs to the
+template, which the spec names.
 """
 
 from __future__ import annotations
@@ -56,6 +61,23 @@ class SourceQuote:
     spot: bool
 
 
+ON_DEMAND, SPOT, SPOT_FIRST, SPOT_OR_ON_DEMAND = "on-demand", "spot", "spot-first", "spot or on-demand"
+UNKNOWN_CAPACITY = "unknown"  # a dynamic template: its sources are chosen at provisioning
+
+
+def capacity_of(spot_flags: Sequence[bool], strategy: str | None) -> str:
+    """What kind of instances a template with these sources (in order) and this strategy gives."""
+    if not spot_flags:
+        return UNKNOWN_CAPACITY
+    if not any(spot_flags):
+        return ON_DEMAND
+    if all(spot_flags):
+        return SPOT
+    if spot_flags[0] and "Waterfall" in (strategy or ""):
+        return SPOT_FIRST
+    return SPOT_OR_ON_DEMAND
+
+
 @dataclass(frozen=True)
 class TemplateQuote:
     """A template's sources and what a node-hour costs from each."""
@@ -64,6 +86,7 @@ class TemplateQuote:
     template_id: str | None
     sources: list[SourceQuote]
     note: str = ""  # why there is no price, when there is none
+    strategy: str | None = None  # the template's provisioning strategy type
 
     @property
     def price(self) -> float | None:
@@ -74,12 +97,13 @@ class TemplateQuote:
         return next((s.currency for s in self.sources if s.currency), None)
 
     @property
-    def spot(self) -> bool:
-        return bool(self.sources) and all(s.spot for s in self.sources)
+    def capacity(self) -> str:
+        return capacity_of([s.spot for s in self.sources], self.strategy)
 
     @property
     def machine(self) -> str:
-        return " | ".join(s.machine for s in self.sources) or self.note
+        machines = " | ".join(s.machine for s in self.sources) or self.note
+        return f"{SPOT_FIRST}: {machines}" if self.capacity == SPOT_FIRST else machines
 
 
 @dataclass(frozen=True)
@@ -125,14 +149,15 @@ class PriceList:
         return self._prices[machine]
 
 
-def quote_template(
-    client: PlatformClient, call: Call, prices: PriceList, ref: str, template: ComputeRequirementTemplate
-) -> TemplateQuote:
-    """The price of a node-hour from this template, from its sources and the platform's price list."""
+def source_machines(
+    client: PlatformClient, call: Call, template: ComputeRequirementTemplate
+) -> list[tuple[str, Machine]]:
+    """(source template id, machine) of each of a static template's sources, in the template's order;
+    none for a dynamic template (its sources are chosen at provisioning)."""
     if not isinstance(template, ComputeRequirementStaticTemplate):
-        return TemplateQuote(ref, template.id, [], "dynamic template: sources chosen at provisioning")
+        return []
     compute = client.compute_client
-    quotes = []
+    machines = []
     for usage in template.sources:
         source_template = call(
             partial(compute.get_compute_source_template, usage.sourceTemplateId),
@@ -142,9 +167,21 @@ def quote_template(
         # On-premise and simulator sources carry no spot flag: they are on-demand.
         spot = source.instancePricing == InstancePricing.SPOT_ONLY or bool(getattr(source, "spot", False))
         machine = Machine(source.provider, source.region, usage.instanceType or source.instanceType, spot)
+        machines.append((usage.sourceTemplateId, machine))
+    return machines
+
+
+def quote_template(
+    prices: PriceList, ref: str, template: ComputeRequirementTemplate, machines: Sequence[tuple[str, Machine]]
+) -> TemplateQuote:
+    """The price of a node-hour from this template, from its sources' machines and the price list."""
+    if not isinstance(template, ComputeRequirementStaticTemplate):
+        return TemplateQuote(ref, template.id, [], "dynamic template: sources chosen at provisioning")
+    quotes = []
+    for source_id, machine in machines:
         price, currency = prices.price(machine)
-        quotes.append(SourceQuote(usage.sourceTemplateId, machine.describe(), price, currency, spot))
-    return TemplateQuote(ref, template.id, quotes)
+        quotes.append(SourceQuote(source_id, machine.describe(), price, currency, machine.spot))
+    return TemplateQuote(ref, template.id, quotes, strategy=template.strategyType)
 
 
 def instance_usage(

@@ -76,14 +76,20 @@ class Platform:
         region: str = "eu-west-2",
         spot: bool = False,
         provider: str = "AWS",
+        then_on_demand: bool = False,
     ) -> Template:
-        """A template with one source template of its own (`<name>-source`) for these instances."""
+        """A template with one source template of its own (`<name>-source`) for these instances; with
+        `then_on_demand`, a second one (`<name>-on-demand`) of the same machines on demand, after the
+        first in a waterfall: spot-first when `spot`. Instances come from the first source."""
         namespace, _, name = key.rpartition("/")
         namespace = namespace or "default"
-        source = SourceTemplate(namespace, f"{name}-source", provider, region, instance_type, spot)
-        template = Template(namespace, name, [source])
+        sources = [SourceTemplate(namespace, f"{name}-source", provider, region, instance_type, spot)]
+        if then_on_demand:
+            sources.append(SourceTemplate(namespace, f"{name}-on-demand", provider, region, instance_type))
+        template = Template(namespace, name, sources)
         with self.lock:
-            self.source_templates[source.id] = source
+            for source in sources:
+                self.source_templates[source.id] = source
             self.templates[template.key] = template
         return template
 

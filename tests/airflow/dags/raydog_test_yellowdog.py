@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from raydog_airflow.operators import RayDogBuildOperator, RayDogShutdownOperator, RayDogSubmitJobOperator
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES
@@ -18,6 +18,7 @@ with DAG(
         raydog_conn_id="raydog_yd",
         spec={
             "cluster_name": "yd-airflow",
+            "max_node_hours": 10,  # a spend cap: each task that uses the cluster reports on it
             "head_node_compute_requirement_template_id": DEFAULT_TEMPLATES[0],
             "head_node_resources": NODE,
             "worker_pools": [
@@ -29,6 +30,14 @@ with DAG(
             ],
         },
     )
+
+    @task(task_id="time_passes")
+    def time_passes() -> None:
+        """The test's own step between build and job (dag_hooks: it moves the emulator's clock)."""
+        from dag_hooks import run_between_build_and_job
+
+        run_between_build_and_job()
+
     job = RayDogSubmitJobOperator(
         task_id="submit_job",
         raydog_conn_id="raydog_yd",
@@ -38,4 +47,4 @@ with DAG(
     shutdown = RayDogShutdownOperator(
         task_id="shut_down", raydog_conn_id="raydog_yd", cluster_state=build.output
     )
-    build.as_setup() >> job >> shutdown.as_teardown(setups=build)
+    build.as_setup() >> time_passes() >> job >> shutdown.as_teardown(setups=build)
