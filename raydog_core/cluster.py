@@ -38,6 +38,7 @@ from raydog_core.backends.base import (
     NodeLaunch,
     NodeRole,
     PoolPlan,
+    node_failure,
 )
 from raydog_core.client_auth import ClientAuthScope
 from raydog_core.credentials import YellowDogCredentials
@@ -691,7 +692,7 @@ class RayDogCluster:
             nonlocal alive
             for failed in session.failed_nodes(self._current_node_ids()):
                 if not replace_failed:
-                    raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
+                    raise node_failure(failed)
                 self._replace_failed_worker(failed)
             alive = session.alive_in_ray(self._state.head.node_id if self._state else None)
             return alive if alive >= expected else None
@@ -897,7 +898,7 @@ class RayDogCluster:
         try:
             return self._require_session().wait_for_head(new_id, deadline, self._not_up_in_time("head"))
         except NodeFailedError as again:
-            raise _failed_again(again.role, new_id, again.detail, failed.node_id) from None
+            raise _failed_again(again, new_id, failed.node_id) from None
 
     def _start_replacement(
         self, role: str, failed_id: str, detail: str, pool_id: str, launch: NodeLaunch
@@ -946,13 +947,13 @@ class RayDogCluster:
         fails the wait with its log tail; so does a failed head."""
         pool = next((p for p in self._pools.values() if failed.node_id in p.node_ids), None)
         if failed.role != NodeRole.WORKER or pool is None or pool.backend_id is None:
-            raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
+            raise node_failure(failed)
         if failed.node_id in self._replacements:
-            raise _failed_again("worker", failed.node_id, failed.detail, self._replacements[failed.node_id])
+            raise _failed_again(node_failure(failed), failed.node_id, self._replacements[failed.node_id])
         launch = self._worker_launch(pool)
         new_id = self._start_replacement("worker", failed.node_id, failed.detail, pool.backend_id, launch)
         if new_id is None:
-            raise NodeFailedError(failed.role.value, failed.node_id, failed.detail)
+            raise node_failure(failed)
         self._replacements[new_id] = failed.node_id
         pool.node_ids = [new_id if n == failed.node_id else n for n in pool.node_ids]
         self._publish_state()
@@ -1039,9 +1040,10 @@ class RayDogCluster:
             raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
 
 
-def _failed_again(role: str, node_id: str, detail: str, replaced: str) -> NodeFailedError:
-    """A replacement that failed too: the error names both nodes."""
-    return NodeFailedError(role, node_id, f"{detail} (it replaced {replaced}, which failed too)")
+def _failed_again(error: NodeFailedError, node_id: str, replaced: str) -> NodeFailedError:
+    """A replacement that failed too: the error (of the same kind: two lost machines are still the
+    platform's doing) names both nodes."""
+    return type(error)(error.role, node_id, f"{error.detail} (it replaced {replaced}, which failed too)")
 
 
 def _pool_index(raydog_id: str | None, cluster_name: str) -> int | None:

@@ -20,11 +20,17 @@ class SpecError(RayDogError, ValueError):
         super().__init__(message)
 
 
+class InfrastructureError(RayDogError):
+    """The platform or a machine failed, not the spec, the node scripts or the user's code: a boot that
+    timed out, a machine that was lost. The same run may succeed when retried, so orchestrators' retries
+    are for these (raydog_airflow fails the others for good); every other RayDogError would fail again."""
+
+
 class BuildError(RayDogError):
     """A cluster could not be built; everything created so far has been shut down."""
 
 
-class BuildTimeoutError(BuildError, TimeoutError):
+class BuildTimeoutError(BuildError, InfrastructureError, TimeoutError):
     """The head node did not accept connections in time; the cluster has been shut down."""
 
 
@@ -36,6 +42,11 @@ class NodeFailedError(BuildError):
         self.node_id = node_id
         self.detail = detail
         super().__init__(f"{role} node {node_id} failed: {detail}")
+
+
+class NodeLostError(NodeFailedError, InfrastructureError):
+    """A node's machine went away under it (a spot instance reclaimed, a crash: YellowDog's
+    ALLOCATION_LOST), not a failure of its script."""
 
 
 class PoolGoneError(RayDogError):
@@ -57,3 +68,7 @@ class ShutdownError(RayDogError):
 class SpendCapError(RayDogError):
     """The cluster's spend cap (max_node_hours / max_cost) is used up: the platform refuses new nodes
     and has ended the running ones. Not a failure of the user's code, and not worth retrying as is."""
+
+
+class NodeEndedByCapError(NodeFailedError, SpendCapError):
+    """A node the platform ended because the cluster's spend cap was used up."""

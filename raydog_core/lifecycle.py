@@ -27,8 +27,9 @@ from raydog_core.backends.base import (
     NodeRole,
     NodeStatus,
     ObservabilityPorts,
+    node_failure,
 )
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, StateError
+from raydog_core.errors import BuildTimeoutError, RayDogError, StateError
 from raydog_core.home import autoscaler_files
 from raydog_core.node_env import role_environment
 from raydog_core.observability import password as observability_password
@@ -200,7 +201,7 @@ class ClusterSession:
             if node is None:
                 return None
             if node.status.is_final:
-                raise NodeFailedError(role, node_id, node.detail or f"status {node.status.value}")
+                raise node_failure(node, role)
             return node if node.status == NodeStatus.RUNNING and node.private_ip else None
 
         return poll_until(look, deadline, lambda: BuildTimeoutError(timeout_message))
@@ -304,7 +305,7 @@ class HeadProbe:
         if node is None:
             return None
         if node.status.is_final:
-            raise NodeFailedError("head", node.node_id, node.detail or f"status {node.status.value}")
+            raise node_failure(node, "head")
         if node.status != NodeStatus.RUNNING or not node.private_ip:
             return None
         if not self._session.backend.capabilities.nodes_reachable:

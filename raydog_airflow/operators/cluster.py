@@ -27,6 +27,7 @@ from raydog_airflow.cluster_xcom import (
     state_argument,
     unique_states,
 )
+from raydog_airflow.failures import retry_only_infrastructure
 from raydog_airflow.hooks.raydog import RayDogHook
 from raydog_airflow.hooks.settings import RayDogConnectionSettings
 from raydog_airflow.labels import ORCHESTRATOR_LABEL, dag_run_labels, lease_holder
@@ -89,6 +90,7 @@ class RayDogBuildOperator(BaseOperator):
         self.poll_interval = poll_interval
         self._cluster: RayDogCluster | None = None
 
+    @retry_only_infrastructure
     def execute(self, context: Context) -> dict[str, Any]:
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         spec = self.cluster_spec(context, settings)
@@ -136,6 +138,7 @@ class RayDogBuildOperator(BaseOperator):
             method_name="execute_head_ready",
         )
 
+    @retry_only_infrastructure
     def execute_head_ready(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resumed once the head is up (or failed): start the worker pools."""
         settings = RayDogHook(self.raydog_conn_id).get_conn()
@@ -166,6 +169,7 @@ class RayDogBuildOperator(BaseOperator):
             )
         return self._built(context["ti"], state)
 
+    @retry_only_infrastructure
     def execute_workers_ready(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         self._fail_unless_ready(settings, event)
@@ -264,6 +268,7 @@ class RayDogAddWorkerPoolOperator(BaseOperator):
         self.wait_for_workers = wait_for_workers
         self.timeout = timeout
 
+    @retry_only_infrastructure
     def execute(self, context: Context) -> dict[str, Any]:
         state = state_argument(self.cluster_state)
         settings = RayDogHook(self.raydog_conn_id).get_conn()

@@ -61,8 +61,9 @@ from raydog_core.backends.base import (
     NodeRole,
     NodeStatus,
     PoolPlan,
+    node_failure,
 )
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, PoolGoneError, RayDogError, SpecError
+from raydog_core.errors import BuildTimeoutError, PoolGoneError, RayDogError, SpecError
 from raydog_core.home import autoscaler_files, raydog_home
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.ports import free_ports
@@ -575,7 +576,7 @@ class RayDogNodeProvider(NodeProvider):
             nonlocal last_error
             node = next((n for n in self._list_nodes() if n.node_id == node_id), None)
             if node is not None and node.status.is_final:
-                raise NodeFailedError("head", node_id, node.detail or f"status {node.status.value}")
+                raise node_failure(node, "head")
             if node is None or node.status != NodeStatus.RUNNING:
                 return None
             try:

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from raydog_core.errors import RayDogError
+from raydog_core.errors import NodeEndedByCapError, NodeFailedError, NodeLostError, RayDogError
 from raydog_core.pricing import ClusterUsage, PlanQuote, SpendStatus
 from raydog_core.spec import NodeResources, YellowDogNodeOptions
 
@@ -39,6 +39,25 @@ class NodeStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (NodeStatus.FAILED, NodeStatus.TERMINATED)
+
+
+class NodeEnd(StrEnum):
+    """Who ended a failed node, where it was not its own script: what retrying can mend differs."""
+
+    MACHINE_LOST = "machine_lost"  # its machine went away (a spot instance reclaimed, a crash)
+    SPEND_CAP = "spend_cap"  # the platform ended it at the cluster's spend cap
+
+
+def node_failure(node: NodeInfo, role: str | None = None) -> NodeFailedError:
+    """The error for a failed node: a lost machine is infrastructure (worth a retry), a node ended at the
+    spend cap is the cap, anything else its script's failure."""
+    kinds: dict[NodeEnd | None, type[NodeFailedError]] = {
+        NodeEnd.MACHINE_LOST: NodeLostError,
+        NodeEnd.SPEND_CAP: NodeEndedByCapError,
+    }
+    return kinds.get(node.ended_by, NodeFailedError)(
+        role or node.role.value, node.node_id, node.detail or f"status {node.status.value}"
+    )
 
 
 @dataclass(frozen=True)
@@ -146,6 +165,7 @@ class NodeInfo:
     private_ip: str | None = None
     public_ip: str | None = None
     detail: str = ""  # why a node failed, with the tail of its log where the backend has one
+    ended_by: NodeEnd | None = None  # who ended a failed node, where not its own script (see `node_failure`)
 
 
 @dataclass(frozen=True)

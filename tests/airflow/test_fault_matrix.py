@@ -123,6 +123,7 @@ def test_a_failing_worker_script_fails_the_build_task(
     assert task_states(dag_run) == BUILD_FAILED
     log = task_log(capfd)
     assert "NodeFailedError" in log and "worker node" in log and "exit code 3" in log, log[-3000:]
+    assert "not retried: it would fail again" in log  # a broken script: the task's retries are not spent
     fault_leaks.assert_none(emulator=target.emulator)
 
 
@@ -141,6 +142,7 @@ def test_a_build_that_times_out_fails_the_build_task(
     assert task_states(dag_run) == BUILD_FAILED
     log = task_log(capfd)
     assert "BuildTimeoutError" in log and "not up in time" in log, log[-3000:]
+    assert "not retried" not in log  # infrastructure: the task's retries, where it has any, are for this
     fault_leaks.assert_none(emulator=target.emulator)
 
 

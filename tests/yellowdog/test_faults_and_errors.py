@@ -12,7 +12,14 @@ from conftest import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
 from raydog_core import RayDogCluster
 from raydog_core.backends.base import ClusterOptions, NodeLaunch, NodeRole, NodeStatus
 from raydog_core.backends.yellowdog.backend import YellowDogBackend
-from raydog_core.errors import BuildTimeoutError, NodeFailedError, RayDogError, SpecError
+from raydog_core.errors import (
+    BuildTimeoutError,
+    InfrastructureError,
+    NodeFailedError,
+    NodeLostError,
+    RayDogError,
+    SpecError,
+)
 from raydog_core.testing.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
@@ -100,8 +107,9 @@ def test_slow_boot_times_out_and_cleans_up(
     yellowdog_emulator.faults.boot_delay_s = 60
     cluster = RayDogCluster(cluster_name="slowboot", head_node_ray_start_script=SLEEP_SCRIPT, **yd_kwargs)
     started = time.monotonic()
-    with pytest.raises(BuildTimeoutError, match="not up in time"):
+    with pytest.raises(BuildTimeoutError, match="not up in time") as timed_out:
         cluster.build(head_node_build_timeout=timedelta(seconds=2))
+    assert isinstance(timed_out.value, InfrastructureError)  # a retry may well succeed
     assert time.monotonic() - started < 30
     fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
@@ -134,12 +142,32 @@ def test_transient_errors_killed_node_and_failing_task(
         assert "started again (1x) after its machine was lost: ALLOCATION_LOST" in dead.detail
         cluster.remove_worker_pool(dead.pool_id)
         cluster.add_worker_pool(worker_pool_node_count=1, **pool)  # "w2-...": its task fails at once
-        with pytest.raises(NodeFailedError, match="exit code 1"):
+        with pytest.raises(NodeFailedError, match="exit code 1") as failed:
             wait_for_failure(cluster)
+        assert not isinstance(failed.value, InfrastructureError)  # its script: a retry would fail again
     finally:
         cluster.shut_down()
     assert faults.injected_errors > 0
     faults.error_rate = 0.0
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_a_head_whose_machine_is_lost_is_an_infrastructure_error(
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
+) -> None:
+    """The head's machine goes away (nothing restarts a head: Ray has no second one): the wait fails
+    with NodeLostError, an InfrastructureError, which orchestrators retry, unlike a script's failure."""
+    cluster = RayDogCluster(cluster_name="losthead", head_node_ray_start_script=LISTEN_SCRIPT, **yd_kwargs)
+    try:
+        cluster.build(wait_for_workers=False)
+        head = next(n for n in cluster.nodes() if n.role == NodeRole.HEAD)
+        yellowdog_emulator.kill_instance_of_task(head.node_id)
+        with pytest.raises(NodeLostError, match=r"head node .*ALLOCATION_LOST") as lost:
+            wait_for_failure(cluster)
+        assert isinstance(lost.value, InfrastructureError) and isinstance(lost.value, NodeFailedError)
+    finally:
+        cluster.shut_down()
     fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
 

@@ -19,7 +19,7 @@ from yellowdog_client.model import (
 )
 
 from raydog_core import RayDogCluster, spend_watch
-from raydog_core.errors import NodeFailedError, SpecError, SpendCapError
+from raydog_core.errors import InfrastructureError, NodeFailedError, SpecError, SpendCapError
 from raydog_core.testing.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("quick_stand_in_head")  # no real Ray head here
@@ -116,6 +116,7 @@ def test_at_the_cap_nodes_end_with_the_cap_named_and_growth_is_refused(
             except TimeoutError:
                 continue
         assert "spend cap of 1 node-hours" in str(error) and "ALLOCATION_LOST" in str(error)
+        assert isinstance(error, SpendCapError) and not isinstance(error, InfrastructureError)
         with pytest.raises(SpendCapError, match=r"overcap has used up its spend cap of 1 node-hours"):
             cluster.add_worker_pool(worker_pool_node_count=1, **pool)
     finally:

@@ -59,6 +59,7 @@ from raydog_core.backends.base import (
     ClusterOptions,
     ClusterRecord,
     HeadPorts,
+    NodeEnd,
     NodeInfo,
     NodeLaunch,
     NodeRole,
@@ -514,8 +515,15 @@ class YellowDogBackend:
         for task in tasks:
             group = self._groups.get(_present(task.taskGroupId, "task group id"), _Group("", None))
             status, detail = node_status(task)
+            last_error = task.errors[-1].errorType if task.errors else None
+            ended_by = (
+                NodeEnd.MACHINE_LOST
+                if status == NodeStatus.FAILED and last_error == "ALLOCATION_LOST"
+                else None
+            )
             if capped and _lost(task):
                 detail = f"{detail}; {capped}"
+                ended_by = NodeEnd.SPEND_CAP
             private_ip = public_ip = None
             pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
             if status == NodeStatus.RUNNING and task.nodeId:
@@ -531,6 +539,7 @@ class YellowDogBackend:
                     private_ip=private_ip,
                     public_ip=public_ip,
                     detail=detail,
+                    ended_by=ended_by,
                 )
             )
         return nodes
