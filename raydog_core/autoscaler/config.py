@@ -24,6 +24,7 @@ from raydog_core.errors import SpecError
 from raydog_core.scripts import default_script
 from raydog_core.spec import (
     MIN_OBJECT_STORE_MB,
+    ClusterFields,
     NodePlacement,
     NodeResources,
     YellowDogNodeOptions,
@@ -98,18 +99,9 @@ class ProviderConfig(BaseModel):
         "watchdog, docs/leases.md); None: never, only cluster_lifetime_hours ends it",
     )
     head_node_build_timeout_minutes: Number = Field(10.0, gt=0, allow_inf_nan=False)
-    max_node_hours: limits.Count | None = Field(
-        None,
-        ge=1,
-        le=1_000_000,
-        description="backend yellowdog only: a spend cap in whole node-hours, a hard platform allowance on "
-        "the cluster's instances (at the cap the platform ends them and refuses new ones)",
-    )
-    head_node_allow_spot: bool = Field(
-        False,
-        description="backend yellowdog only: let the head's template give spot instances (refused by "
-        "default: a reclaimed head ends the whole cluster)",
-    )
+    # As in a builder's spec (one declaration: raydog_core.spec.ClusterFields).
+    max_node_hours: Annotated[limits.Count | None, ClusterFields.model_fields["max_node_hours"]] = None
+    head_node_allow_spot: Annotated[bool, ClusterFields.model_fields["head_node_allow_spot"]] = False
     files_to_upload: list[str | UploadFile] = Field(default_factory=list)
     head_node_tag_server_port: limits.Count = Field(
         DEFAULT_PORT, ge=0, le=65535, description="0: a free port (local)"
@@ -168,26 +160,18 @@ class ProviderConfig(BaseModel):
         )
         return value
 
-    @field_validator("node_placement")
+    @field_validator("node_placement", "max_node_hours")
     @classmethod
-    def _placement_for_yellowdog(cls, value: NodePlacement | None, info: Any) -> NodePlacement | None:
-        if value is not None and info.data.get("backend") != "yellowdog":
-            raise SpecError(
-                "provider.node_placement",
-                "only for backend yellowdog",
-                "remove it: local nodes always share this host",
-            )
-        return value
-
-    @field_validator("max_node_hours")
-    @classmethod
-    def _cap_for_yellowdog(cls, value: int | None, info: Any) -> int | None:
-        if value is not None and info.data.get("backend") != "yellowdog":
-            raise SpecError(
-                "provider.max_node_hours",
+    def _only_for_yellowdog(cls, value: Any, info: Any) -> Any:
+        why = {
+            "node_placement": ("only for backend yellowdog", "remove it: local nodes always share this host"),
+            "max_node_hours": (
                 "a spend cap is a YellowDog allowance; local nodes cost nothing",
                 "remove it, or use backend yellowdog",
-            )
+            ),
+        }
+        if value is not None and info.data.get("backend") != "yellowdog":
+            raise SpecError(f"provider.{info.field_name}", *why[info.field_name])
         return value
 
     @field_validator("disable_node_updaters")

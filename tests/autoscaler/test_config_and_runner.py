@@ -80,6 +80,7 @@ def test_file_references_resolve_relative_to_the_yaml(
         ({"head_node_type": "nope"}, "head_node_type"),
         ({"cluster_name": "Has Spaces"}, "cluster_name"),
         ({"provider.max_node_hours": 5}, "provider.max_node_hours"),  # local nodes cost nothing
+        ({"provider.node_placement": "shared_host"}, "provider.node_placement"),  # yellowdog only
         (
             {"provider.backend": "yellowdog"},
             "available_node_types.ray_head_default.node_config.compute_requirement_template",
