@@ -22,9 +22,10 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from raydog_core import auth
+from raydog_core import auth, demand_watch
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
+from raydog_core.demand_watch import DemandWatch
 from raydog_core.errors import SpecError, StateError
 from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.lifecycle import vouched_head
@@ -199,6 +200,26 @@ class RayDogConnectionSettings:
             finally:
                 watch.stop()
         finally:
+            backend.close()
+
+    @contextmanager
+    def watch_demand(self, state: ClusterState, dashboard_url: str, logger: WatchLogger) -> Iterator[None]:
+        """While a job runs, Ray work that no node of the cluster can run is explained in the task's log
+        ("why isn't it scaling?": `DemandWatch`). `dashboard_url` is this machine's way to the head's
+        dashboard, as `dashboard_url()` gave it: the cluster's token goes there."""
+        backend = self.create_backend()
+        token = ray_token(state)
+        watch = DemandWatch(
+            lambda: demand_watch.cluster_status(dashboard_url, token),
+            lambda: backend.list_nodes(state.cluster_id),
+            state.cluster_name,
+            logger,
+            interval_s=demand_watch.INTERVAL_S,
+        ).start()
+        try:
+            yield
+        finally:
+            watch.stop()
             backend.close()
 
     def release_lease(self, state: ClusterState, holder: str) -> None:

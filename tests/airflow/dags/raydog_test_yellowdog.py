@@ -9,6 +9,16 @@ from raydog_airflow.operators import RayDogBuildOperator, RayDogShutdownOperator
 from raydog_core.testing.emulator import DEFAULT_TEMPLATES
 
 NODE = {"num_cpus": 1, "memory_mb": 512, "object_store_mb": 80}
+# The job also asks for work no node can run, for a while: the task log says why it waits.
+JOB = """python - <<'PY'
+import time
+import ray
+ray.init()
+print("yellowdog job sees", len(ray.nodes()), "nodes")
+stuck = ray.remote(lambda: None).options(num_cpus=64).remote()
+time.sleep(15)
+ray.cancel(stuck, force=True)
+PY"""
 
 with DAG(
     dag_id="raydog_test_yellowdog", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")
@@ -42,7 +52,7 @@ with DAG(
         task_id="submit_job",
         raydog_conn_id="raydog_yd",
         cluster_state=build.output,
-        entrypoint="python -c \"import ray; ray.init(); print('yellowdog job sees', len(ray.nodes()), 'nodes')\"",
+        entrypoint=JOB,
     )
     shutdown = RayDogShutdownOperator(
         task_id="shut_down", raydog_conn_id="raydog_yd", cluster_state=build.output
