@@ -29,7 +29,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from raydog_core import auth, client_auth, demand_watch, leases, naming, postmortem, reuse, warm_files
+from raydog_core import (
+    auth,
+    client_auth,
+    demand_watch,
+    leases,
+    naming,
+    postmortem,
+    postmortem_store,
+    reuse,
+    warm_files,
+)
 from raydog_core.backends import Backend, create_backend
 from raydog_core.backends.base import (
     ClusterHandle,
@@ -355,6 +365,7 @@ class RayDogCluster:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
         backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
+        postmortem_store.check_settings()  # where its post-mortem goes, before it has one
         spec = self.spec
         options = dataclasses.replace(
             self._cluster_options(),

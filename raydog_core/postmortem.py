@@ -12,7 +12,7 @@ cluster that ended by itself) writes one bundle, once per cluster:
   the platform reports them).
 
 Bundles are written under `$RAYDOG_HOME/post-mortems` (0700, like every file RayDog keeps), the newest
-`KEEP` are kept. Nothing secret is in them: node environments are never logged, and the secret scans of
+`KEEP` are kept; `raydog_core.postmortem_store` copies them to a URL and deletes old ones by age. Nothing secret is in them: node environments are never logged, and the secret scans of
 the test suite open the archives.
 """
 
@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from raydog_core import postmortem_store
 from raydog_core.backends.base import Backend, NodeInfo
 from raydog_core.home import raydog_home
 from raydog_core.private_files import private_dir
@@ -48,6 +49,7 @@ class PostMortem:
 
     path: Path
     summary: str
+    url: str | None = None  # its copy beyond this machine (RAYDOG_POST_MORTEM_URL), where one is set
 
 
 def directory() -> Path:
@@ -71,7 +73,7 @@ def read(path: Path) -> PostMortem | None:
             summary = member.read().decode(errors="replace") if member else ""
     except (OSError, KeyError, tarfile.TarError):
         return None
-    return PostMortem(path, summary)
+    return PostMortem(path, summary, postmortem_store.url_of(path.name))
 
 
 def members(path: Path) -> list[str]:
@@ -109,8 +111,9 @@ def write(backend: Backend, cluster_id: str, ended: str) -> PostMortem | None:
     except Exception as error:  # noqa: BLE001 - the cluster is gone either way
         log.warning("could not write the post-mortem of cluster %s: %s", cluster_id, error)
         return None
-    log.info("post-mortem of cluster %s: %s", cluster_id, path)
-    return PostMortem(path, summary)
+    url = postmortem_store.publish(path)
+    log.info("post-mortem of cluster %s: %s%s", cluster_id, path, f" (copied to {url})" if url else "")
+    return PostMortem(path, summary, url)
 
 
 class LogBudget:
@@ -208,7 +211,8 @@ def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def prune(folder: Path, keep: int) -> None:
-    """Delete all but the `keep` newest bundles in `folder`."""
+    """Delete all but the `keep` newest bundles in `folder`, and any older than the maximum age."""
+    postmortem_store.prune_old_local(folder, SUFFIX)
     bundles = sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in bundles[keep:]:
         old.unlink(missing_ok=True)

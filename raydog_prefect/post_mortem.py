@@ -26,6 +26,8 @@ def attach_post_mortem(cluster: RayDogCluster, flow_run_id: str | None, logger: 
         f"{bundle.summary}\nBundle: [{bundle.path.name}]({bundle.path.as_uri()}) on the machine that ran "
         f"the flow; list or extract it with `raydog logs {bundle.path}`.\n"
     )
+    if bundle.url is not None:
+        markdown += f"\nA copy: [{bundle.url}]({bundle.url}).\n"
     try:
         with get_client(sync_client=True) as client:
             client.create_artifact(

@@ -380,7 +380,10 @@ class RayDogShutdownOperator(BaseOperator):
             return []
         settings = RayDogHook(self.raydog_conn_id).get_conn()
         used: list[dict[str, Any]] = []  # node-hours and cost of each cluster shut down here
-        bundles: list[dict[str, str]] = []  # the post-mortem of each cluster, where this machine has it
+        bundles: list[
+            dict[str, str | None]
+        ] = []  # the post-mortem of each cluster, where this machine has it
+        link: str | None = None  # the first bundle's copy beyond this machine, else the file here
         with closing(settings.create_backend()) as backend:
             for state in states:
                 settings.check_state(state)
@@ -400,14 +403,17 @@ class RayDogShutdownOperator(BaseOperator):
                         "cluster %s (%s) was already shut down", state.cluster_name, state.cluster_id
                     )
                 if (bundle := postmortem.find(state.cluster_id)) is not None:
-                    bundles.append({"cluster_id": state.cluster_id, "path": str(bundle.path)})
+                    bundles.append(
+                        {"cluster_id": state.cluster_id, "path": str(bundle.path), "url": bundle.url}
+                    )
+                    link = link or bundle.url or bundle.path.as_uri()
                     self.log.info(
                         "post-mortem of cluster %s: %s\n%s", state.cluster_name, bundle.path, bundle.summary
                     )
         context["ti"].xcom_push(key=USAGE_XCOM_KEY, value=used)
         context["ti"].xcom_push(key=POST_MORTEM_XCOM_KEY, value=bundles)
-        if bundles:
-            PostMortemLink.persist(context, Path(bundles[0]["path"]).as_uri())
+        if link is not None:  # the web server may not see this machine's files: the copy where there is one
+            PostMortemLink.persist(context, link)
         return [state.cluster_id for state in states]
 
     def _states(self, context: Context) -> list[ClusterState]:

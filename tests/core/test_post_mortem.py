@@ -93,3 +93,56 @@ def test_only_the_newest_bundles_are_kept(tmp_path: Path) -> None:
         f"middle{postmortem.SUFFIX}",
         f"newest{postmortem.SUFFIX}",
     ]
+
+
+def test_bundles_are_copied_to_a_store_and_old_ones_deleted_by_age(
+    local_backend, fault_leaks, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAYDOG_POST_MORTEM_URL (any fsspec URL; a local one here) gets a copy of every bundle, and
+    RAYDOG_POST_MORTEM_MAX_AGE_DAYS deletes bundles older than that there and on this machine."""
+    import os
+    import time
+
+    store = tmp_path / "store"
+    store.mkdir()
+    stale = store / f"long-gone{postmortem.SUFFIX}"
+    stale_here = postmortem.directory() / f"long-gone-here{postmortem.SUFFIX}"
+    postmortem.directory().mkdir(parents=True, exist_ok=True)
+    for old in (stale, stale_here):
+        old.write_bytes(b"old")
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(old, (two_days_ago, two_days_ago))
+    monkeypatch.setenv("RAYDOG_POST_MORTEM_URL", f"file://{store}")
+    monkeypatch.setenv("RAYDOG_POST_MORTEM_MAX_AGE_DAYS", "1")
+    cluster = RayDogCluster(cluster_name="pmstore", head_node_ray_start_script="#!/bin/bash\nexit 5\n")
+    with pytest.raises(Exception, match="code 5"):
+        cluster.build(30)
+    bundle = cluster.post_mortem
+    assert bundle is not None and bundle.url == f"file://{store}/{bundle.path.name}"
+    copy = store / bundle.path.name
+    assert copy.read_bytes() == bundle.path.read_bytes()
+    assert not stale.exists() and not stale_here.exists()  # older than a day: gone, there and here
+    assert postmortem.find(cluster.state.cluster_id) == bundle  # found again, with its copy's URL
+    fault_leaks.assert_none()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RAYDOG_POST_MORTEM_MAX_AGE_DAYS", "a week"),
+        ("RAYDOG_POST_MORTEM_MAX_AGE_DAYS", "0"),
+        ("RAYDOG_POST_MORTEM_URL", "nosuchprotocol://bucket/raydog"),
+    ],
+)
+def test_unusable_store_settings_are_refused_before_anything_exists(
+    local_backend, fault_leaks, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    from raydog_core.errors import SpecError
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SpecError, match=variable):
+        RayDogCluster(cluster_name="pmbadstore").build(30)
+    assert local_backend.list_clusters() == [] or all(
+        c.name != "pmbadstore" for c in local_backend.list_clusters()
+    )
+    fault_leaks.assert_none()
