@@ -29,10 +29,11 @@ from raydog_core.demand_watch import DemandWatch
 from raydog_core.errors import SpecError, StateError
 from raydog_core.leases import LeaseClient, LeaseError, LeaseKeeper
 from raydog_core.lifecycle import vouched_head
+from raydog_core.node_watch import NodeWatch
 from raydog_core.spend_watch import SpendWatch
 from raydog_core.ssh_access import SshAccess
 from raydog_core.state import ClusterState
-from raydog_core.ticker import WatchLogger
+from raydog_core.ticker import Watch, WatchLogger
 
 log = logging.getLogger(__name__)
 
@@ -180,46 +181,43 @@ class RayDogConnectionSettings:
                 keeper.stop(release=False)
 
     @contextmanager
-    def watch_spend(self, state: ClusterState, logger: WatchLogger) -> Iterator[None]:
-        """While a task works on the cluster, its spend cap in the task's own log: a warning at 80 %, an
-        error at 100 % (`SpendWatch`), looked at once now and every minute after. No task holds the
-        cluster between tasks, so each task that uses it looks. Nothing for a cluster without a cap; a
-        look that fails never fails the task."""
+    def watches(
+        self, state: ClusterState, logger: WatchLogger, dashboard_url: str | None = None
+    ) -> Iterator[None]:
+        """While a task works on the cluster, what a builder watches while it holds one, into the task's
+        own log: the spend cap (a warning at 80 %, an error at 100 %, looked at once now), Ray work no
+        node can run (given `dashboard_url`, this machine's way to the head's dashboard, where the token
+        goes), and on a backend that heals when listed (YellowDog) its nodes every 15 s, so a worker
+        whose machine was lost gets a node back during the task. No process holds the cluster between
+        tasks, so each task that uses it looks; a look that fails never fails the task."""
         backend = self.create_backend()
-        watch = SpendWatch(lambda: backend.spend(state.cluster_id), state.cluster_name, logger)
+        started: list[Watch] = []
         try:
+            spend = SpendWatch(lambda: backend.spend(state.cluster_id), state.cluster_name, logger)
             try:
-                capped = watch.check() is not None
+                capped = spend.check() is not None
             except Exception:  # the cap is the platform's to enforce; this only reports it
                 logger.debug("could not read the spend cap of %s", state.cluster_name, exc_info=True)
                 capped = False
             if capped:
-                watch.start()
-            try:
-                yield
-            finally:
-                watch.stop()
-        finally:
-            backend.close()
-
-    @contextmanager
-    def watch_demand(self, state: ClusterState, dashboard_url: str, logger: WatchLogger) -> Iterator[None]:
-        """While a job runs, Ray work that no node of the cluster can run is explained in the task's log
-        ("why isn't it scaling?": `DemandWatch`). `dashboard_url` is this machine's way to the head's
-        dashboard, as `dashboard_url()` gave it: the cluster's token goes there."""
-        backend = self.create_backend()
-        token = ray_token(state)
-        watch = DemandWatch(
-            lambda: demand_watch.cluster_status(dashboard_url, token),
-            lambda: backend.list_nodes(state.cluster_id),
-            state.cluster_name,
-            logger,
-            interval_s=demand_watch.INTERVAL_S,
-        ).start()
-        try:
+                started.append(spend.start())
+            if dashboard_url is not None:
+                token = ray_token(state)
+                demand = DemandWatch(
+                    lambda: demand_watch.cluster_status(dashboard_url, token),
+                    lambda: backend.list_nodes(state.cluster_id),
+                    state.cluster_name,
+                    logger,
+                    interval_s=demand_watch.INTERVAL_S,
+                )
+                started.append(demand.start())
+            if backend.capabilities.heals_when_listing:
+                nodes = NodeWatch(lambda: backend.list_nodes(state.cluster_id), state.cluster_name)
+                started.append(nodes.start())
             yield
         finally:
-            watch.stop()
+            for watch in started:
+                watch.stop()
             backend.close()
 
     def release_lease(self, state: ClusterState, holder: str) -> None:

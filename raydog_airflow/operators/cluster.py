@@ -275,7 +275,7 @@ class RayDogAddWorkerPoolOperator(BaseOperator):
         settings.check_state(state)
         with (
             settings.hold_lease(state, _holder(context)),
-            settings.watch_spend(state, self.log),  # a pool added at the cap is refused: say so first
+            settings.watches(state, self.log),  # a pool added at the cap is refused: say so first
             closing(settings.create_backend()) as backend,
         ):
             new_state, pool_id = operations.add_worker_pool(

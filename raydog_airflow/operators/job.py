@@ -105,9 +105,8 @@ class RayDogSubmitJobOperator(BaseOperator):
             # which keeps the cluster up by itself.
             dag_run = context["dag_run"]
             stack.enter_context(settings.hold_lease(state, lease_holder(dag_run.dag_id, dag_run.run_id)))
-            stack.enter_context(settings.watch_spend(state, self.log))
             url = stack.enter_context(settings.dashboard_url(state))
-            stack.enter_context(settings.watch_demand(state, url, self.log))  # "why isn't it scaling?"
+            stack.enter_context(settings.watches(state, self.log, url))  # cap, demand, lost nodes
             client = job_client(url, state)
             base = self.submission_id or submission_id_base(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
             job_id, attached = submit_or_attach(client, base, ti.try_number, self._submit_kwargs())
