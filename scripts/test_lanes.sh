@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the test sessions in two lanes at once, each a half of the core suite then one integration:
 # lane 1 the builder and `ray up` on the local backend (tests/core, tests/autoscaler), then Prefect;
-# lane 2 faults, YellowDog, tunnels and the tag store, then Airflow. Most of a test's time is waiting (a
-# Ray node starting, a lease lapsing), so two lanes share a 2-core machine well; more lanes overload it
-# past Ray's fixed 30 s node start-up deadline (measured: four lanes failed node starts). Each lane's output
+# lane 2 faults, YellowDog, tunnels and the tag store, then Airflow. The lanes are CPU-bound on Ray node
+# starts (about 5 CPU-seconds a node with bytecode installed: noxfile.py), so more lanes gain nothing:
+# three took 1101 s against two's 1123 s (measured side by side), with every session slower, and four
+# (before bytecode) overloaded the machine past Ray's fixed 30 s node start-up deadline. Each lane's output
 # goes to its own log and is printed whole when the lanes end, so the logs never interleave; the exit
 # status is non-zero if any session failed, and the last lines give each lane's time and the tests of
 # every session.
