@@ -106,9 +106,10 @@ class DemandWatch(Watch):
         list_nodes: Callable[[], list[NodeInfo]],
         cluster: str,
         logger: WatchLogger,
-        interval_s: float = INTERVAL_S,
+        interval_s: float | None = None,
     ) -> None:
-        super().__init__(interval_s, "raydog-demand", logger, f"read the demand of {cluster}")
+        interval = INTERVAL_S if interval_s is None else interval_s
+        super().__init__(interval, "raydog-demand", logger, f"read the demand of {cluster}")
         self._read_status = read_status
         self._list_nodes = list_nodes
         self._cluster = cluster

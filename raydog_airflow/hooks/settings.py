@@ -208,7 +208,6 @@ class RayDogConnectionSettings:
                     lambda: backend.list_nodes(state.cluster_id),
                     state.cluster_name,
                     logger,
-                    interval_s=demand_watch.INTERVAL_S,
                 )
                 started.append(demand.start())
             if backend.capabilities.heals_when_listing:

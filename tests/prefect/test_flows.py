@@ -13,6 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect_helpers import clusters_of_flow_run, flow_run_logs
 
+from raydog_core import demand_watch
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.client_auth import AUTH_VARIABLES
 from raydog_core.spec import NodeResources
@@ -51,6 +52,7 @@ def test_fan_out_results_logs_resources_and_teardown(
     backend: LocalBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     auth_before = {key: os.environ.get(key) for key in AUTH_VARIABLES}
+    monkeypatch.setattr(demand_watch, "INTERVAL_S", 1.0)  # 10 s in production: two looks, then the log
     config = RayDogClusterConfig(
         cluster_name="fan-out",
         worker_pools=[{"worker_pool_node_count": 1, "worker_node_resources": {"resources": {"special": 1}}}],

@@ -16,7 +16,7 @@ import ray
 ray.init()
 print("yellowdog job sees", len(ray.nodes()), "nodes")
 stuck = ray.remote(lambda: None).options(num_cpus=64).remote()
-time.sleep(15)
+time.sleep(10)
 ray.cancel(stuck, force=True)
 PY"""
 
