@@ -7,8 +7,9 @@ A value out of bounds raises SpecError naming the field and the fix.
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -57,6 +58,23 @@ Count = Annotated[int, NoBool]
 
 LEASE_TIMEOUT_RANGE = (timedelta(seconds=5), timedelta(days=7))
 IDLE_TTL_RANGE = (timedelta(0), timedelta(days=30))
+
+
+def number_from_environment(
+    variable: str, accept: Callable[[float], bool], expected: str, fix: str
+) -> float | None:
+    """A number a setting takes from the environment; None when unset. Anything that is not a finite
+    number `accept` takes is refused naming the variable (`expected`: "a number of days above 0")."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not accept(value):
+        raise SpecError(variable, f"{raw!r} is not {expected}", fix)
+    return value
 
 
 def check_duration(field: str, value: timedelta, bounds: tuple[timedelta, timedelta], fix: str) -> timedelta:

@@ -17,13 +17,13 @@ make no sense are refused before a cluster is built (`check_settings`).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from raydog_core import limits
 from raydog_core.errors import SpecError
 
 log = logging.getLogger("raydog")
@@ -45,16 +45,10 @@ def destination() -> str | None:
 
 
 def max_age() -> timedelta | None:
-    value = os.environ.get(MAX_AGE_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        days = float(value)
-    except ValueError:
-        days = math.nan
-    if not math.isfinite(days) or days <= 0:
-        raise SpecError(MAX_AGE_ENV, f"{value!r} is not a number of days above 0", "e.g. 30, or unset it")
-    return timedelta(days=days)
+    days = limits.number_from_environment(
+        MAX_AGE_ENV, lambda d: d > 0, "a number of days above 0", "e.g. 30, or unset it"
+    )
+    return timedelta(days=days) if days is not None else None
 
 
 def url_of(name: str) -> str | None:

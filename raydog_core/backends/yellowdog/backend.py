@@ -13,7 +13,6 @@ client dies: tasks time out at the cluster lifetime and idle nodes and pools shu
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +52,7 @@ from yellowdog_client.model import (
 )
 from yellowdog_client.model.exceptions import InvalidRequestException, NotAuthorisedException
 
-from raydog_core import naming, node_env
+from raydog_core import limits, naming, node_env
 from raydog_core.backends.base import (
     ClusterHandle,
     ClusterOptions,
@@ -1087,16 +1086,10 @@ IDLE_SHUTDOWN_ENV = "RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S"
 def _idle_shutdown_from_environment() -> timedelta:
     """$RAYDOG_YELLOWDOG_IDLE_SHUTDOWN_S (seconds, at least 1), else IDLE_SHUTDOWN: how long a node
     whose task ended, or an empty pool, is kept for the next task before the platform releases it."""
-    raw = os.environ.get(IDLE_SHUTDOWN_ENV, "").strip()
-    if not raw:
-        return IDLE_SHUTDOWN
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 1 <= seconds <= 24 * 3600:
-        raise SpecError(IDLE_SHUTDOWN_ENV, f"{raw!r} is not a number of seconds from 1 to 86400", "e.g. 30")
-    return timedelta(seconds=seconds)
+    seconds = limits.number_from_environment(
+        IDLE_SHUTDOWN_ENV, lambda s: 1 <= s <= 24 * 3600, "a number of seconds from 1 to 86400", "e.g. 30"
+    )
+    return timedelta(seconds=seconds) if seconds is not None else IDLE_SHUTDOWN
 
 
 def _finished(requirement: WorkRequirement) -> bool:
