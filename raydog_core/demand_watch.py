@@ -12,11 +12,12 @@ are still starting are named (they may be what the work waits for).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raydog_core.backends.base import NodeInfo, NodeRole, NodeStatus
+from raydog_core.backends.base import NodeEnd, NodeInfo, NodeRole, NodeStatus
 from raydog_core.ray_nodes import dashboard_get
 from raydog_core.ticker import Watch, WatchLogger
 
@@ -78,14 +79,41 @@ def _camel_case(name: str) -> str:
     return first + "".join(part.title() for part in rest)
 
 
-def explain(cluster: str, demand: UnmetDemand, nodes: Sequence[Shape], starting: Sequence[NodeInfo]) -> str:
+def explain(
+    cluster: str,
+    demand: UnmetDemand,
+    nodes: Sequence[Shape],
+    starting: Sequence[NodeInfo],
+    waited_s: Mapping[str, float] | None = None,
+    failed: Sequence[NodeInfo] = (),
+) -> str:
+    """The warning for one unmet demand. `starting`: worker nodes not up yet, which may be what the work
+    waits for: those still booting (for how long, by `waited_s`), told apart from those the platform
+    cannot place at all (no capacity), which will not come. `failed`: worker nodes that failed (the last
+    lines of the first one's log) or that the spend cap ended."""
     offers = "; ".join(sorted({_describe(node) for node in nodes})) or "no node is up"
     text = (
         f"cluster {cluster}: {demand.count} Ray task(s)/actor(s) wait for {_describe(demand.shape)}, which "
         f"no node of the cluster offers (its nodes offer: {offers})"
     )
-    if starting:
-        text += f"; {len(starting)} node(s) still starting ({', '.join(n.node_id for n in starting)})"
+    booting = [n for n in starting if not n.blocked_by]
+    blocked = [n for n in starting if n.blocked_by]
+    if booting:
+        waited = waited_s or {}
+        names = ", ".join(
+            f"{n.node_id} for {waited[n.node_id]:.0f} s" if n.node_id in waited else n.node_id
+            for n in booting
+        )
+        text += f"; {len(booting)} node(s) still starting ({names})"
+    if blocked:
+        text += f"; {len(blocked)} node(s) will get no machine: {blocked[0].blocked_by}"
+    capped = [n for n in failed if n.ended_by == NodeEnd.SPEND_CAP]
+    broken = [n for n in failed if n.ended_by != NodeEnd.SPEND_CAP]
+    if capped:
+        text += f"; the spend cap ended {len(capped)} node(s) ({', '.join(n.node_id for n in capped)})"
+    if broken:
+        tail = " / ".join(broken[0].detail.strip().splitlines()[-3:])
+        text += f"; {len(broken)} node(s) failed, {broken[0].node_id}: {tail}"
     return text + (
         ". A RayDog cluster does not grow by itself: add a worker pool whose worker_node_resources offer "
         "it (num_cpus, num_gpus, resources), or ask for less in the task's resources"
@@ -115,6 +143,7 @@ class DemandWatch(Watch):
         self._cluster = cluster
         self._seen_once: set[str] = set()
         self._reported: set[str] = set()
+        self._pending_since: dict[str, float] = {}  # node -> when this watch first saw it starting
 
     def check(self) -> list[str]:
         """One look; returns (and logs) what is explained for the first time."""
@@ -127,10 +156,13 @@ class DemandWatch(Watch):
         self._seen_once = keys
         if not fresh:
             return []
-        starting = [
-            n for n in self._list_nodes() if n.status == NodeStatus.PENDING and n.role == NodeRole.WORKER
-        ]
-        messages = [explain(self._cluster, demand, nodes, starting) for demand in fresh]
+        workers = [n for n in self._list_nodes() if n.role == NodeRole.WORKER]
+        starting = [n for n in workers if n.status == NodeStatus.PENDING]
+        failed = [n for n in workers if n.status == NodeStatus.FAILED]
+        now = time.monotonic()
+        self._pending_since = {n.node_id: self._pending_since.get(n.node_id, now) for n in starting}
+        waited = {node: now - since for node, since in self._pending_since.items()}
+        messages = [explain(self._cluster, demand, nodes, starting, waited, failed) for demand in fresh]
         for demand, message in zip(fresh, messages, strict=True):
             self._reported.add(demand.key)
             self._logger.warning("%s", message)

@@ -34,6 +34,12 @@ class BuildTimeoutError(BuildError, InfrastructureError, TimeoutError):
     """The head node did not accept connections in time; the cluster has been shut down."""
 
 
+class NoCapacityError(BuildError, InfrastructureError):
+    """The platform has no capacity for a pool's machines (every compute source of its template errored,
+    e.g. a cloud short of the instance type): the build ends at once, not at its timeout. Everything
+    created has been shut down; a retry later, or a template with other sources, may succeed."""
+
+
 class NodeFailedError(BuildError):
     """A node's start-up script exited; carries the tail of its log."""
 

@@ -29,7 +29,7 @@ from raydog_core.backends.base import (
     ObservabilityPorts,
     node_failure,
 )
-from raydog_core.errors import BuildTimeoutError, RayDogError, StateError
+from raydog_core.errors import BuildTimeoutError, NoCapacityError, RayDogError, StateError
 from raydog_core.home import autoscaler_files
 from raydog_core.node_env import role_environment
 from raydog_core.observability import password as observability_password
@@ -190,8 +190,11 @@ class ClusterSession:
         return next((n for n in self.nodes() if n.node_id == node_id), None)
 
     def failed_nodes(self, node_ids: Collection[str]) -> list[NodeInfo]:
-        """The nodes of `node_ids` whose script exited."""
-        return [n for n in self.nodes() if n.node_id in node_ids and n.status == NodeStatus.FAILED]
+        """The nodes of `node_ids` whose script exited. One the platform cannot place at all (no
+        capacity) fails the wait at once: waiting longer would not bring it."""
+        nodes = [n for n in self.nodes() if n.node_id in node_ids]
+        raise_if_blocked(nodes)
+        return [n for n in nodes if n.status == NodeStatus.FAILED]
 
     def wait_until_running(self, node_id: str, role: str, deadline: float, timeout_message: str) -> NodeInfo:
         """Until the node's script runs and it has an address; fails fast if it exits."""
@@ -202,6 +205,7 @@ class ClusterSession:
                 return None
             if node.status.is_final:
                 raise node_failure(node, role)
+            raise_if_blocked([node])
             return node if node.status == NodeStatus.RUNNING and node.private_ip else None
 
         return poll_until(look, deadline, lambda: BuildTimeoutError(timeout_message))
@@ -331,6 +335,16 @@ def vouched_head(state: ClusterState, backend: Backend) -> NodeInfo:
     """The running head of the cluster `state` names, with the addresses its backend reports (see
     `ClusterSession.vouched_head`): what a client connects to with the cluster's token."""
     return ClusterSession.from_state(state, backend).vouched_head(state)
+
+
+def raise_if_blocked(nodes: Collection[NodeInfo]) -> None:
+    blocked = [n for n in nodes if n.blocked_by]
+    if blocked:
+        names = ", ".join(n.node_id for n in blocked)
+        raise NoCapacityError(
+            f"{blocked[0].blocked_by} (waiting: {names}); try again later, or give the pool a template "
+            "with other sources (instance types, regions, providers)"
+        )
 
 
 def shut_down_cluster(

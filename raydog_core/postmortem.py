@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from raydog_core import postmortem_store
@@ -129,25 +130,31 @@ class LogBudget:
     def copy_tail(self, source: Path, target: Path) -> None:
         try:
             size = source.stat().st_size
+            with source.open("rb") as handle:
+                handle.seek(size - self._room(size))
+                tail = handle.read(self._room(size))
         except OSError:
             return
-        take = min(size, MAX_FILE_BYTES, self.left)
-        if take <= 0 and size > 0:
+        self._write_tail(target, tail, size)
+
+    def write_bytes_tail(self, target: Path, data: bytes) -> None:
+        """Like `copy_tail`, for a file already read (from a store)."""
+        self._write_tail(target, data[len(data) - self._room(len(data)) :], len(data))
+
+    def _room(self, size: int) -> int:
+        return min(size, MAX_FILE_BYTES, max(self.left, 0))
+
+    def _write_tail(self, target: Path, tail: bytes, size: int) -> None:
+        if not tail and size > 0:
             self.skipped += 1
             return
-        try:
-            with source.open("rb") as handle:
-                handle.seek(size - take)
-                data = handle.read(take)
-        except OSError:
-            return
-        if take < size:
-            self.cut += 1
-            data = f"[... {size - take} earlier bytes left out ...]\n".encode() + data
-        self.left -= take
+        self.left -= len(tail)
         self.files += 1
+        if len(tail) < size:
+            self.cut += 1
+            tail = f"[... {size - len(tail)} earlier bytes left out ...]\n".encode() + tail
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(tail)
 
     def write_text(self, target: Path, text: str) -> None:
         data = text.encode()[-MAX_FILE_BYTES:]
@@ -187,7 +194,23 @@ def _summary(kind: str, cluster_id: str, nodes: Sequence[NodeInfo], ended: str, 
         lines.append(f"| {node.node_id} | {node.role.value} | {node.status.value} | {detail} |")
     if not nodes:
         lines.append("| (none) | | | |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _timeline(nodes)) + "\n"
+
+
+def _timeline(nodes: Sequence[NodeInfo]) -> list[str]:
+    """When each node started and ended, in order: what happened when, across pools and replacements."""
+    events: list[tuple[datetime, str, str]] = []
+    for node in nodes:
+        if node.started_at is not None:
+            events.append((node.started_at, node.node_id, f"{node.role.value} started"))
+        if node.ended_at is not None:
+            events.append((node.ended_at, node.node_id, f"{node.role.value} ended ({node.status.value})"))
+    if not events:
+        return []
+    lines = ["", "## Timeline (UTC)", "", "| time | node | event |", "|---|---|---|"]
+    for at, node_id, event in sorted(events, key=lambda e: e[0]):
+        lines.append(f"| {at.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} | {node_id} | {event} |")
+    return lines
 
 
 def _write_archive(path: Path, staging: Path, summary: str, nodes: Sequence[NodeInfo]) -> None:
@@ -196,7 +219,7 @@ def _write_archive(path: Path, staging: Path, summary: str, nodes: Sequence[Node
     with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as archive:
         _add_bytes(archive, "summary.md", summary.encode())
         records = [asdict(node) | {"role": node.role.value, "status": node.status.value} for node in nodes]
-        _add_bytes(archive, "nodes.json", json.dumps(records, indent=1).encode())
+        _add_bytes(archive, "nodes.json", json.dumps(records, indent=1, default=str).encode())
         for file in sorted(p for p in staging.rglob("*") if p.is_file()):
             archive.add(file, arcname=str(file.relative_to(staging)), recursive=False)
     partial.replace(path)

@@ -23,8 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from raydog_core import limits
-from raydog_core.errors import SpecError
+from raydog_core import limits, stores
 
 log = logging.getLogger("raydog")
 
@@ -37,7 +36,7 @@ def check_settings() -> None:
     max_age()
     url = destination()
     if url is not None:
-        _filesystem(url)
+        stores.open_store(url, URL_ENV)
 
 
 def destination() -> str | None:
@@ -64,7 +63,7 @@ def publish(path: Path) -> str | None:
     if url is None:
         return None
     try:
-        fs, target = _filesystem(url)
+        fs, target = stores.open_store(url, URL_ENV)
         root = target.rsplit("/", 1)[0]
         fs.makedirs(root, exist_ok=True)
         fs.put_file(str(path), target)
@@ -88,17 +87,6 @@ def prune_old_local(folder: Path, suffix: str) -> None:
                 bundle.unlink()
         except OSError:
             continue
-
-
-def _filesystem(url: str) -> tuple[Any, str]:
-    import fsspec  # only where a URL is set
-
-    try:
-        return fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as error:
-        raise SpecError(
-            URL_ENV, f"{url!r} is not a store fsspec can open: {error}", "e.g. s3://bucket/raydog"
-        ) from None
 
 
 def _prune_old(fs: Any, root: str, age: timedelta) -> None:

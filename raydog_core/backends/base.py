@@ -166,6 +166,10 @@ class NodeInfo:
     public_ip: str | None = None
     detail: str = ""  # why a node failed, with the tail of its log where the backend has one
     ended_by: NodeEnd | None = None  # who ended a failed node, where not its own script (see `node_failure`)
+    # why a node that waits for a machine gets none, where the backend knows (YellowDog: no capacity)
+    blocked_by: str = ""
+    started_at: datetime | None = None  # when its script started (for a post-mortem's timeline)
+    ended_at: datetime | None = None  # when it ended, where it has
 
 
 @dataclass(frozen=True)

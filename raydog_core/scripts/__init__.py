@@ -7,6 +7,7 @@ validated, so a missing script fails before any node starts.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +22,7 @@ DEFAULT_SCRIPT_FILES: dict[str, str] = {
     "worker": "worker.sh",
     "observability": "observability.sh",
 }
+INCLUDE = re.compile(r"^# @raydog-include (\S+)$", re.MULTILINE)
 
 
 def is_inline(value: ScriptSource) -> bool:
@@ -60,7 +62,14 @@ def load_script(value: ScriptSource | None, role: Role) -> str:
 
 
 def default_script(role: Role) -> str:
-    return resources.files(__package__).joinpath(DEFAULT_SCRIPT_FILES[role]).read_text()
+    """RayDog's script for the role, with the blocks it shares with the others put in its place (a node
+    receives one script text, so shared shell functions cannot be sourced from a file there)."""
+    text = _package_file(DEFAULT_SCRIPT_FILES[role])
+    return INCLUDE.sub(lambda line: _package_file(line.group(1)).rstrip("\n"), text)
+
+
+def _package_file(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text()
 
 
 def resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -6,8 +6,11 @@
 set -euo pipefail
 if [ -n "${RAYDOG_VENV:-}" ]; then source "$RAYDOG_VENV/bin/activate"; fi
 
+# @raydog-include node_logs.sh
+
 children=()
 stop_children() {
+  save_node_logs || true  # first: a platform may give a stopping task only a moment before it kills it
   for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait || true
   echo "raydog: head node stopped"
@@ -54,15 +57,6 @@ fi
 # That node started first and cannot know this head, so metrics are pushed: a Prometheus agent here
 # scrapes every Ray node listed in Ray's own service-discovery file and remote-writes to it. Its
 # Prometheus asks for the cluster's observability password (user `raydog`), for pushes and queries.
-ray_temp_dir() {  # --temp-dir= from our arguments (local nodes), else Ray's default
-  local arg
-  # shellcheck disable=SC2086
-  for arg in ${RAYDOG_RAY_START_ARGS:-}; do
-    case "$arg" in --temp-dir=*) echo "${arg#--temp-dir=}"; return ;; esac
-  done
-  echo "${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray"
-}
-
 start_metrics_agent() {
   local work_dir="$HOME/.raydog-prometheus-agent"
   local discovery

@@ -6,9 +6,12 @@ set -euo pipefail
 if [ -n "${RAYDOG_VENV:-}" ]; then source "$RAYDOG_VENV/bin/activate"; fi
 : "${RAY_HEAD_IP:?RAY_HEAD_IP is not set: worker scripts need the IP of the head node}"
 
+# @raydog-include node_logs.sh
+
 ray_pid=""
 watch_pid=""
 stop_ray() {
+  save_node_logs || true  # first: a platform may give a stopping task only a moment before it kills it
   if [ -n "$watch_pid" ]; then kill -TERM "$watch_pid" 2>/dev/null || true; fi
   if [ -n "$ray_pid" ]; then kill -TERM "$ray_pid" 2>/dev/null || true; wait "$ray_pid" || true; fi
   echo "raydog: worker node stopped"

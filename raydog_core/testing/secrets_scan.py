@@ -131,20 +131,9 @@ def canary(name: str) -> str:
 @contextmanager
 def emulator_with_key_secret(key_secret: str) -> Iterator[Any]:
     """A YellowDog emulator that accepts only `key_secret`, with the `yellowdog_emulator` fixture's leak
-    check: everything created on it must be gone when the block ends. Meanwhile, as with the fixture,
-    backends that integrations build for themselves place nodes on this host, as its instances are."""
-    import pytest
+    check and settings (`running_emulator`)."""
+    from raydog_core.testing.emulator import Faults
+    from raydog_core.testing.emulator_fixtures import running_emulator
 
-    from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV
-    from raydog_core.testing.emulator import Emulator, Faults
-
-    emulator = Emulator(key_secret=key_secret, faults=Faults(seed=1)).start()
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(PLACEMENT_ENV, emulator.placement.value)
-            yield emulator
-        leaks = emulator.wait_until_clean()
-    finally:
-        failures = emulator.stop()
-    assert not leaks, f"the tests left YellowDog resources alive: {leaks}"
-    assert not failures, f"emulator processes that would not stop: {failures}"
+    with running_emulator(key_secret=key_secret, faults=Faults(seed=1)) as emulator:
+        yield emulator

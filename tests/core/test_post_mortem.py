@@ -38,6 +38,11 @@ def test_a_failed_build_leaves_a_bundle_with_the_failing_nodes_log(local_backend
     head_logs = [text for name, text in files.items() if name.startswith("logs/") and name.endswith(".log")]
     assert len(head_logs) == 2 and all("broken-head-pm" in text for text in head_logs)
     assert "backend/cluster.json" in files
+    # The timeline: each head started, then ended failed, in order of time.
+    timeline = bundle.summary.split("## Timeline (UTC)", 1)[1]
+    events = [line.split(" | ")[2].rstrip(" |") for line in timeline.splitlines() if line.startswith("| 20")]
+    assert events.count("head started") == 2 and events.count("head ended (failed)") == 2, timeline
+    assert events[0] == "head started" and events[-1] == "head ended (failed)"
     assert postmortem.find(cluster.state.cluster_id) == bundle
     fault_leaks.assert_none()
 

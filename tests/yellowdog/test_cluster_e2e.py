@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +17,7 @@ import pytest
 import ray
 from conftest import TEMPLATE
 
-from raydog_core import RayDogCluster
+from raydog_core import RayDogCluster, postmortem
 from raydog_core.backends.base import NodeRole, NodeStatus
 from raydog_core.errors import RayDogError
 from raydog_core.testing.emulator import Emulator
@@ -165,6 +167,16 @@ def test_zz_shut_down_from_another_process_leaves_nothing(
     assert result.returncode == 0, result.stderr
     assert yellowdog_emulator.key_secret not in result.stderr + result.stdout
     assert yellowdog_emulator.wait_until_clean() == []
+    # The nodes' own output outlives their instances: the platform uploaded each task's output and Ray
+    # log tails when it ended, and the post-mortem read them back from the store.
+    bundle = postmortem.find(cluster.state.cluster_id)
+    assert bundle is not None
+    with tarfile.open(bundle.path) as archive:
+        names = [m.name for m in archive if m.isfile()]
+        head_log = next(m for m in archive if re.fullmatch(r"logs/head-[^/]+\.log", m.name))
+        assert "Ray runtime started" in archive.extractfile(head_log).read().decode()  # type: ignore[union-attr]
+    with_ray_logs = {name.split("/")[1] for name in names if name.endswith("/ray/raylet.out")}
+    assert len(with_ray_logs) >= 3, names  # the head and both workers at least
 
 
 def test_warm_reuse_on_the_platform_one_cluster_per_key_and_spec(

@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from yellowdog_client.model import (
     ProvisionedWorkerPoolProperties,
     RunSpecification,
     Task,
+    TaskData,
+    TaskDataOutput,
     TaskGroup,
     TaskSearch,
     TaskStatus,
@@ -397,6 +400,79 @@ def test_a_retry_policy_starts_a_lost_task_again_and_fails_a_failing_one(
         WorkerPoolStatus.SHUTDOWN,
         WorkerPoolStatus.TERMINATED,
     )
+    assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_the_agent_uploads_declared_outputs_when_a_task_ends(
+    client: PlatformClient, yellowdog_emulator: Emulator, tmp_path: Path
+) -> None:
+    """`Task.data.outputs`: a finished task's files go to their destination; after a failure only the
+    `alwaysUpload` ones; a lost machine uploads nothing; a source outside the task's folder is ignored."""
+    work = client.work_client
+    pool = _provision_pool(client, "outputs", "outputs-pool", 3)
+    run = RunSpecification(taskTypes=["bash"], workerTags=["outputs-pool"], namespaces=["outputs"])
+    requirement = work.add_work_requirement(
+        WorkRequirement(
+            namespace="outputs", name="outputs-wr", taskGroups=[TaskGroup(name="g", runSpecification=run)]
+        )
+    )
+    store = tmp_path / "store"
+
+    def outputs(task: str, *names: str, always: bool = False) -> TaskData:
+        return TaskData(
+            outputs=[TaskDataOutput(n, (store / task / Path(n).name).as_uri(), always) for n in names]
+        )
+
+    script = "echo out-$YD_TASK_ID > result.txt; echo printed"
+    tasks = [
+        Task(
+            name="ok",
+            taskType="bash",
+            arguments=["taskdata.txt"],
+            taskData=script,
+            data=outputs("ok", "result.txt", "taskoutput.txt", "../taskdata.txt", "missing.txt"),
+        ),
+        Task(
+            name="bad",
+            taskType="bash",
+            arguments=["taskdata.txt"],
+            taskData=f"{script}; exit 2",
+            data=TaskData(
+                outputs=[
+                    *outputs("bad", "result.txt").outputs,
+                    *outputs("bad", "taskoutput.txt", always=True).outputs,
+                ]
+            ),
+        ),
+        Task(
+            name="lost",
+            taskType="bash",
+            arguments=["taskdata.txt"],
+            taskData=f"{script}; sleep 60",
+            data=outputs("lost", "taskoutput.txt", always=True),
+        ),
+    ]
+    ok, bad, lost = work.add_tasks_to_task_group_by_id(requirement.taskGroups[0].id, tasks)
+    deadline = time.monotonic() + 20
+    while {work.get_task_by_id(t.id).status for t in (ok, bad)} != {TaskStatus.COMPLETED, TaskStatus.FAILED}:
+        assert time.monotonic() < deadline, "the tasks did not end"
+        time.sleep(0.1)
+    assert (store / "ok" / "result.txt").read_text().startswith("out-")
+    assert (store / "ok" / "taskoutput.txt").read_text() == "printed\n"
+    assert not (store / "ok" / "taskdata.txt").exists() and not (store / "ok" / "missing.txt").exists()
+    assert (store / "bad" / "taskoutput.txt").read_text() == "printed\n"  # alwaysUpload: after a failure
+    assert not (store / "bad" / "result.txt").exists()
+    while work.get_task_by_id(lost.id).status != TaskStatus.EXECUTING:
+        assert time.monotonic() < deadline, "the third task did not start"
+        time.sleep(0.1)
+    yellowdog_emulator.kill_instance_of_task("lost")
+    assert not (store / "lost").exists()  # the machine is gone, and its agent with it
+    if work.get_work_requirement_by_id(requirement.id).status not in (
+        WorkRequirementStatus.FAILED,
+        WorkRequirementStatus.COMPLETED,
+    ):
+        work.cancel_work_requirement_by_id(requirement.id, True)
+    client.worker_pool_client.shutdown_worker_pool_by_id(pool.id)
     assert yellowdog_emulator.wait_until_clean() == []
 
 

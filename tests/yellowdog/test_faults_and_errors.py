@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tarfile
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE
+from conftest import FAILING_SCRIPT, LISTEN_SCRIPT, SLEEP_SCRIPT, TEMPLATE, stand_in_cluster
 
 from raydog_core import RayDogCluster
 from raydog_core.backends.base import ClusterOptions, NodeLaunch, NodeRole, NodeStatus
@@ -15,6 +16,7 @@ from raydog_core.backends.yellowdog.backend import YellowDogBackend
 from raydog_core.errors import (
     BuildTimeoutError,
     InfrastructureError,
+    NoCapacityError,
     NodeFailedError,
     NodeLostError,
     RayDogError,
@@ -48,7 +50,7 @@ def wait_for_failure(cluster: RayDogCluster, timeout: float = 30.0) -> None:
 def no_faults_after(yellowdog_emulator: Emulator) -> Any:
     yield
     faults = yellowdog_emulator.faults
-    faults.error_rate, faults.boot_delay_s, faults.fail_tasks = 0.0, 0.0, None
+    faults.error_rate, faults.boot_delay_s, faults.fail_tasks, faults.no_capacity = 0.0, 0.0, None, None
     assert yellowdog_emulator.wait_until_clean() == []
 
 
@@ -93,11 +95,43 @@ def test_bad_names_fail_before_any_request(
 def test_failing_head_script_fails_the_build_with_its_exit_code(
     yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks
 ) -> None:
+    """The node's own output reaches the error and the post-mortem although the instance is gone: the
+    platform's agent uploaded it (`Task.data.outputs`) to the task output store, and RayDog read it back."""
     cluster = RayDogCluster(cluster_name="failhead", head_node_ray_start_script=FAILING_SCRIPT, **yd_kwargs)
-    with pytest.raises(NodeFailedError, match="exit code 3"):
+    with pytest.raises(NodeFailedError, match="exit code 3") as failed:
         cluster.build()
+    assert "head: cannot start" in str(failed.value)  # the last lines of its output, in the error
+    bundle = cluster.post_mortem
+    assert bundle is not None
+    with tarfile.open(bundle.path) as archive:
+        outputs = [
+            archive.extractfile(m).read().decode()  # type: ignore[union-attr]
+            for m in archive
+            if m.isfile() and m.name.startswith("logs/") and m.name.endswith(".log")
+        ]
+    assert outputs and all("head: cannot start" in text for text in outputs), outputs
     fault_leaks.assert_none(emulator=yellowdog_emulator)
     assert yellowdog_emulator.wait_until_clean() == []
+
+
+def test_a_pool_the_platform_cannot_fill_fails_the_build_at_once_with_the_providers_reason(
+    yd_kwargs: dict, yellowdog_emulator: Emulator, fault_leaks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No capacity (every compute source of the pool errored) is not a slow boot: the build fails within
+    seconds, naming the pool and the provider's message, and cleans up."""
+    from raydog_core.backends.yellowdog import starved_pools
+
+    monkeypatch.setattr(starved_pools, "STARVED_AFTER_S", 1.0)  # a waiting node's pool is checked after 1 s
+    yellowdog_emulator.faults.no_capacity = r"^nocap-w"
+    cluster = stand_in_cluster(yd_kwargs, "nocap", workers=2)
+    started = time.monotonic()
+    with pytest.raises(NoCapacityError, match="InsufficientInstanceCapacity") as refused:
+        cluster.build(timedelta(minutes=10))
+    assert "no capacity for pool nocap-w" in str(refused.value) and isinstance(
+        refused.value, InfrastructureError
+    )
+    assert time.monotonic() - started < 60  # not the ten-minute timeout
+    fault_leaks.assert_none(emulator=yellowdog_emulator)
 
 
 @pytest.mark.fault_case("builder", "yellowdog", "build_timeout")

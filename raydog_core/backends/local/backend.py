@@ -378,6 +378,8 @@ class LocalBackend:
             private_ip=LOOPBACK,
             public_ip=LOOPBACK,
             detail=detail,
+            started_at=node.started_at,
+            ended_at=node.ended_at,
         )
 
     def _exit_code(self, node: ManifestNode) -> str:

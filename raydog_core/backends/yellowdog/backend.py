@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,14 +68,15 @@ from raydog_core.backends.base import (
     PoolPlan,
     lifetime_left,
 )
+from raydog_core.backends.yellowdog import capacity, quotes, spend_cap, task_outputs
 from raydog_core.backends.yellowdog import labels as cluster_labels
 from raydog_core.backends.yellowdog import placement as node_placement
-from raydog_core.backends.yellowdog import quotes, spend_cap
 from raydog_core.backends.yellowdog.client import create_client
 from raydog_core.backends.yellowdog.node_status import node_status
 from raydog_core.backends.yellowdog.retry import with_retry
 from raydog_core.backends.yellowdog.spend_cap import SpendCap
 from raydog_core.backends.yellowdog.starved_pools import WaitingTasks
+from raydog_core.backends.yellowdog.task_outputs import TaskOutputStore
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
 from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
@@ -91,6 +93,9 @@ TASK_ARGUMENTS = ["taskdata.txt"]  # the agent writes the task data to this file
 # Nodes whose task ended, and empty pools, go away after this: a cluster that ended itself (its head's
 # watchdog) is released by it, so it is short; a node idle that long is not needed by the autoscaler.
 IDLE_SHUTDOWN = timedelta(seconds=30)
+# At shut-down with a task output store: how long the pools wait for cancelled tasks to end (and their
+# agents to upload the nodes' output) before they are released.
+UPLOAD_WAIT = timedelta(seconds=60)
 # A node whose machine went away under it (a spot instance reclaimed, a crash: ALLOCATION_LOST) is started
 # again by the platform, on another node of its pool; a script that fails (any other error) is not.
 LOST_NODE_RETRY = RetryPolicy(
@@ -143,8 +148,19 @@ class YellowDogBackend:
         *,
         placement: NodePlacement | str | None = None,
         idle_shutdown: timedelta | None = None,
+        task_output_url: str | None = None,
     ) -> None:
+        """`task_output_url`: where the platform uploads each node task's output when it ends (else
+        `$RAYDOG_YELLOWDOG_TASK_OUTPUT_URL`; none: nothing is uploaded). See `task_outputs`."""
         self._credentials = credentials
+        self._outputs = (
+            TaskOutputStore(task_output_url.rstrip("/"))
+            if task_output_url
+            else task_outputs.store_from_environment()
+        )
+        self._failure_tails: dict[str, str] = {}  # failed node -> the tail of its uploaded output
+        self._tail_reads: dict[str, int] = {}  # failed node -> looks in the store that found nothing
+        self._short_pools: dict[str, str] = {}  # pool name -> why the platform cannot fill it
         self._client = create_client(credentials)
         self.api_url = credentials.api_url
         self.placement = node_placement.resolve_placement(placement)
@@ -371,6 +387,7 @@ class YellowDogBackend:
             requirement = None
         if requirement is not None:
             self._cancel_requirement(requirement, failures)
+            self._await_uploads(cluster_id)
         for pool_id in self._cluster_pools(requirement, pool_ids, failures):
             try:
                 self._release_pool(pool_id)
@@ -523,6 +540,9 @@ class YellowDogBackend:
             if capped and _lost(task):
                 detail = f"{detail}; {capped}"
                 ended_by = NodeEnd.SPEND_CAP
+            if status == NodeStatus.FAILED and task.name:
+                detail += self._output_tail(cluster_id, task.name)
+            short = self._short_pools.get(group.pool_name) if task.status and task.status.waiting else None
             private_ip = public_ip = None
             pool_id = self._pool_id(namespace, group.pool_name) if group.pool_name else None
             if status == NodeStatus.RUNNING and task.nodeId:
@@ -539,6 +559,11 @@ class YellowDogBackend:
                     public_ip=public_ip,
                     detail=detail,
                     ended_by=ended_by,
+                    blocked_by=f"the platform has no capacity for pool {group.pool_name}: {short}"
+                    if short
+                    else "",
+                    started_at=task.startedTime,
+                    ended_at=task.finishedTime if status.is_final else None,
                 )
             )
         return nodes
@@ -553,15 +578,43 @@ class YellowDogBackend:
                 by_pool.setdefault(name, []).append(task)
         for name, waiting in by_pool.items():
             self._waiting.checked(waiting)
+            pool_id = self._pool_id(namespace, name)
+            if pool_id is None or self._short_of_capacity(namespace, name, pool_id):
+                continue
             unfinished = sum(
                 1
                 for t in tasks
                 if not (t.status is not None and t.status.finished)
                 and self._groups.get(t.taskGroupId or "", _Group("", None)).pool_name == name
             )
-            pool_id = self._pool_id(namespace, name)
-            if pool_id is not None:
-                self._feed_pool(f"{namespace}/{name}", pool_id, unfinished)
+            self._feed_pool(f"{namespace}/{name}", pool_id, unfinished)
+
+    def _short_of_capacity(self, namespace: str, name: str, pool_id: str) -> bool:
+        """Whether the platform cannot fill this pool (`capacity`), remembered for its waiting nodes."""
+        try:
+            compute_id = self._compute_ids.get(pool_id) or _present(
+                _provisioned(
+                    self._call(
+                        partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id),
+                        "get worker pool",
+                    )
+                ).computeRequirementId,
+                "compute requirement id",
+            )
+            self._compute_ids[pool_id] = compute_id
+            compute = self._call(
+                partial(self._client.compute_client.get_compute_requirement_by_id, compute_id),
+                "get compute requirement",
+            )
+        except (InvalidRequestException, RayDogError) as error:  # the listing goes on; a later one retries
+            log.warning("could not check worker pool %s/%s: %s", namespace, name, error)
+            return False
+        short = capacity.shortage(compute)
+        if short is None:
+            self._short_pools.pop(name, None)
+            return False
+        self._short_pools[name] = short
+        return True
 
     def _feed_pool(self, name: str, pool_id: str, unfinished: int) -> None:
         pools = self._client.worker_pool_client
@@ -592,18 +645,40 @@ class YellowDogBackend:
         self._release_pool(pool_id)
 
     def write_node_logs(self, cluster_id: str, into: Path, logs: LogBudget) -> None:
-        """What the API reports of each node's task (status, errors, retries after a lost machine). The
-        scripts' own output stays on the instances: fetching it would need the task's output uploaded
-        to the object store, which is not done yet (docs/run-view.md)."""
+        """What the API reports of each node's task (status, errors, retries after a lost machine), and
+        what the platform uploaded of each node's own output (`task_outputs`): its script's output as
+        `<node>.log`, its Ray log tails under `<node>/`. A node still running has uploaded nothing yet."""
         for node in self.list_nodes(cluster_id):
             text = f"{node.role.value} {node.node_id} in pool {node.pool_id}: {node.status.value}\n"
             logs.write_text(
                 into / "logs" / f"{node.node_id}.txt", text + (node.detail + "\n" if node.detail else "")
             )
+            if self._outputs is None:
+                continue
+            for name, data in self._outputs.node_log_files(cluster_id, node.node_id).items():
+                target = (
+                    f"{node.node_id}.log" if name == task_outputs.TASK_OUTPUT else f"{node.node_id}/{name}"
+                )
+                logs.write_bytes_tail(into / "logs" / target, data)
 
     def node_log_tail(self, cluster_id: str, node_id: str, lines: int = 20) -> str:
-        """YellowDog keeps task output on the node; the task's errors are all the API offers."""
+        """The task's errors as the API reports them, with the tail of its uploaded output if any."""
         return next((n.detail for n in self.list_nodes(cluster_id) if n.node_id == node_id), "")
+
+    def _output_tail(self, cluster_id: str, node: str, lines: int = 20) -> str:
+        """The last lines a failed node's script wrote, once the platform has uploaded them."""
+        if self._outputs is None:
+            return ""
+        if node not in self._failure_tails:
+            data = self._outputs.read_tail(cluster_id, node, 8192)
+            if data is None:  # not uploaded (yet), or never (a lost machine): looked for three times
+                self._tail_reads[node] = self._tail_reads.get(node, 0) + 1
+                if self._tail_reads[node] < 3:
+                    return ""
+                data = b""
+            tail = "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+            self._failure_tails[node] = f"; last lines of its output:\n{tail}" if tail else ""
+        return self._failure_tails[node]
 
     # -- work requirement ---------------------------------------------------------------------------
 
@@ -680,6 +755,23 @@ class YellowDogBackend:
             # does not know, so a bare HTTPError): judge by its status, not by the error's wording.
             if not self._finished_now(requirement_id):
                 failures.append(f"work requirement {requirement.name}: {_describe(error)}")
+
+    def _await_uploads(self, cluster_id: str) -> None:
+        """With a task output store, the instances stay until the cancelled tasks have ended (bounded by
+        UPLOAD_WAIT), so their agents upload the nodes' output before the pools are released."""
+        if self._outputs is None:
+            return
+        deadline = time.monotonic() + UPLOAD_WAIT.total_seconds()
+        while time.monotonic() < deadline:
+            try:
+                if all(node.status.is_final for node in self.list_nodes(cluster_id)):
+                    return
+            except Exception:  # noqa: BLE001 - only a wait: the teardown goes on regardless
+                return
+            time.sleep(1)
+        log.warning(
+            "cluster %s: tasks still ending after %s; their output may be missing", cluster_id, UPLOAD_WAIT
+        )
 
     def _finished_now(self, requirement_id: str) -> bool:
         try:
@@ -824,6 +916,8 @@ class YellowDogBackend:
         )
         if launch.set_cloud_instance_id:
             env["RAY_CLOUD_INSTANCE_ID"] = name
+        if self._outputs is not None:
+            env["RAYDOG_SAVE_NODE_LOGS"] = "1"  # the default scripts archive their Ray logs as they stop
         env.update(node_placement.observability_env(self.placement, launch, env))
         return Task(
             name=name,
@@ -832,6 +926,7 @@ class YellowDogBackend:
             arguments=list(TASK_ARGUMENTS),
             taskData=launch.script,
             environment=env,
+            data=self._outputs.task_data(cluster_id, name) if self._outputs else None,
         )
 
     def _ray_start_args(self, cluster_id: str, name: str, launch: NodeLaunch) -> list[str]:

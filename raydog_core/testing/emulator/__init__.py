@@ -89,6 +89,12 @@ class Emulator:
         return f"http://{HOST}:{self._server.server_port}"
 
     @property
+    def task_output_url(self) -> str:
+        """The emulator's store for tasks' uploaded outputs (`Task.data.outputs`): a folder of its own.
+        Point a backend at it with `RAYDOG_YELLOWDOG_TASK_OUTPUT_URL` (in `environment()`)."""
+        return (self.root / "task-outputs").as_uri()
+
+    @property
     def calls(self) -> int:
         """API requests answered so far (for benchmarks)."""
         return sum(self._server.calls.values())
@@ -198,6 +204,7 @@ class Emulator:
 
     def environment(self) -> dict[str, str]:
         """The variables that point integrations (Blocks, hooks, `ray up`) at this emulator."""
+        from raydog_core.backends.yellowdog import task_outputs
         from raydog_core.backends.yellowdog.placement import PLACEMENT_ENV
 
         return {
@@ -205,6 +212,7 @@ class Emulator:
             "YD_API_KEY_SECRET": self._key_secret,
             "YD_API_URL": self.url,
             PLACEMENT_ENV: self.placement.value,
+            task_outputs.URL_ENV: self.task_output_url,
         }
 
     def cluster_kwargs(self) -> dict[str, str]:

@@ -4,19 +4,29 @@ The agent writes the task's data to `taskdata.txt` in a fresh working directory,
 command with the task's arguments (`bash taskdata.txt` for RayDog) and captures output in
 `taskoutput.txt`. Each instance has its own HOME and TMPDIR, like a machine of its own, and sees the
 emulator's Python environment first on PATH, like an image with the same packages installed.
+
+Once a task's process is gone, the agent uploads the files the task declared in `data.outputs`
+(`TaskDataOutput`: a `source` in the task's working directory, a `destination` URL, `alwaysUpload` to
+upload after a failure too), as the real agent does: the node itself holds no credential for the store.
+The emulator's store is this host's file system, so it accepts `file://` destinations.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from raydog_core import node_env, processes
 from raydog_core.testing.emulator.entities import Instance, Task
+
+log = logging.getLogger("raydog.emulator")
 
 DEFAULT_TASK_COMMANDS: dict[str, list[str]] = {"bash": ["bash"], "python": [sys.executable]}
 FAILING_COMMAND = ["bash", "-c", "echo 'emulator: injected task failure' >&2; exit 1"]
@@ -69,22 +79,54 @@ class Agent:
             return None  # the script exited but left children running: wait for the whole session
         return code
 
-    def stop(self, tasks: Sequence[Task], grace_s: float = processes.DEFAULT_GRACE_S) -> list[str]:
-        """Stop these tasks' process sessions (SIGTERM, then SIGKILL after `grace_s`)."""
+    def stop(
+        self, tasks: Sequence[Task], grace_s: float = processes.DEFAULT_GRACE_S, upload: bool = True
+    ) -> list[str]:
+        """Stop these tasks' process sessions (SIGTERM, then SIGKILL after `grace_s`), then upload their
+        `alwaysUpload` outputs (`upload=False`: the machine is lost, and its agent with it)."""
         refs = [task.process for task in tasks if task.process is not None]
         failures = processes.stop_sessions(refs, grace_s=grace_s) if refs else []
-        with self._lock:
-            for task in tasks:
-                proc = self._children.pop(task.id, None)
-                if proc is not None:
-                    proc.poll()
+        for task in tasks:
+            if self._forget(task) and upload:
+                self._upload_outputs(task, succeeded=False)
         return failures
 
+    def finished(self, task: Task, exit_code: int) -> None:
+        """The task's process exited by itself: upload its outputs (on failure, the `alwaysUpload` ones)."""
+        if self._forget(task):
+            self._upload_outputs(task, succeeded=exit_code == 0)
+
     def forget(self, task: Task) -> None:
+        self._forget(task)
+
+    def _forget(self, task: Task) -> bool:
         with self._lock:
             proc = self._children.pop(task.id, None)
         if proc is not None:
             proc.poll()
+        return proc is not None
+
+    def _upload_outputs(self, task: Task, succeeded: bool) -> None:
+        outputs = (task.spec.get("data") or {}).get("outputs") or []
+        if task.sandbox is None:
+            return
+        sandbox = Path(task.sandbox).resolve()
+        for output in outputs:
+            if not (succeeded or output.get("alwaysUpload")):
+                continue
+            source = (sandbox / str(output.get("source", ""))).resolve()
+            destination = urlparse(str(output.get("destination", "")))
+            if not source.is_relative_to(sandbox) or not source.is_file():
+                continue  # nothing there (the real agent reports a missing output the same way: not at all)
+            if destination.scheme != "file" or not destination.path.startswith("/"):
+                log.warning("emulator: task %s output %s: only file:// destinations", task.id, destination)
+                continue
+            target = Path(destination.path)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+            except OSError as error:
+                log.warning("emulator: task %s output %s not uploaded: %s", task.id, target, error)
 
     def _environment(self, task: Task, instance: Instance, home: Path, tmp: Path) -> dict[str, str]:
         env = node_env.clean_environment()

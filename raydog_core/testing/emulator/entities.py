@@ -338,6 +338,7 @@ class ComputeRequirement:
     created: datetime = field(default_factory=wire.now)
     changed: datetime = field(default_factory=wire.now)
     instances: list[Instance] = field(default_factory=list)
+    source_error: str | None = None  # the provider's refusal of the last provisioning (no capacity)
 
     @property
     def alive(self) -> bool:
@@ -367,10 +368,17 @@ class ComputeRequirement:
                 "maintainInstanceCount": False,
                 "provisionStrategy": {
                     "type": wire.SINGLE_SOURCE_STRATEGY,
-                    "sources": [{**self.source.source_json(), "id": self.source_id}],
+                    "sources": [{**self.source.source_json(), **self._source_status(), "id": self.source_id}],
                 },
             }
         )
+
+    def _source_status(self) -> dict[str, Any]:
+        """The source's state as the platform reports it: ERRORED with the provider's message after a
+        refused provisioning, else ACTIVE while it provides an instance."""
+        if self.source_error is not None:
+            return {"status": "ERRORED", "statusMessage": self.source_error}
+        return {"status": "ACTIVE" if self.live_instances() else "INACTIVE"}
 
     def summary_json(self) -> dict[str, Any]:
         return compact(

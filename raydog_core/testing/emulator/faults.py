@@ -18,6 +18,9 @@ class Faults:
     boot_delay_s: float = 0.0  # time from provisioning to a node registering
     boot_delay_by_pool: dict[str, float] = field(default_factory=dict)  # slow boots for some pools (by name)
     fail_tasks: str | None = None  # regex on task names: such tasks exit with code 1 at once
+    # regex on pool names: the provider has no capacity for such pools' instances, so none is provisioned
+    # and their compute requirement's source reports ERRORED with a message, as a cloud short of a type
+    no_capacity: str | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -37,6 +40,9 @@ class Faults:
 
     def boot_delay(self, pool_name: str) -> float:
         return self.boot_delay_by_pool.get(pool_name, self.boot_delay_s)
+
+    def has_no_capacity(self, pool_name: str) -> bool:
+        return bool(self.no_capacity and re.search(self.no_capacity, pool_name))
 
     def task_fails(self, task_name: str | None) -> bool:
         return bool(self.fail_tasks and task_name and re.search(self.fail_tasks, task_name))

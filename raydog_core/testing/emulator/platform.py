@@ -399,6 +399,12 @@ class Platform:
 
     def _add_instances(self, pool: WorkerPool, count: int) -> None:
         compute = pool.requirement
+        if count and self.faults.has_no_capacity(pool.name):
+            compute.source_error = (
+                f"InsufficientInstanceCapacity: no {compute.source.instance_type} capacity in "
+                f"{compute.source.region} for {count} instance(s) (emulated)"
+            )
+            return
         delay = timedelta(seconds=self.faults.boot_delay(pool.name))
         for _ in range(count):
             instance = Instance(wire.next_number(), compute.source_id, compute, pool)
@@ -514,16 +520,16 @@ class Platform:
         self._terminate_instances(chosen)
 
     def kill_instance(self, instance: Instance) -> None:
-        """Fault injection: the machine dies without anyone asking."""
-        self._terminate_instances([instance])
+        """Fault injection: the machine dies without anyone asking (its agent uploads nothing)."""
+        self._terminate_instances([instance], lost=True)
 
-    def _terminate_instances(self, instances: list[Instance]) -> None:
+    def _terminate_instances(self, instances: list[Instance], lost: bool = False) -> None:
         """Stop the instances' task processes, fail their tasks and take their nodes away."""
         with self.lock:
             victims = [i.current_task for i in instances if i.current_task is not None]
             for instance in instances:
                 instance.set_status("TERMINATING")
-        self._stop(victims, LOST_TASK_STATUS, LOST_TASK_ERROR)
+        self._stop(victims, LOST_TASK_STATUS, LOST_TASK_ERROR, upload=not lost)
         with self.lock:
             for instance in instances:
                 instance.set_status("TERMINATED")
@@ -577,13 +583,15 @@ class Platform:
 
     # -- stopping processes (outside the lock: a stop waits for a grace period) ---------------------
 
-    def _stop(self, tasks: list[Task], status: str, error_type: str | None = None) -> None:
+    def _stop(
+        self, tasks: list[Task], status: str, error_type: str | None = None, upload: bool = True
+    ) -> None:
         if not tasks:
             return
         with self.lock:
             for task in tasks:
                 task.stopping = True
-        self.agent.stop(tasks)
+        self.agent.stop(tasks, upload=upload)
         with self.lock:
             for task in tasks:
                 if task.status in TASK_FINISHED:
@@ -704,7 +712,7 @@ class Platform:
                 task.status = "COMPLETED"
             else:
                 ended = task.fail("PROCESS_NON_ZERO_EXIT", f"task process exited with code {code}", code)
-            self.agent.forget(task)
+            self.agent.finished(task, code)
             self._end_attempt(task, ended)
 
     def _over_allowance(self, now: Any) -> list[Instance]:
