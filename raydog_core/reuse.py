@@ -4,9 +4,9 @@ A run attaches to a live matching cluster instead of building one, holds a lease
 leaves; the cluster stays warm for its idle TTL after the last lease ends, then the watchdog on its head
 ends it, as for any leased cluster (`raydog_core.leases`).
 
-What must match is the whole spec except what says who runs it (`cluster_labels`) and how long one
-client waits for a build (`build_timeout`): scripts count by their text, pools by their shape, and the
-YellowDog platform by its URL. The match is a digest carried in the cluster's name and in its
+What must match is the whole spec except what says who runs it (`cluster_labels`), how long one
+client waits for a build (`build_timeout`) and what its drivers ship (`runtime_env`, each driver's
+own): scripts count by their text, pools by their shape, and the YellowDog platform by its URL. The match is a digest carried in the cluster's name and in its
 `raydog-reuse` label, so clusters of different specs never share a name (on YellowDog: never a work
 requirement, whose name the platform keeps unique among live ones in a namespace).
 
@@ -40,7 +40,8 @@ from raydog_core.state import ClusterState
 log = logging.getLogger("raydog")
 
 REUSE_LABEL = "raydog-reuse"
-NOT_MATCHED = frozenset({"cluster_labels", "build_timeout"})  # who runs it, and how long one client waits
+# Who runs it, how long one client waits, and what its drivers ship (runtime_env is each driver's own)
+NOT_MATCHED = frozenset({"cluster_labels", "build_timeout", "runtime_env"})
 DIGEST_HEX_DIGITS = naming.WARM_SUFFIX_LENGTH - len("-r")
 
 

@@ -82,7 +82,8 @@ class RayDogTaskRunner(RayTaskRunner):
             it can be edited in the UI between runs), or a raydog_core ClusterSpec. Default: a local
             cluster with a head and one worker.
         reuse_cluster_across_retries: the attempts of one flow run share one cluster.
-        init_kwargs: extra keyword arguments for `ray.init`.
+        init_kwargs: extra keyword arguments for `ray.init`. Its `runtime_env` goes over the cluster
+            configuration's `runtime_env` key by key (their `env_vars` are merged, these win).
         reuse: a reuse key (the configuration's `reuse_key` otherwise): flow runs with the same key and
             the same cluster configuration share one warm cluster, which stays up for `idle_ttl`
             (default 10 minutes) after the last run left, then ends itself. Each run's Ray work has
@@ -260,6 +261,11 @@ class RayDogTaskRunner(RayTaskRunner):
             # Runs sharing a warm cluster do not see each other's named actors (see docs/prefect.md).
             namespace = f"prefect-{flow_run_id or 'run'}"
             self.init_kwargs: dict[str, Any] = {**self.settings.init_kwargs, "namespace": namespace}
+        runtime_env = merged_runtime_env(
+            cluster.spec.runtime_env, self.settings.init_kwargs.get("runtime_env")
+        )
+        if runtime_env:
+            self.init_kwargs = {**self.init_kwargs, "runtime_env": runtime_env}
         self._connect_ray(stack, self._connection.address)
         self._forward_task_logs(stack, logger)
         logger.info(
@@ -450,6 +456,15 @@ class RayDogTaskRunner(RayTaskRunner):
                 f"the saved Block is invalid: {problem}",
                 "correct it in the Prefect UI or save the Block again",
             ) from None
+
+
+def merged_runtime_env(spec_env: Mapping[str, Any] | None, own: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Ray runtime_env of a flow run's driver: the cluster spec's, with the runner's own
+    `init_kwargs["runtime_env"]` over it key by key; their `env_vars` are merged (the runner's win)."""
+    merged = {**(spec_env or {}), **(own or {})}
+    if spec_env and own and "env_vars" in spec_env and "env_vars" in own:
+        merged["env_vars"] = {**spec_env["env_vars"], **own["env_vars"]}
+    return merged
 
 
 def _link_dashboard(cluster: RayDogCluster, url: str, logger: Any) -> None:

@@ -43,7 +43,9 @@ class RayDogSubmitJobOperator(BaseOperator):
 
     :param cluster_state: the cluster's state, e.g. `build.output` (templated).
     :param entrypoint: the shell command the job runs on the head, with the head's PATH (templated).
-    :param runtime_env: Ray runtime environment (working_dir, pip, env_vars...) (templated).
+    :param runtime_env: Ray runtime environment (working_dir, py_modules, pip, env_vars...) (templated).
+        This is the job's only one: the cluster state carries no spec, so a spec's `runtime_env` (which
+        RayDogTaskRunner applies on Prefect) does not reach the job.
     :param submission_id: overrides the id derived from the task instance (templated).
     :param stream_logs: copy the job's output into the task log.
     :param deferrable: wait in the triggerer instead of holding a worker slot.

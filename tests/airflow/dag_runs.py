@@ -9,13 +9,14 @@ from typing import Any
 from conftest import DAGS_FOLDER
 
 
-def load_dag(dag_id: str) -> Any:
-    """The DAG object of `<dag_id>.py` in the DAGs folder (where dag.test() finds it again)."""
-    path = DAGS_FOLDER / f"{dag_id}.py"
-    spec = importlib.util.spec_from_file_location(f"dags_{dag_id}", path)
+def load_dag(dag_id: str, file: str | None = None) -> Any:
+    """The DAG `dag_id` of `<file or dag_id>.py` in the DAGs folder (where dag.test() finds it again):
+    the file's `dag`, or for a file of several DAGs the one it holds under the DAG's id."""
+    name = file or dag_id
+    spec = importlib.util.spec_from_file_location(f"dags_{name}", DAGS_FOLDER / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.dag
+    return getattr(module, dag_id, None) or module.dag
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

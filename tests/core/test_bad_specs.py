@@ -7,6 +7,7 @@ no cluster directory behind. No Ray starts here.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,7 +19,7 @@ import pytest
 from raydog_core import RayDogCluster, SpecError
 from raydog_core.autoscaler.config import bootstrap
 from raydog_core.backends.local.backend import LocalBackend
-from raydog_core.spec import load_spec_file
+from raydog_core.spec import RUNTIME_ENV_KEYS, load_spec_file
 from raydog_core.state import ClusterState, PoolState
 
 NAME = "bad-spec"
@@ -37,6 +38,9 @@ POOL = "worker_pools.0"
 HEAD = "head_node_resources"
 RES = f"{HEAD}.resources"
 WRES = f"{POOL}.worker_node_resources"
+RTE = "runtime_env"
+CODE_FIX = "existing directory or .zip file"
+SECRET_FIX = "Prefect Secret Block or an Airflow connection"
 
 
 def pool(**fields: Any) -> dict[str, Any]:
@@ -53,6 +57,10 @@ def spec(fields: dict[str, Any]) -> Callable[[], object]:
 
 def labels(values: dict[str, str]) -> Callable[[], object]:
     return spec({"cluster_labels": values})
+
+
+def runtime_env(value: dict[str, Any]) -> Callable[[], object]:
+    return spec({"runtime_env": value})
 
 
 def add_worker_pool(*args: Any, **kwargs: Any) -> Callable[[], object]:
@@ -194,6 +202,60 @@ BAD: dict[str, tuple[Callable[[], object], str, str]] = {
         f"add_worker_pool.{INTERNAL}",
         "own name",
     ),
+    # runtime_env: Ray's own keys, local code that exists, string variables, no secret in a kept spec
+    "runtime-env-key-typo": (runtime_env({"workdir": "."}), f"{RTE}['workdir']", "'working_dir'"),
+    "runtime-env-missing-dir": (
+        runtime_env({"working_dir": "/no/such/dir"}),
+        f"{RTE}['working_dir']",
+        CODE_FIX,
+    ),
+    "runtime-env-missing-module": (
+        runtime_env({"py_modules": ["s3://bucket/ok.zip", "/no/such/pkg"]}),
+        f"{RTE}['py_modules'][1]",
+        CODE_FIX,
+    ),
+    "runtime-env-modules-not-list": (
+        runtime_env({"py_modules": "."}),
+        f"{RTE}['py_modules']",
+        "['./my_pkg']",
+    ),
+    "runtime-env-var-number": (
+        runtime_env({"env_vars": {"WORKERS": 2}}),
+        f"{RTE}['env_vars']['WORKERS']",
+        "quote it: '2'",
+    ),
+    "runtime-env-var-name": (runtime_env({"env_vars": {"A=B": "x"}}), f"{RTE}['env_vars']['A=B']", "'MODE'"),
+    "runtime-env-secret-key": (
+        runtime_env({"env_vars": {"AWS_SECRET_ACCESS_KEY": "x"}}),
+        f"{RTE}['env_vars']['AWS_SECRET_ACCESS_KEY']",
+        SECRET_FIX,
+    ),
+    "runtime-env-api-key": (
+        runtime_env({"env_vars": {"OPENAI_API_KEY": "x"}}),
+        f"{RTE}['env_vars']['OPENAI_API_KEY']",
+        SECRET_FIX,
+    ),
+    "runtime-env-token": (
+        runtime_env({"env_vars": {"HF_TOKEN": "x"}}),
+        f"{RTE}['env_vars']['HF_TOKEN']",
+        SECRET_FIX,
+    ),
+    "runtime-env-password": (
+        runtime_env({"env_vars": {"db_password": "x"}}),
+        f"{RTE}['env_vars']['db_password']",
+        SECRET_FIX,
+    ),
+    "runtime-env-api-key": (
+        runtime_env({"env_vars": {"OpenAIApiKey": "x"}}),
+        f"{RTE}['env_vars']['OpenAIApiKey']",
+        SECRET_FIX,
+    ),
+    "runtime-env-callable": (runtime_env({"worker_process_setup_hook": print}), RTE, "strings, numbers"),
+    "runtime-env-nan": (
+        runtime_env({"config": {"setup_timeout_seconds": math.nan}}),
+        RTE,
+        "strings, numbers",
+    ),
     # GPUs: every pool's ask is checked against the machine before the head (or any node) starts
     "gpus-pool-over-machine": (
         build({"gpu_ids": [0], **pool(worker_node_resources={"num_gpus": 1})}),
@@ -324,3 +386,30 @@ def test_state_saved_before_the_stricter_rules_still_attaches(local_backend: Loc
     cluster = RayDogCluster.from_state(state.to_json())
     assert cluster.worker_pool_internal_names == ["GPU pool"]
     assert cluster.spec.cluster_labels == {"my team": "x"}
+
+
+def test_runtime_env_keys_are_ray_s_own() -> None:
+    """The keys a spec's runtime_env may hold are those the installed Ray takes, no more, no fewer."""
+    from ray.runtime_env import RuntimeEnv
+
+    arguments = set(inspect.signature(RuntimeEnv.__init__).parameters) - {"self", "_validate", "kwargs"}
+    public_fields = {name for name in RuntimeEnv.known_fields if not name.startswith("_")}
+    assert set(RUNTIME_ENV_KEYS) == arguments | public_fields
+
+
+def test_a_good_runtime_env_is_kept_as_given(tmp_path: Path, local_backend: LocalBackend) -> None:
+    given = {
+        "working_dir": str(tmp_path),
+        "py_modules": [str(tmp_path), "s3://bucket/code.zip"],
+        "pip": ["requests==2.32.3"],
+        "env_vars": {
+            "MODE": "fast",
+            "MONKEY_COUNT": "3",
+            "SSH_KEY_PATH": "/k",
+            "SORT_KEY": "id",
+        },  # no secrets
+        "config": {"setup_timeout_seconds": 600},
+    }
+    cluster = RayDogCluster(cluster_name=NAME, runtime_env=given)
+    assert cluster.spec.runtime_env == given
+    assert local_backend.live_resources() == []
