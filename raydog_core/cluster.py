@@ -32,7 +32,6 @@ from typing import Any, Protocol
 from raydog_core import (
     auth,
     client_auth,
-    demand_watch,
     leases,
     naming,
     postmortem,
@@ -561,12 +560,8 @@ class RayDogCluster:
         url = dashboard_url or self.dashboard_url
         if url is None:
             raise RayDogError("the cluster has no dashboard this client can reach: pass dashboard_url")
-        token = session.token
-        watch = DemandWatch(
-            lambda: demand_watch.cluster_status(url, token),
-            session.nodes,
-            self.spec.cluster_name,
-            logger or log,
+        watch = DemandWatch.on_dashboard(
+            url, session.token, session.nodes, self.spec.cluster_name, logger or log
         )
         self._start_watch("demand", watch)
         return watch

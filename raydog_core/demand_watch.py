@@ -145,6 +145,19 @@ class DemandWatch(Watch):
         self._reported: set[str] = set()
         self._pending_since: dict[str, float] = {}  # node -> when this watch first saw it starting
 
+    @classmethod
+    def on_dashboard(
+        cls,
+        dashboard_url: str,
+        token: str | None,
+        list_nodes: Callable[[], list[NodeInfo]],
+        cluster: str,
+        logger: WatchLogger,
+    ) -> DemandWatch:
+        """A watch reading the monitor's report from the head's dashboard at `dashboard_url` (an address
+        the backend vouches for, or this client's tunnel to it: the token goes there)."""
+        return cls(lambda: cluster_status(dashboard_url, token), list_nodes, cluster, logger)
+
     def check(self) -> list[str]:
         """One look; returns (and logs) what is explained for the first time."""
         status = self._read_status()

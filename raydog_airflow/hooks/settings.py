@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from raydog_core import auth, demand_watch
+from raydog_core import auth
 from raydog_core.backends import Backend, create_backend
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.demand_watch import DemandWatch
@@ -182,15 +182,21 @@ class RayDogConnectionSettings:
 
     @contextmanager
     def watches(
-        self, state: ClusterState, logger: WatchLogger, dashboard_url: str | None = None
+        self,
+        state: ClusterState,
+        logger: WatchLogger,
+        dashboard_url: str | None = None,
+        backend: Backend | None = None,
     ) -> Iterator[None]:
         """While a task works on the cluster, what a builder watches while it holds one, into the task's
         own log: the spend cap (a warning at 80 %, an error at 100 %, looked at once now), Ray work no
         node can run (given `dashboard_url`, this machine's way to the head's dashboard, where the token
         goes), and on a backend that heals when listed (YellowDog) its nodes every 15 s, so a worker
         whose machine was lost gets a node back during the task. No process holds the cluster between
-        tasks, so each task that uses it looks; a look that fails never fails the task."""
-        backend = self.create_backend()
+        tasks, so each task that uses it looks; a look that fails never fails the task. `backend`: the
+        task's own (else one is opened for the watches, and closed after)."""
+        own_backend = backend is None
+        backend = backend or self.create_backend()
         started: list[Watch] = []
         try:
             spend = SpendWatch(lambda: backend.spend(state.cluster_id), state.cluster_name, logger)
@@ -202,9 +208,9 @@ class RayDogConnectionSettings:
             if capped:
                 started.append(spend.start())
             if dashboard_url is not None:
-                token = ray_token(state)
-                demand = DemandWatch(
-                    lambda: demand_watch.cluster_status(dashboard_url, token),
+                demand = DemandWatch.on_dashboard(
+                    dashboard_url,
+                    ray_token(state),
                     lambda: backend.list_nodes(state.cluster_id),
                     state.cluster_name,
                     logger,
@@ -217,7 +223,8 @@ class RayDogConnectionSettings:
         finally:
             for watch in started:
                 watch.stop()
-            backend.close()
+            if own_backend:
+                backend.close()
 
     def release_lease(self, state: ClusterState, holder: str) -> None:
         """Give the DAG run's lease on a warm cluster up now: the cluster stays for other runs, and

@@ -275,8 +275,10 @@ class RayDogAddWorkerPoolOperator(BaseOperator):
         settings.check_state(state)
         with (
             settings.hold_lease(state, _holder(context)),
-            settings.watches(state, self.log),  # a pool added at the cap is refused: say so first
             closing(settings.create_backend()) as backend,
+            settings.watches(
+                state, self.log, backend=backend
+            ),  # a pool added at the cap is refused: say so first
         ):
             new_state, pool_id = operations.add_worker_pool(
                 state,
