@@ -335,7 +335,9 @@ class RayDogCluster:
         try:
             session.require_token()
             head = session.vouched_head(state)
-            self._session, self._state = session, state.model_copy(deep=True)
+            # the warm cluster's state, with this run's runtime_env (each driver's own: not matched)
+            self._session = session
+            self._state = state.model_copy(deep=True, update={"runtime_env": self.spec.runtime_env})
             self._adopt_pools(self._state)
             if hold_lease:
                 session.lease_client(head).renew(
@@ -816,6 +818,7 @@ class RayDogCluster:
             cluster_tag=spec.cluster_tag,
             labels=spec.cluster_labels,
             api_url=self._credentials.api_url if self._credentials else None,
+            runtime_env=spec.runtime_env,
             log_dir=handle.log_dir,
             auth_mode=spec.ray_auth_mode,
             head=HeadState(

@@ -17,10 +17,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from raydog_core import naming
 from raydog_core.errors import SpecError, StateError
+from raydog_core.runtime_envs import check_runtime_env
 
 STATE_VERSION: Final = 1
 MAX_STATE_BYTES = 1 << 20  # a state of a thousand pools is ~200 KiB
@@ -122,6 +131,14 @@ class ClusterState(_Record):
     next_pool_index: int = Field(1, ge=1, le=naming.MAX_WORKER_POOLS + 1, strict=True)
     pools: list[PoolState] = Field(default_factory=list, max_length=naming.MAX_WORKER_POOLS + 2)
     usage: UsageState | None = None  # set at shut-down
+    # The spec's runtime_env, for the drivers of later tasks (an Airflow job); no secret can be in it
+    runtime_env: dict[str, Any] | None = None
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _valid_runtime_env(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Its paths are the machine's that built the cluster: checked where a driver uses them.
+        return None if value is None else check_runtime_env(value, "state.runtime_env", check_paths=False)
 
     def check_platform(self, api_url: str) -> None:
         """Refuse to use this state with credentials for another platform than the one it names."""

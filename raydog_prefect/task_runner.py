@@ -44,6 +44,7 @@ from raydog_core.client_auth import ClientAuthScope
 from raydog_core.cluster import RayDogCluster
 from raydog_core.errors import SpecError
 from raydog_core.leases import LeaseClient, LeaseKeeper, holder_name
+from raydog_core.runtime_envs import merged_runtime_env
 from raydog_core.spec import ClusterSpec
 from raydog_prefect import retries
 from raydog_prefect.blocks import RayDogClusterConfig
@@ -456,15 +457,6 @@ class RayDogTaskRunner(RayTaskRunner):
                 f"the saved Block is invalid: {problem}",
                 "correct it in the Prefect UI or save the Block again",
             ) from None
-
-
-def merged_runtime_env(spec_env: Mapping[str, Any] | None, own: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The Ray runtime_env of a flow run's driver: the cluster spec's, with the runner's own
-    `init_kwargs["runtime_env"]` over it key by key; their `env_vars` are merged (the runner's win)."""
-    merged = {**(spec_env or {}), **(own or {})}
-    if spec_env and own and "env_vars" in spec_env and "env_vars" in own:
-        merged["env_vars"] = {**spec_env["env_vars"], **own["env_vars"]}
-    return merged
 
 
 def _link_dashboard(cluster: RayDogCluster, url: str, logger: Any) -> None:

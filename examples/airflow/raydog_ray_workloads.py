@@ -5,7 +5,8 @@ Three DAGs from this one file, `raydog_ray_data`, `raydog_ray_tune` and `raydog_
 - Ray Tune: a small grid sweep over a closed-form objective;
 - Ray Train: data-parallel training on CPU with two workers, on numpy.
 
-Each job runs `python -m raydog_workloads.<workload>` on the head. Its `runtime_env` uploads
+Each job runs `python -m raydog_workloads.<workload>` on the head. The cluster spec's `runtime_env`
+(which the cluster state carries to the job) uploads
 `examples/workloads` (found beside this DAG's folder) to the cluster, so the job's driver and every
 Ray worker import the workload from that copy: nothing is installed on the nodes but Ray and the
 workload's packages. The DAGs ask for the same cluster and reuse key, so a DAG run attaches to the
@@ -48,12 +49,12 @@ for name, (module, arguments, params) in WORKLOADS_BY_DAG.items():
         params=params,
         tags=["raydog", "ray-workloads"],
     ) as dag:
-        build = RayDogBuildOperator(task_id="build_cluster", spec=CLUSTER)
+        # The spec's runtime_env travels in the cluster state to the job (whose own would go over it).
+        build = RayDogBuildOperator(task_id="build_cluster", spec={**CLUSTER, "runtime_env": RUNTIME_ENV})
         job = RayDogSubmitJobOperator(
             task_id=f"ray_{name}_job",
             cluster_state=build.output,
             entrypoint=f"python -m raydog_workloads.{module}{arguments}",
-            runtime_env=RUNTIME_ENV,  # on Airflow the job's runtime_env ships the code (not the spec's)
         )
         shutdown = RayDogShutdownOperator(task_id="shut_down", cluster_state=build.output)
         build.as_setup() >> job >> shutdown.as_teardown(setups=build)

@@ -31,6 +31,7 @@ from raydog_airflow.ray_jobs import (
 from raydog_airflow.triggers.raydog import RayDogJobTrigger
 from raydog_core import operations
 from raydog_core.errors import StateError
+from raydog_core.runtime_envs import merged_runtime_env
 from raydog_core.state import ClusterState
 
 
@@ -43,9 +44,9 @@ class RayDogSubmitJobOperator(BaseOperator):
 
     :param cluster_state: the cluster's state, e.g. `build.output` (templated).
     :param entrypoint: the shell command the job runs on the head, with the head's PATH (templated).
-    :param runtime_env: Ray runtime environment (working_dir, py_modules, pip, env_vars...) (templated).
-        This is the job's only one: the cluster state carries no spec, so a spec's `runtime_env` (which
-        RayDogTaskRunner applies on Prefect) does not reach the job.
+    :param runtime_env: Ray runtime environment (working_dir, py_modules, pip, env_vars...) (templated),
+        over the cluster spec's `runtime_env` (carried in the cluster state) key by key; their
+        `env_vars` are merged, these win.
     :param submission_id: overrides the id derived from the task instance (templated).
     :param stream_logs: copy the job's output into the task log.
     :param deferrable: wait in the triggerer instead of holding a worker slot.
@@ -111,7 +112,7 @@ class RayDogSubmitJobOperator(BaseOperator):
             stack.enter_context(settings.watches(state, self.log, url))  # cap, demand, lost nodes
             client = job_client(url, state)
             base = self.submission_id or submission_id_base(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
-            job_id, attached = submit_or_attach(client, base, ti.try_number, self._submit_kwargs())
+            job_id, attached = submit_or_attach(client, base, ti.try_number, self._submit_kwargs(state))
             self.log.info(
                 "%s Ray job %s on cluster %s through the Ray Jobs API at %s",
                 "re-attached to" if attached else "submitted",
@@ -164,10 +165,10 @@ class RayDogSubmitJobOperator(BaseOperator):
         self.log.info(outcome)
         return job_id
 
-    def _submit_kwargs(self) -> dict[str, Any]:
+    def _submit_kwargs(self, state: ClusterState) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"entrypoint": self.entrypoint}
         optional = {
-            "runtime_env": dict(self.runtime_env) if self.runtime_env else None,
+            "runtime_env": merged_runtime_env(state.runtime_env, self.runtime_env) or None,
             "metadata": dict(self.metadata) if self.metadata else None,
             "entrypoint_num_cpus": self.entrypoint_num_cpus,
             "entrypoint_num_gpus": self.entrypoint_num_gpus,

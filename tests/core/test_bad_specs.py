@@ -19,7 +19,8 @@ import pytest
 from raydog_core import RayDogCluster, SpecError
 from raydog_core.autoscaler.config import bootstrap
 from raydog_core.backends.local.backend import LocalBackend
-from raydog_core.spec import RUNTIME_ENV_KEYS, load_spec_file
+from raydog_core.runtime_envs import RUNTIME_ENV_KEYS
+from raydog_core.spec import load_spec_file
 from raydog_core.state import ClusterState, PoolState
 
 NAME = "bad-spec"
@@ -230,7 +231,7 @@ BAD: dict[str, tuple[Callable[[], object], str, str]] = {
         f"{RTE}['env_vars']['AWS_SECRET_ACCESS_KEY']",
         SECRET_FIX,
     ),
-    "runtime-env-api-key": (
+    "runtime-env-api-key-words": (
         runtime_env({"env_vars": {"OPENAI_API_KEY": "x"}}),
         f"{RTE}['env_vars']['OPENAI_API_KEY']",
         SECRET_FIX,

@@ -105,6 +105,8 @@ def _with(**changes) -> dict:
         ({"lease": {"timeout_s": -5}}, "lease.timeout_s"),
         ({"lease": {"timeout_s": 60, "idle_ttl_s": float("nan")}}, "lease.idle_ttl_s"),
         ({"lease": {"timeout_s": 60, "holder": "x"}}, "lease.holder"),
+        ({"runtime_env": {"env_vars": {"DB_PASSWORD": "x"}}}, "DB_PASSWORD"),
+        ({"runtime_env": {"workdir": "/x"}}, "did you mean 'working_dir'"),
     ],
 )
 def test_state_is_validated_like_a_spec(changes: dict, words: str) -> None:
@@ -135,3 +137,9 @@ def test_state_naming_another_platform_is_refused_before_any_request(monkeypatch
 
     with pytest.raises(StateError, match=re.escape("names the YellowDog platform 'http://127.0.0.1:9/evil'")):
         RayDogCluster.from_state(state.to_json())
+
+
+def test_state_carries_the_spec_s_runtime_env_whose_paths_are_the_builder_s() -> None:
+    """A later task's driver (an Airflow job) uses it; its paths are checked where it is used."""
+    env = {"working_dir": "/only/on/the/builder", "env_vars": {"MODE": "x"}}
+    assert ClusterState.from_json(_with(runtime_env=env)).runtime_env == env

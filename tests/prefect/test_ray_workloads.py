@@ -22,10 +22,10 @@ from prefect_helpers import flow_run_logs
 
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError
+from raydog_core.runtime_envs import merged_runtime_env
 from raydog_core.testing.leaks import count_leaks
 from raydog_core.testing.warm import shut_down_warm, warm_clusters
 from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner
-from raydog_prefect.task_runner import merged_runtime_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "prefect"
 ENV_VARS = {"RAYDOG_EXAMPLE_MODE": "mine"}

@@ -12,7 +12,7 @@ from typing import Any
 
 WORKLOADS_DIR = Path(__file__).resolve().parents[1]  # the directory that holds this package
 
-# Shipped to the cluster for every driver (Prefect: the spec's runtime_env; Airflow: the job's).
+# The spec's runtime_env: shipped to the cluster for every driver (a Prefect flow run, an Airflow job).
 RUNTIME_ENV: dict[str, Any] = {"working_dir": str(WORKLOADS_DIR), "excludes": ["__pycache__/"]}
 
 NODE = {"num_cpus": 1, "memory_mb": 1024, "object_store_mb": 100}
