@@ -54,11 +54,13 @@ from raydog_core.credentials import YellowDogCredentials
 from raydog_core.demand_watch import DemandWatch
 from raydog_core.errors import (
     BuildTimeoutError,
+    ClusterNameTakenError,
     NodeFailedError,
     RayDogError,
     ShutdownError,
     SpecError,
     StateError,
+    WarmClusterRaceError,
 )
 from raydog_core.lifecycle import ClusterSession, poll_until
 from raydog_core.node_watch import NodeWatch
@@ -307,10 +309,20 @@ class RayDogCluster:
         holder = lease_holder or leases.holder_name("builder")
         with reuse.creation_lock(key, timeout):
             state = reuse.warm_state(key, backend)
-            if state is not None and self._attach_warm(key, state, holder, hold_lease):
+            attached = state is not None and self._attach_warm(key, state, holder, hold_lease)
+            if state is None and self._attach_elsewhere(key, holder, hold_lease, timeout):
+                warm_files.remember(self.state)  # the next run on this machine finds it here
+                attached = True
+            if attached:
                 log.info("attached to warm cluster %s (%s)", self.spec.cluster_name, self.cluster_id)
                 return self.state.head.private_ip or "", self.state.head.public_ip
-            result = self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
+            try:
+                result = self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
+            except ClusterNameTakenError as error:  # another machine got there first: nothing is ours
+                raise WarmClusterRaceError(
+                    f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}) was created by another "
+                    f"machine as this run tried to: retry, and the run attaches to it ({error})"
+                ) from None
             warm_files.remember(self.state)
         return result
 
@@ -329,8 +341,57 @@ class RayDogCluster:
     def _attach_warm(self, key: reuse.WarmKey, state: ClusterState, holder: str, hold_lease: bool) -> bool:
         """Use the warm cluster `state` names if its head runs where the state says and its watchdog
         grants this client a lease; otherwise shut it down (it is dead or ending) and say False."""
+        try:
+            self._adopt_warm(state, holder, hold_lease)
+        except (RayDogError, leases.LeaseError) as error:
+            reuse.replace_dead(key, state, self._ensure_backend(), str(error))
+            return False
+        return True
+
+    def _attach_elsewhere(self, key: reuse.WarmKey, holder: str, hold_lease: bool, timeout: float) -> bool:
+        """Use the warm cluster of this key that another machine built (no state of it is here): found
+        on the platform, waited for while its head starts (within the build timeout), reached with the
+        token this machine was given for it ($RAYDOG_RAY_AUTH_TOKEN, the builder's). A failure here is
+        raised, never a reason to shut that cluster down: it is someone else's, and may be healthy."""
         backend = self._ensure_backend()
-        session = ClusterSession.from_state(state, backend)
+        record = reuse.live_record(key, backend, self.spec.cluster_namespace)
+        if record is None:
+            return False
+        api_url = self._credentials.api_url if self._credentials else None
+        state = poll_until(
+            lambda: reuse.state_from_platform(record, backend, self.spec, api_url),
+            time.monotonic() + timeout,
+            lambda: BuildTimeoutError(
+                f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}), built from another machine, "
+                f"has no running head after {timeout:.0f} s (build_timeout)"
+            ),
+        )
+        brought_token = state.auth_mode == "token" and auth.load_token(state.cluster_id) is None
+        if brought_token:
+            token = os.environ.get(auth.TOKEN_ENV_VAR, "").strip()
+            if not token:
+                raise RayDogError(
+                    f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}) is running, built from "
+                    f"another machine, and this machine has no token for it: set {auth.TOKEN_ENV_VAR} to the "
+                    "token its builder used (kept in a secrets manager), as on the builder's machine"
+                )
+            auth.save_token(state.cluster_id, token)
+        try:
+            self._adopt_warm(state, holder, hold_lease)
+        except (RayDogError, leases.LeaseError) as error:
+            if brought_token:
+                auth.delete_token(state.cluster_id)
+            raise RayDogError(
+                f"could not attach to warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}), built "
+                f"from another machine: {error}; if {auth.TOKEN_ENV_VAR} is not its builder's token, set it "
+                "to that one (the cluster is left as it is)"
+            ) from None
+        return True
+
+    def _adopt_warm(self, state: ClusterState, holder: str, hold_lease: bool) -> None:
+        """Become a client of the warm cluster `state` names: its head is where its backend says, and its
+        watchdog grants this client a lease. Raises, with this builder unchanged, where not."""
+        session = ClusterSession.from_state(state, self._ensure_backend())
         planned = (self._pools, self._next_pool_index)
         try:
             session.require_token()
@@ -344,15 +405,13 @@ class RayDogCluster:
                     holder, self._lease_terms().timeout_s or leases.DEFAULT_TTL_S
                 )
                 self._lease = self._lease_keeper(holder).take()
-        except (RayDogError, leases.LeaseError) as error:
+        except (RayDogError, leases.LeaseError):
             self._session, self._state, self._lease = None, None, None
             self._pools, self._next_pool_index = planned
-            reuse.replace_dead(key, state, backend, str(error))
-            return False
+            raise
         self._built = self._attached = True
         self._point_process_at_cluster()
         self._watch_nodes()
-        return True
 
     def _build_new(
         self,

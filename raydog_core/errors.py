@@ -34,6 +34,16 @@ class BuildTimeoutError(BuildError, InfrastructureError, TimeoutError):
     """The head node did not accept connections in time; the cluster has been shut down."""
 
 
+class ClusterNameTakenError(RayDogError):
+    """The cluster's name is held by a running cluster this client did not create (YellowDog keeps a live
+    work requirement's name unique in its namespace)."""
+
+
+class WarmClusterRaceError(BuildError, InfrastructureError):
+    """Another machine created the warm cluster of this reuse key and spec at the same moment as this run
+    tried to: nothing was created here, and a retry attaches to that cluster."""
+
+
 class NoCapacityError(BuildError, InfrastructureError):
     """The platform has no capacity for a pool's machines (every compute source of its template errored,
     e.g. a cloud short of the instance type): the build ends at once, not at its timeout. Everything

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 
 from filelock import FileLock, Timeout
 
-from raydog_core import naming, warm_files
-from raydog_core.backends.base import Backend
+from raydog_core import leases, naming, warm_files
+from raydog_core.backends.base import Backend, ClusterRecord, NodeRole, NodeStatus
 from raydog_core.errors import BuildTimeoutError, StateError
 from raydog_core.lifecycle import shut_down_cluster
 from raydog_core.scripts import load_script
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec
-from raydog_core.state import ClusterState
+from raydog_core.state import ClusterState, HeadState, PoolState
 
 log = logging.getLogger("raydog")
 
@@ -148,3 +148,64 @@ def replace_dead(key: WarmKey, state: ClusterState, backend: Backend, why: str) 
     )
     if failures:
         log.warning("shutting down the dead warm cluster %s left failures: %s", key.cluster_name, failures)
+
+
+def live_record(key: WarmKey, backend: Backend, namespace: str) -> ClusterRecord | None:
+    """The running warm cluster of `key` as the backend lists it, whoever built it (on YellowDog, any
+    machine with the account: the platform keeps the name unique among live clusters)."""
+    return next(
+        (
+            r
+            for r in backend.list_clusters()
+            if r.name == key.cluster_name
+            and r.namespace == namespace
+            and r.state == "running"
+            and r.labels.get(REUSE_LABEL) == key.label
+        ),
+        None,
+    )
+
+
+def state_from_platform(
+    record: ClusterRecord, backend: Backend, spec: ClusterSpec, api_url: str | None
+) -> ClusterState | None:
+    """The state of a live warm cluster built by another machine (none is saved here), from what its
+    backend reports: its id, its head's addresses and ports, its pools; the rest follows from this run's
+    spec, which matches (the spec's digest is in the cluster's name and label). None while its head is
+    not running yet."""
+    nodes = [n for n in backend.list_nodes(record.cluster_id) if not n.status.is_final]
+    head = next((n for n in nodes if n.role == NodeRole.HEAD and n.status == NodeStatus.RUNNING), None)
+    ports = backend.head_ports(record.cluster_id)
+    if head is None or head.private_ip is None or ports is None:
+        return None
+    pools: dict[str, PoolState] = {}
+    for node in nodes:
+        pool = pools.setdefault(node.pool_id, PoolState(pool_id=node.pool_id, role=node.role.value))
+        pool.node_ids.append(node.node_id)
+        pool.node_count += 1
+    workers = sum(1 for pool in pools.values() if pool.role == "worker")
+    return ClusterState(
+        backend=backend.kind,
+        cluster_id=record.cluster_id,
+        cluster_name=record.name,
+        cluster_namespace=record.namespace,
+        cluster_tag=spec.cluster_tag,
+        labels=dict(record.labels),
+        phase="running",
+        created_at=record.created_at,
+        api_url=api_url,
+        auth_mode=spec.ray_auth_mode,
+        head=HeadState(
+            node_id=head.node_id,
+            private_ip=head.private_ip,
+            public_ip=head.public_ip,
+            gcs_port=ports.gcs,
+            dashboard_port=ports.dashboard,
+            client_port=ports.client,
+            lease_port=ports.lease,
+        ),
+        lease=leases.terms_for(spec, leased=True),
+        next_pool_index=workers + 1,
+        pools=list(pools.values()),
+        runtime_env=spec.runtime_env,
+    )

@@ -23,6 +23,11 @@ DAGS_FOLDER = _HOME / "dags"
 DAGS_FOLDER.mkdir()
 for source in [*(ROOT / "examples" / "airflow").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
     shutil.copy(source, DAGS_FOLDER / source.name)
+# The workload examples' package beside the DAGs' folder, as in the repository (their DAGs ship it from
+# there): in place before any DAG file is imported, which puts it on sys.path.
+shutil.copytree(
+    ROOT / "examples" / "workloads", _HOME / "workloads", ignore=shutil.ignore_patterns("__pycache__")
+)
 
 os.environ.update(
     {

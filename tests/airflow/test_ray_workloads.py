@@ -8,12 +8,10 @@ one cluster served all three and that nothing is left once it is shut down.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DAGS_FOLDER, ROOT
 from dag_runs import live, load_dag, task_states, xcom_value
 
 from raydog_core.backends.local.backend import LocalBackend
@@ -25,14 +23,11 @@ REUSE_KEY = "ray-workloads"  # examples/workloads/raydog_workloads/cluster.py
 
 @pytest.fixture(scope="module")
 def shared_cluster(airflow_db: Path, raydog_home: Path) -> Iterator[LocalBackend]:
-    """examples/workloads beside the DAGs' folder, as in the repository (the DAGs ship it from there);
-    the warm cluster the DAGs share is shut down after the module whatever happened."""
-    workloads = DAGS_FOLDER.parent / "workloads"
-    shutil.copytree(ROOT / "examples" / "workloads", workloads, ignore=shutil.ignore_patterns("__pycache__"))
+    """The warm cluster the DAGs share (their workload package is beside the DAGs' folder: conftest),
+    shut down after the module whatever happened."""
     backend = LocalBackend(raydog_home / "local")
     yield backend
     shut_down_warm(backend, REUSE_KEY)
-    shutil.rmtree(workloads)
 
 
 def run_dag(dag_id: str, capfd: pytest.CaptureFixture[str]) -> str:

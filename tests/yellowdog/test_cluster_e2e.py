@@ -182,10 +182,13 @@ def test_zz_shut_down_from_another_process_leaves_nothing(
 def test_warm_reuse_on_the_platform_one_cluster_per_key_and_spec(
     yd_kwargs: dict[str, Any], yellowdog_emulator: Emulator, raydog_home: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    """Two runs on this machine share the warm cluster; a run on "another machine" (another RAYDOG_HOME:
-    no shared lock, no saved state, no token) is refused by the platform itself, since the warm cluster's
-    name is taken by a live work requirement: never a second cluster for one key and spec."""
+    """Two runs on this machine share the warm cluster. A run on "another machine" (another RAYDOG_HOME:
+    no shared lock, no saved state, no token file) finds it through the platform: without the builder's
+    token it is refused, clearly, and the cluster is left alone; given the token ($RAYDOG_RAY_AUTH_TOKEN,
+    as the builder had) it attaches. Never a second cluster for one key and spec."""
     warm = {**yd_kwargs, "cluster_name": "yd-warm", "reuse_key": "nightly", "idle_ttl": timedelta(minutes=5)}
+    token = "shared-warm-token-" + "0" * 32  # a token kept in a secrets manager, given to every machine
+    monkeypatch.setenv("RAYDOG_RAY_AUTH_TOKEN", token)
     with RayDogCluster(**warm) as first:
         first.build()
         warm_id = first.cluster_id
@@ -195,10 +198,25 @@ def test_warm_reuse_on_the_platform_one_cluster_per_key_and_spec(
         assert [lease["holder"][:8] for lease in second.lease_view()["leases"]] == ["builder:"]
 
     monkeypatch.setenv("RAYDOG_HOME", str(tmp_path / "another-machine"))
-    elsewhere = RayDogCluster(**warm)
-    with pytest.raises(RayDogError, match="is in use"):
+    monkeypatch.delenv("RAYDOG_RAY_AUTH_TOKEN")
+    with pytest.raises(RayDogError, match="no token for it: set RAYDOG_RAY_AUTH_TOKEN"):
+        RayDogCluster(**warm).build()
+    monkeypatch.setenv("RAYDOG_RAY_AUTH_TOKEN", "not-the-builder-s")
+    with pytest.raises(RayDogError, match=r"could not attach .*401.*the cluster is left as it is"):
+        RayDogCluster(**warm).build()
+    assert yellowdog_emulator.live_cluster_ids() == [warm_id]  # neither refusal touched it
+    monkeypatch.setenv("RAYDOG_RAY_AUTH_TOKEN", token)
+    with RayDogCluster(**warm) as elsewhere:
         elsewhere.build()
-    assert yellowdog_emulator.live_cluster_ids() == [warm_id]
+        assert elsewhere.attached and elsewhere.cluster_id == warm_id
+        holders = [lease["holder"] for lease in elsewhere.lease_view()["leases"]]
+        assert len(holders) == 1 and holders[0].startswith("builder:")
+        ray.init(address=elsewhere.ray_address)  # Ray itself takes this machine's token too
+        try:
+            assert ray.get(where_am_i.options(num_cpus=0).remote())["yd_task"]
+        finally:
+            ray.shutdown()
+    assert yellowdog_emulator.live_cluster_ids() == [warm_id]  # it left; the cluster stays warm
     monkeypatch.setenv("RAYDOG_HOME", str(raydog_home))
 
     used = RayDogCluster.from_state(first.state, **yellowdog_emulator.cluster_kwargs()).shut_down()

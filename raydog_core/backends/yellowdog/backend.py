@@ -78,7 +78,7 @@ from raydog_core.backends.yellowdog.spend_cap import SpendCap
 from raydog_core.backends.yellowdog.starved_pools import WaitingTasks
 from raydog_core.backends.yellowdog.task_outputs import TaskOutputStore
 from raydog_core.credentials import YellowDogCredentials
-from raydog_core.errors import PoolGoneError, RayDogError, SpecError, SpendCapError
+from raydog_core.errors import ClusterNameTakenError, PoolGoneError, RayDogError, SpecError, SpendCapError
 from raydog_core.pricing import ClusterUsage, PlanQuote, PoolQuote, SpendStatus
 from raydog_core.spec import NodePlacement
 
@@ -281,6 +281,7 @@ class YellowDogBackend:
                 options.name,
                 lifetime,
             )
+        labels.update(node_placement.head_ports_label(self.placement, self._ports(cluster_id)))
         self._clusters[cluster_id] = _Cluster(
             options.namespace, options.name, labels, datetime.now(UTC) + lifetime
         )
@@ -330,7 +331,7 @@ class YellowDogBackend:
                     name=_present(requirement.name, "work requirement name"),
                     namespace=_present(requirement.namespace, "work requirement namespace"),
                     backend=self.kind,
-                    labels=labels,
+                    labels={k: v for k, v in labels.items() if k != node_placement.HEAD_PORTS_LABEL},
                     created_at=requirement.createdTime or datetime.now(UTC),
                     live_nodes=nodes,
                     state="running" if live else "ending",
@@ -696,7 +697,7 @@ class YellowDogBackend:
             if earlier is None:
                 raise
         theirs = _run_identity(self._labels_of(earlier) or {})
-        raise RayDogError(
+        raise ClusterNameTakenError(
             f"cluster_name {requirement.name!r} is in use in namespace {requirement.namespace} by a running "
             f"cluster (labels {theirs or 'none'}) that this client did not create: give concurrent runs "
             f"their own cluster_name, or shut that one down if nobody uses it "
@@ -938,11 +939,19 @@ class YellowDogBackend:
         return args
 
     def head_ports(self, cluster_id: str) -> HeadPorts | None:
-        """Fixed on machines of their own; on a shared host, known to the process that opened the cluster."""
+        """Fixed on machines of their own; on a shared host, chosen by the process that opened the
+        cluster, which kept them in a cluster label for the others (None where none is readable)."""
         known = self._head_ports.get(cluster_id)
-        if known is not None or self.placement == NodePlacement.SHARED_HOST:
-            return known
-        return node_placement.head_ports(self.placement)
+        if known is not None or self.placement != NodePlacement.SHARED_HOST:
+            return known or node_placement.head_ports(self.placement)
+        try:
+            labels = self._labels_of(self._get_requirement(cluster_id)) or {}
+        except Exception:  # noqa: BLE001 - not readable: the caller goes by what it has
+            return None
+        found = node_placement.head_ports_from_label(labels)
+        if found is not None:
+            self._head_ports[cluster_id] = found
+        return found
 
     def _ports(self, cluster_id: str) -> HeadPorts:
         """The head's ports as open_cluster chose them (the builder also passes the GCS port to nodes)."""

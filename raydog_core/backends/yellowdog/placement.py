@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from raydog_core import node_env
@@ -52,6 +53,28 @@ def capabilities(placement: NodePlacement) -> BackendCapabilities:
 
 def head_ports(placement: NodePlacement) -> HeadPorts:
     return HeadPorts(*free_ports(4)) if placement == NodePlacement.SHARED_HOST else HeadPorts()
+
+
+HEAD_PORTS_LABEL = "raydog-head-ports"
+
+
+def head_ports_label(placement: NodePlacement, ports: HeadPorts) -> dict[str, str]:
+    """On a shared host the head's ports are free ones, chosen by whoever opened the cluster: kept in a
+    cluster label, so another process (a run attaching to a warm cluster) learns them from the platform."""
+    if placement != NodePlacement.SHARED_HOST:
+        return {}
+    return {HEAD_PORTS_LABEL: f"{ports.gcs},{ports.dashboard},{ports.client},{ports.lease}"}
+
+
+def head_ports_from_label(labels: Mapping[str, str]) -> HeadPorts | None:
+    """The ports `head_ports_label` wrote, or None (no label, or not four ports)."""
+    try:
+        ports = [int(part) for part in labels.get(HEAD_PORTS_LABEL, "").split(",")]
+    except ValueError:
+        return None
+    if len(ports) != 4 or not all(0 < port < 65536 for port in ports):
+        return None
+    return HeadPorts(*ports)
 
 
 def observability_ports(placement: NodePlacement) -> ObservabilityPorts:
