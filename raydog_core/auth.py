@@ -16,10 +16,15 @@ def new_token() -> str:
     return secrets.token_hex(32)
 
 
+def shared_token() -> str | None:
+    """$RAYDOG_RAY_AUTH_TOKEN: a token kept in a secrets manager and given to every machine that builds or
+    attaches to clusters (a warm cluster built elsewhere is reached with it)."""
+    return os.environ.get(TOKEN_ENV_VAR, "").strip() or None
+
+
 def cluster_token() -> str:
-    """The token for a new cluster: $RAYDOG_RAY_AUTH_TOKEN if set (a token kept in a secrets manager and
-    shared with other clients), else a fresh random one."""
-    return os.environ.get(TOKEN_ENV_VAR, "").strip() or new_token()
+    """The token for a new cluster: the shared one if set, else a fresh random one."""
+    return shared_token() or new_token()
 
 
 TOKENS = ClusterSecrets("tokens")

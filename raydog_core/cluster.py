@@ -62,7 +62,7 @@ from raydog_core.errors import (
     StateError,
     WarmClusterRaceError,
 )
-from raydog_core.lifecycle import ClusterSession, poll_until
+from raydog_core.lifecycle import ClusterSession, head_state, poll_until
 from raydog_core.node_watch import NodeWatch
 from raydog_core.pricing import ClusterPlan, ClusterUsage, spend_cap_hours
 from raydog_core.scripts import load_script
@@ -75,7 +75,7 @@ from raydog_core.spec import (
     check_pool_for_backend,
 )
 from raydog_core.spend_watch import SpendWatch
-from raydog_core.state import ClusterState, HeadState, LeaseState, ObservabilityState, PoolState
+from raydog_core.state import ClusterState, LeaseState, ObservabilityState, PoolState
 from raydog_core.ticker import Watch, WatchLogger
 
 log = logging.getLogger("raydog")
@@ -368,8 +368,8 @@ class RayDogCluster:
         )
         brought_token = state.auth_mode == "token" and auth.load_token(state.cluster_id) is None
         if brought_token:
-            token = os.environ.get(auth.TOKEN_ENV_VAR, "").strip()
-            if not token:
+            token = auth.shared_token()
+            if token is None:
                 raise RayDogError(
                     f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}) is running, built from "
                     f"another machine, and this machine has no token for it: set {auth.TOKEN_ENV_VAR} to the "
@@ -880,12 +880,7 @@ class RayDogCluster:
             runtime_env=spec.runtime_env,
             log_dir=handle.log_dir,
             auth_mode=spec.ray_auth_mode,
-            head=HeadState(
-                gcs_port=handle.ports.gcs,
-                dashboard_port=handle.ports.dashboard,
-                client_port=handle.ports.client,
-                lease_port=handle.ports.lease if self._session and self._session.lease else None,
-            ),
+            head=head_state(handle.ports, leased=bool(self._session and self._session.lease)),
             lease=self._session.lease if self._session else None,
             observability=ObservabilityState(
                 prometheus_port=handle.observability.prometheus,

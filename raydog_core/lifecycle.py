@@ -36,7 +36,7 @@ from raydog_core.observability import password as observability_password
 from raydog_core.ports import is_listening
 from raydog_core.pricing import ClusterUsage
 from raydog_core.ray_nodes import alive_ray_nodes
-from raydog_core.state import ClusterState, LeaseState, ObservabilityState, UsageState
+from raydog_core.state import ClusterState, HeadState, LeaseState, ObservabilityState, UsageState
 
 T = TypeVar("T")
 log = logging.getLogger("raydog")
@@ -280,6 +280,20 @@ class ClusterSession:
         state.usage = UsageState(node_hours=usage.node_hours, cost=usage.cost, currency=usage.currency)
         log.info("cluster %s used %s", self.cluster_name, usage.describe())
         return usage
+
+
+def head_state(ports: HeadPorts, leased: bool, node: NodeInfo | None = None) -> HeadState:
+    """The head's part of a cluster's state: its ports (the lease port where its watchdog serves
+    leases), and its node and addresses once known. `_ports_of` reads it back."""
+    return HeadState(
+        node_id=node.node_id if node else None,
+        private_ip=node.private_ip if node else None,
+        public_ip=node.public_ip if node else None,
+        gcs_port=ports.gcs,
+        dashboard_port=ports.dashboard,
+        client_port=ports.client,
+        lease_port=ports.lease if leased else None,
+    )
 
 
 def _ports_of(state: ClusterState) -> HeadPorts:

@@ -6,8 +6,8 @@ ends it, as for any leased cluster (`raydog_core.leases`).
 
 What must match is the whole spec except what says who runs it (`cluster_labels`), how long one
 client waits for a build (`build_timeout`) and what its drivers ship (`runtime_env`, each driver's
-own): scripts count by their text, pools by their shape, and the YellowDog platform by its URL. The match is a digest carried in the cluster's name and in its
-`raydog-reuse` label, so clusters of different specs never share a name (on YellowDog: never a work
+own): scripts count by their text, pools by their shape, and the YellowDog platform by its URL. The
+match is a digest carried in the cluster's name and in its `raydog-reuse` label, so clusters of different specs never share a name (on YellowDog: never a work
 requirement, whose name the platform keeps unique among live ones in a namespace).
 
 Creation under one key is serialised by a file lock under $RAYDOG_HOME, which holds across processes on
@@ -16,6 +16,10 @@ and attach to its cluster. The warm cluster's state is kept beside the lock (no 
 input like any saved state: a cluster is attached to only if its backend lists it running under this
 digest, reports its head running at the addresses the state names, and its watchdog grants a lease.
 Anything less is a dead warm cluster: it is shut down and replaced.
+
+A run on another machine has no saved state of the warm cluster: it finds the cluster through its
+backend (`live_record`, `state_from_platform`) and reaches it with the shared token
+($RAYDOG_RAY_AUTH_TOKEN); such a cluster is never shut down from there (see `RayDogCluster`).
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ from filelock import FileLock, Timeout
 from raydog_core import leases, naming, warm_files
 from raydog_core.backends.base import Backend, ClusterRecord, NodeRole, NodeStatus
 from raydog_core.errors import BuildTimeoutError, StateError
-from raydog_core.lifecycle import shut_down_cluster
+from raydog_core.lifecycle import head_state, shut_down_cluster
 from raydog_core.scripts import load_script
 from raydog_core.spec import ClusterSpec, WorkerPoolSpec
-from raydog_core.state import ClusterState, HeadState, PoolState
+from raydog_core.state import ClusterState, PoolState
 
 log = logging.getLogger("raydog")
 
@@ -195,15 +199,7 @@ def state_from_platform(
         created_at=record.created_at,
         api_url=api_url,
         auth_mode=spec.ray_auth_mode,
-        head=HeadState(
-            node_id=head.node_id,
-            private_ip=head.private_ip,
-            public_ip=head.public_ip,
-            gcs_port=ports.gcs,
-            dashboard_port=ports.dashboard,
-            client_port=ports.client,
-            lease_port=ports.lease,
-        ),
+        head=head_state(ports, leased=True, node=head),
         lease=leases.terms_for(spec, leased=True),
         next_pool_index=workers + 1,
         pools=list(pools.values()),

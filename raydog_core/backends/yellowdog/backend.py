@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,7 +52,7 @@ from yellowdog_client.model import (
 )
 from yellowdog_client.model.exceptions import InvalidRequestException, NotAuthorisedException
 
-from raydog_core import limits, naming, node_env
+from raydog_core import limits, naming, node_env, processes
 from raydog_core.backends.base import (
     ClusterHandle,
     ClusterOptions,
@@ -413,14 +412,7 @@ class YellowDogBackend:
         instances: list[Instance] = []
         compute = self._client.compute_client
         for pool_id in pools:
-            if pool_id not in self._compute_ids:  # shut_down learnt it, unless this is another process
-                pool = self._call(
-                    partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
-                )
-                self._compute_ids[pool_id] = _present(
-                    _provisioned(pool).computeRequirementId, "compute requirement id"
-                )
-            search = InstanceSearch(computeRequirementId=self._compute_ids[pool_id])
+            search = InstanceSearch(computeRequirementId=self._compute_id(pool_id))
             instances += self._call(partial(_all_instances, compute, search), "list instances")
         hours, cost, currency = quotes.instance_usage(
             instances, quotes.PriceList(self._client, self._call), datetime.now(UTC)
@@ -593,18 +585,8 @@ class YellowDogBackend:
     def _short_of_capacity(self, namespace: str, name: str, pool_id: str) -> bool:
         """Whether the platform cannot fill this pool (`capacity`), remembered for its waiting nodes."""
         try:
-            compute_id = self._compute_ids.get(pool_id) or _present(
-                _provisioned(
-                    self._call(
-                        partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id),
-                        "get worker pool",
-                    )
-                ).computeRequirementId,
-                "compute requirement id",
-            )
-            self._compute_ids[pool_id] = compute_id
             compute = self._call(
-                partial(self._client.compute_client.get_compute_requirement_by_id, compute_id),
+                partial(self._client.compute_client.get_compute_requirement_by_id, self._compute_id(pool_id)),
                 "get compute requirement",
             )
         except (InvalidRequestException, RayDogError) as error:  # the listing goes on; a later one retries
@@ -616,6 +598,18 @@ class YellowDogBackend:
             return False
         self._short_pools[name] = short
         return True
+
+    def _compute_id(self, pool_id: str) -> str:
+        """The pool's compute requirement (fixed for its life): learnt when it was provisioned, else
+        asked of the platform once (another process, e.g. one measuring usage after a shut-down)."""
+        if pool_id not in self._compute_ids:
+            pool = self._call(
+                partial(self._client.worker_pool_client.get_worker_pool_by_id, pool_id), "get worker pool"
+            )
+            self._compute_ids[pool_id] = _present(
+                _provisioned(pool).computeRequirementId, "compute requirement id"
+            )
+        return self._compute_ids[pool_id]
 
     def _feed_pool(self, name: str, pool_id: str, unfinished: int) -> None:
         pools = self._client.worker_pool_client
@@ -762,17 +756,19 @@ class YellowDogBackend:
         UPLOAD_WAIT), so their agents upload the nodes' output before the pools are released."""
         if self._outputs is None:
             return
-        deadline = time.monotonic() + UPLOAD_WAIT.total_seconds()
-        while time.monotonic() < deadline:
+
+        def ended() -> bool:
             try:
-                if all(node.status.is_final for node in self.list_nodes(cluster_id)):
-                    return
+                return all(node.status.is_final for node in self.list_nodes(cluster_id))
             except Exception:  # noqa: BLE001 - only a wait: the teardown goes on regardless
-                return
-            time.sleep(1)
-        log.warning(
-            "cluster %s: tasks still ending after %s; their output may be missing", cluster_id, UPLOAD_WAIT
-        )
+                return True
+
+        if not processes.wait_until(ended, UPLOAD_WAIT.total_seconds(), interval_s=1.0):
+            log.warning(
+                "cluster %s: tasks still ending after %s; their output may be missing",
+                cluster_id,
+                UPLOAD_WAIT,
+            )
 
     def _finished_now(self, requirement_id: str) -> bool:
         try:
