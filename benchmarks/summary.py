@@ -139,6 +139,14 @@ def _warm_reuse(data: dict[str, Any]) -> Iterator[Row]:
         f"{data['flow_speed_up']:.1f}x faster",
         f"≥ {data['flow_speed_up_target']:g}x",
     )
+    if "warm_flow_run_median_s" in data:
+        yield (
+            "one of those flow runs: attached (median), first (builds), cold (median)",
+            _s(data["warm_flow_run_median_s"]),
+            f"{_s(data['warm_first_flow_run_s'])} first, {_s(data['cold_flow_run_median_s'])} cold",
+            _ratio(data["warm_flow_run_median_s"] / data["cold_flow_run_median_s"]),
+            "—",
+        )
     yield (
         f"{data['parallel_runs']} parallel flow runs with one reuse key",
         f"{data['parallel_clusters_built']} cluster(s) built",

@@ -224,7 +224,7 @@ class RayDogTaskRunner(RayTaskRunner):
     @staticmethod
     def _run_prefect_task(*upstream_ray_obj_refs: Any, **kwargs: Any) -> Any:
         """prefect-ray's remote entry point, with the task's API logs forwarded (see raydog_prefect.logs)."""
-        with logs_forwarded(kwargs["task_run_id"]):
+        with logs_forwarded(kwargs["task_run_id"], kwargs["context"].get("settings_context") or {}):
             return RayTaskRunner._run_prefect_task(*upstream_ray_obj_refs, **kwargs)
 
     # -- provisioning: every step puts its undo on the stack ----------------------------------------
@@ -408,8 +408,10 @@ class RayDogTaskRunner(RayTaskRunner):
         stack.push(partial(_logged, self.logger, "Disconnecting from Ray", super().__exit__))
 
     def _forward_task_logs(self, stack: ExitStack, logger: Any) -> None:
-        """Start this job's log forwarder; before Ray disconnects, wait (bounded) for the tasks' logs."""
-        forwarder = start_forwarder()
+        """Start this job's log forwarder (a warm cluster's shared one); before Ray disconnects, wait
+        (bounded) for the tasks' logs."""
+        cluster = self._raydog_cluster
+        forwarder = start_forwarder(shared=cluster is not None and cluster.is_warm)
         self._submitted = []
 
         def flush(exc_type: type[BaseException] | None, *_: Any) -> None:

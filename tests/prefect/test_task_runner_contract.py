@@ -13,6 +13,7 @@ from raydog_core import naming
 from raydog_core.spec import ClusterSpec
 from raydog_core.testing.secrets_scan import assert_no_secrets, canary, scan_bytes
 from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, YellowDogCredentials, flow_run_labels
+from raydog_prefect.logs import shared_forwarder_name
 
 RUNNERS = [
     RayDogTaskRunner(),
@@ -122,3 +123,15 @@ def test_no_secret_travels_in_the_pickled_flow() -> None:
     assert (
         runner.duplicate().cluster.yellowdog_credentials.application_key_secret.get_secret_value() == SECRET
     )
+
+
+def test_a_shared_log_forwarder_is_named_by_the_prefect_settings_it_sends_with() -> None:
+    """Runs sharing a warm cluster share a log forwarder only when their Prefect settings (API URL and
+    key) are the same; the name carries a digest, never a setting's value."""
+    key = canary("prefect-key")
+    cloud = {"settings": {"api": {"url": "https://api.example/ws", "key": key}}}
+    other_key = {"settings": {"api": {"url": "https://api.example/ws", "key": canary("other-key")}}}
+    name = shared_forwarder_name(cloud)
+    assert name == shared_forwarder_name(pickle.loads(pickle.dumps(cloud)))  # as a task receives them
+    assert name != shared_forwarder_name(other_key) and name != shared_forwarder_name({})
+    assert "example" not in name and key.rsplit("-", 1)[1][:8] not in name

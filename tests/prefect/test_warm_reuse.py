@@ -1,5 +1,6 @@
-"""Warm reuse in Prefect: flow runs with one reuse key share a cluster, each in its own Ray namespace;
-the runner leaves it (never shuts it down), crash hooks leave it alone, and it ends by itself once idle."""
+"""Warm reuse in Prefect: flow runs with one reuse key share a cluster, each in its own Ray namespace,
+and one log forwarder; the runner leaves it (never shuts it down), crash hooks leave it alone, and it
+ends by itself once idle."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import ray
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect_helpers import flow_run_logs
 
 from raydog_core import RayDogCluster, reuse, warm_files
@@ -29,26 +30,37 @@ WARM = RayDogClusterConfig(
 
 @task
 def where() -> tuple[str, str]:
+    get_run_logger().info("where: on a Ray worker")
     context = ray.get_runtime_context()
     return context.gcs_address, context.namespace
 
 
 @flow(task_runner=RayDogTaskRunner(cluster=WARM, reuse="nightly"), on_completion=[shut_down_flow_run_cluster])
-def nightly() -> tuple[str, str, str]:
+def nightly() -> tuple[str, str, str, list[str]]:
+    from ray.util.state import list_actors
+
     cluster = flow_run_cluster()
     assert cluster is not None
     gcs, namespace = where.submit().result()
-    return cluster.cluster_id or "", gcs, namespace
+    alive = [("class_name", "=", "LogForwarder"), ("state", "=", "ALIVE")]
+    forwarders = sorted(actor.actor_id for actor in list_actors(filters=alive))
+    return cluster.cluster_id or "", gcs, namespace, forwarders
 
 
 def test_flow_runs_with_one_reuse_key_share_a_warm_cluster(backend: LocalBackend, raydog_home) -> None:
     first, second = nightly(return_state=True), nightly(return_state=True)
-    (first_id, first_gcs, first_ns), (second_id, second_gcs, second_ns) = first.result(), second.result()
+    (first_id, first_gcs, first_ns, first_fw), (second_id, second_gcs, second_ns, second_fw) = (
+        first.result(),
+        second.result(),
+    )
     assert first_id == second_id and first_gcs == second_gcs, "the second run built its own cluster"
     first_run, second_run = first.state_details.flow_run_id, second.state_details.flow_run_id
     assert (first_ns, second_ns) == (f"prefect-{first_run}", f"prefect-{second_run}")
+    # One log forwarder serves both runs: the second run started no actor process of its own.
+    assert len(first_fw) == 1 and second_fw == first_fw, (first_fw, second_fw)
 
     first_logs, second_logs = flow_run_logs(first_run), flow_run_logs(second_run)
+    assert all(any("where: on a Ray worker" in m for m in logs) for logs in (first_logs, second_logs))
     assert any("Built warm RayDog cluster" in m for m in first_logs), first_logs
     assert any("Attached to warm RayDog cluster" in m for m in second_logs), second_logs
     assert all(any("Left warm RayDog cluster" in m for m in logs) for logs in (first_logs, second_logs))
