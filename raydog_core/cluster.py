@@ -19,64 +19,46 @@ exits, a timeout, Ctrl+C) shuts down what was created and raises a clear error.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from raydog_core import (
     auth,
+    build_plan,
     client_auth,
     leases,
-    naming,
     postmortem,
     postmortem_store,
     reuse,
-    warm_files,
+    warm_attach,
 )
 from raydog_core.backends import Backend, create_backend
-from raydog_core.backends.base import (
-    ClusterHandle,
-    ClusterOptions,
-    NodeInfo,
-    NodeLaunch,
-    NodeRole,
-    PoolPlan,
-    node_failure,
-)
+from raydog_core.backends.base import NodeInfo, PoolPlan
 from raydog_core.client_auth import ClientAuthScope
+from raydog_core.cluster_nodes import NodeStarter
+from raydog_core.cluster_pools import WorkerPools
+from raydog_core.cluster_watches import ClusterWatches
 from raydog_core.credentials import YellowDogCredentials
 from raydog_core.demand_watch import DemandWatch
 from raydog_core.errors import (
     BuildTimeoutError,
-    ClusterNameTakenError,
-    NodeFailedError,
     RayDogError,
     ShutdownError,
     SpecError,
     StateError,
-    WarmClusterRaceError,
 )
-from raydog_core.lifecycle import ClusterSession, head_state, poll_until
-from raydog_core.node_watch import NodeWatch
-from raydog_core.pricing import ClusterPlan, ClusterUsage, spend_cap_hours
-from raydog_core.scripts import load_script
+from raydog_core.lifecycle import ClusterSession
+from raydog_core.pricing import ClusterPlan, ClusterUsage
 from raydog_core.signals import sigterm_unwinds
-from raydog_core.spec import (
-    ClusterSpec,
-    NodeResources,
-    WorkerPoolSpec,
-    build_model,
-    check_pool_for_backend,
-)
+from raydog_core.spec import ClusterSpec, WorkerPoolSpec, build_model, check_pool_for_backend
 from raydog_core.spend_watch import SpendWatch
-from raydog_core.state import ClusterState, LeaseState, ObservabilityState, PoolState
-from raydog_core.ticker import Watch, WatchLogger
+from raydog_core.state import ClusterState, LeaseState
+from raydog_core.ticker import WatchLogger
 
 log = logging.getLogger("raydog")
 
@@ -89,22 +71,6 @@ class RunLogger(Protocol):
     def warning(self, msg: str, /, *args: Any) -> Any: ...
 
     def log(self, level: int, msg: str, /, *args: Any) -> Any: ...
-
-
-@dataclass
-class _Pool:
-    """A worker pool as the builder tracks it: RayDog's id, the backend's id once provisioned."""
-
-    raydog_id: str
-    index: int
-    spec: WorkerPoolSpec
-    backend_id: str | None = None
-    node_ids: list[str] = field(default_factory=list)
-    where: str = "add_worker_pool"  # how errors name it: "worker_pools.0" for a pool of the spec
-
-    @property
-    def internal_name(self) -> str:
-        return self.spec.worker_pool_internal_name or self.raydog_id
 
 
 class RayDogCluster:
@@ -138,10 +104,9 @@ class RayDogCluster:
         self._backend_given = backend if backend is not None and not isinstance(backend, str) else None
         self._backend: Backend | None = self._backend_given
         self._on_state = on_state
-        self._pools: dict[str, _Pool] = {}
-        self._next_pool_index = 1
+        self._pools = WorkerPools(spec.cluster_name)  # ids handed out now still find them after a warm rename
         for index, pool_spec in enumerate(spec.worker_pools):
-            self._plan_pool(pool_spec, f"worker_pools.{index}")
+            self._pools.plan(pool_spec, f"worker_pools.{index}", spec.cluster_name)
         self._session: ClusterSession | None = None
         self._state: ClusterState | None = None
         self._built = False
@@ -151,13 +116,10 @@ class RayDogCluster:
         self._sigterm: Any = None  # while in a with-block
         self._client_auth: ClientAuthScope | None = None  # this process's Ray auth, while built here
         self._lease: leases.LeaseKeeper | None = None  # while this builder holds a lease on its cluster
-        # Threads beside a cluster this builder holds, by name ("spend", "nodes", "demand"): until shut_down()
-        # or leave().
-        self._watches: dict[str, Watch] = {}
-        self._planned_name = spec.cluster_name  # pool ids handed out before a warm build renamed them
+        # Threads beside a cluster this builder holds ("spend", "nodes", "demand"): until shut_down() or leave().
+        self._watches = ClusterWatches()
         self._left = False  # a warm cluster this builder used and left to its other holders
         self._attached = False  # build() found a warm cluster and attached to it
-        self._replacements: dict[str, str] = {}  # worker started in place of one that failed -> that one
 
     def __repr__(self) -> str:
         phase = self._state.phase if self._state else "not built"
@@ -208,7 +170,7 @@ class RayDogCluster:
         cluster._state = state.model_copy(deep=True)
         cluster._built = state.phase == "running"
         cluster._shut_down = state.phase == "shut_down"
-        cluster._adopt_pools(state)
+        cluster._pools = WorkerPools.from_state(state, spec.cluster_name)
         return cluster
 
     # -- the upstream API -------------------------------------------------------------------------
@@ -220,12 +182,12 @@ class RayDogCluster:
             WorkerPoolSpec, {"worker_pool_node_count": worker_pool_node_count, **pool_fields}
         )
         check_pool_for_backend(pool_spec, self.spec.backend, "add_worker_pool")
-        pool = self._plan_pool(pool_spec, "add_worker_pool")
+        pool = self._pools.plan(pool_spec, "add_worker_pool", self.spec.cluster_name)
         if self._built:
             try:
-                self._launch_pool(pool)
+                self._nodes().launch_pool(pool)
             except BaseException:
-                del self._pools[pool.raydog_id]
+                self._pools.remove(pool)
                 raise
             self._publish_state()
         return pool.raydog_id
@@ -238,7 +200,7 @@ class RayDogCluster:
         provisioning (an exhausted allowance) is in `problems`.
         """
         self._check_open()
-        quote = self._ensure_backend().plan(self._cluster_options(), self._pool_plans())
+        quote = self._ensure_backend().plan(build_plan.cluster_options(self.spec), self._pool_plans())
         return ClusterPlan.from_quote(self.spec.cluster_name, self.spec.backend, quote)
 
     def log_plan(self, logger: RunLogger) -> ClusterPlan | None:
@@ -307,99 +269,36 @@ class RayDogCluster:
         key = self._become_warm()
         backend = self._ensure_backend()
         holder = lease_holder or leases.holder_name("builder")
-        with reuse.creation_lock(key, timeout):
-            state = reuse.warm_state(key, backend)
-            attached = state is not None and self._attach_warm(key, state, holder, hold_lease)
-            if state is None and self._attach_elsewhere(key, holder, hold_lease, timeout):
-                warm_files.remember(self.state)  # the next run on this machine finds it here
-                attached = True
-            if attached:
-                log.info("attached to warm cluster %s (%s)", self.spec.cluster_name, self.cluster_id)
-                return self.state.head.private_ip or "", self.state.head.public_ip
-            try:
-                result = self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
-            except ClusterNameTakenError as error:  # another machine got there first: nothing is ours
-                raise WarmClusterRaceError(
-                    f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}) was created by another "
-                    f"machine as this run tried to: retry, and the run attaches to it ({error})"
-                ) from None
-            warm_files.remember(self.state)
-        return result
+
+        def build() -> ClusterState:
+            self._build_new(timeout, wait_for_workers, True, True, holder, hold_lease)
+            return self.state  # its head's addresses are the ones _build_new returns
+
+        warm = warm_attach.WarmAttach(
+            key, backend, self.spec, self._api_url(), lambda s: self._adopt_warm(s, holder, hold_lease)
+        )
+        warm.attach_or_build(timeout, build)
+        return self.state.head.private_ip or "", self.state.head.public_ip
 
     def _become_warm(self) -> reuse.WarmKey:
         """Name and label the cluster after its reuse key and spec; pools take the new name."""
-        platform = self._credentials.api_url if self._credentials else None
-        key = reuse.WarmKey.of(self.spec, [p.spec for p in self._pools.values()], platform)
-        labels = {**self.spec.cluster_labels, reuse.REUSE_LABEL: key.label}
-        self.spec = self.spec.model_copy(update={"cluster_name": key.cluster_name, "cluster_labels": labels})
-        pools = list(self._pools.values())
-        for pool in pools:
-            pool.raydog_id = key.cluster_name + naming.worker_pool_suffix(pool.index)
-        self._pools = {pool.raydog_id: pool for pool in pools}
+        key, self.spec = warm_attach.warm_spec(self.spec, [p.spec for p in self._pools], self._api_url())
+        self._pools.rename(key.cluster_name)
         return key
 
-    def _attach_warm(self, key: reuse.WarmKey, state: ClusterState, holder: str, hold_lease: bool) -> bool:
-        """Use the warm cluster `state` names if its head runs where the state says and its watchdog
-        grants this client a lease; otherwise shut it down (it is dead or ending) and say False."""
-        try:
-            self._adopt_warm(state, holder, hold_lease)
-        except (RayDogError, leases.LeaseError) as error:
-            reuse.replace_dead(key, state, self._ensure_backend(), str(error))
-            return False
-        return True
-
-    def _attach_elsewhere(self, key: reuse.WarmKey, holder: str, hold_lease: bool, timeout: float) -> bool:
-        """Use the warm cluster of this key that another machine built (no state of it is here): found
-        on the platform, waited for while its head starts (within the build timeout), reached with the
-        token this machine was given for it ($RAYDOG_RAY_AUTH_TOKEN, the builder's). A failure here is
-        raised, never a reason to shut that cluster down: it is someone else's, and may be healthy."""
-        backend = self._ensure_backend()
-        record = reuse.live_record(key, backend, self.spec.cluster_namespace)
-        if record is None:
-            return False
-        api_url = self._credentials.api_url if self._credentials else None
-        state = poll_until(
-            lambda: reuse.state_from_platform(record, backend, self.spec, api_url),
-            time.monotonic() + timeout,
-            lambda: BuildTimeoutError(
-                f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}), built from another machine, "
-                f"has no running head after {timeout:.0f} s (build_timeout)"
-            ),
-        )
-        brought_token = state.auth_mode == "token" and auth.load_token(state.cluster_id) is None
-        if brought_token:
-            token = auth.shared_token()
-            if token is None:
-                raise RayDogError(
-                    f"warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}) is running, built from "
-                    f"another machine, and this machine has no token for it: set {auth.TOKEN_ENV_VAR} to the "
-                    "token its builder used (kept in a secrets manager), as on the builder's machine"
-                )
-            auth.save_token(state.cluster_id, token)
-        try:
-            self._adopt_warm(state, holder, hold_lease)
-        except (RayDogError, leases.LeaseError) as error:
-            if brought_token:
-                auth.delete_token(state.cluster_id)
-            raise RayDogError(
-                f"could not attach to warm cluster {key.cluster_name} (reuse_key {key.reuse_key!r}), built "
-                f"from another machine: {error}; if {auth.TOKEN_ENV_VAR} is not its builder's token, set it "
-                "to that one (the cluster is left as it is)"
-            ) from None
-        return True
-
-    def _adopt_warm(self, state: ClusterState, holder: str, hold_lease: bool) -> None:
+    def _adopt_warm(self, state: ClusterState, holder: str, hold_lease: bool) -> ClusterState:
         """Become a client of the warm cluster `state` names: its head is where its backend says, and its
-        watchdog grants this client a lease. Raises, with this builder unchanged, where not."""
+        watchdog grants this client a lease; returns this builder's copy of the state. Raises, with this
+        builder unchanged, where not."""
         session = ClusterSession.from_state(state, self._ensure_backend())
-        planned = (self._pools, self._next_pool_index)
+        planned = self._pools
         try:
             session.require_token()
             head = session.vouched_head(state)
             # the warm cluster's state, with this run's runtime_env (each driver's own: not matched)
             self._session = session
             self._state = state.model_copy(deep=True, update={"runtime_env": self.spec.runtime_env})
-            self._adopt_pools(self._state)
+            self._pools = WorkerPools.from_state(self._state, planned.planned_name)
             if hold_lease:
                 session.lease_client(head).renew(
                     holder, self._lease_terms().timeout_s or leases.DEFAULT_TTL_S
@@ -407,11 +306,12 @@ class RayDogCluster:
                 self._lease = self._lease_keeper(holder).take()
         except (RayDogError, leases.LeaseError):
             self._session, self._state, self._lease = None, None, None
-            self._pools, self._next_pool_index = planned
+            self._pools = planned
             raise
         self._built = self._attached = True
         self._point_process_at_cluster()
-        self._watch_nodes()
+        self._watches.watch_nodes(session, self.spec.cluster_name)
+        return self._state
 
     def _build_new(
         self,
@@ -424,43 +324,30 @@ class RayDogCluster:
     ) -> tuple[str, str | None]:
         deadline = time.monotonic() + timeout
         backend = self._ensure_backend()
-        backend.check_plan(self._cluster_options(), self._pool_plans())  # e.g. GPUs, before any node
-        postmortem_store.check_settings()  # where its post-mortem goes, before it has one
         spec = self.spec
-        options = dataclasses.replace(
-            self._cluster_options(),
-            max_node_hours=spend_cap_hours(
-                spec.max_node_hours, spec.max_cost, self.plan() if spec.max_cost is not None else None
-            ),
+        backend.check_plan(build_plan.cluster_options(spec), self._pool_plans())  # GPUs, say: before any node
+        postmortem_store.check_settings()  # where its post-mortem goes, before it has one
+        options = build_plan.capped_options(spec, self.plan() if spec.max_cost is not None else None)
+        leased, terms = build_plan.keep_alive(
+            spec, lease, self._sigterm is not None, backend.capabilities, held_elsewhere=not hold_lease
         )
-        leased = leases.choose_leased(
-            lease,
-            self._sigterm is not None,
-            backend.capabilities,
-            self.spec,
-            held_elsewhere=not hold_lease,
-        )
-        head_script = load_script(self.spec.head_node_ray_start_script, "head")
-        terms = leases.without_watchdog(
-            leases.terms_for(self.spec, leased), head_script, self.spec.cluster_name
-        )
-        leased = leased and terms is not None
         try:
-            self._session = ClusterSession.open(backend, options, self.spec.ray_auth_mode, lease=terms)
-            self._state = self._initial_state(self._session.handle)
+            self._session = ClusterSession.open(backend, options, spec.ray_auth_mode, lease=terms)
+            self._state = build_plan.initial_state(spec, self._session, self._api_url())
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
-            observability_ip = self._start_observability(deadline) if self.spec.enable_observability else None
+            nodes = self._nodes()
+            observability_ip = nodes.start_observability(deadline) if spec.enable_observability else None
             if leased and hold_lease:
                 # Taken as soon as the head's watchdog answers, renewed until shut_down().
                 self._lease = self._lease_keeper(lease_holder or leases.holder_name("builder"))
                 self._lease.start()
-            head = self._start_head(deadline, observability_ip, wait=wait_for_head)
+            head = nodes.start_head(deadline, observability_ip, wait=wait_for_head)
             if head is None:
                 return "", None
             if self._lease is not None:
                 self._lease.wait_taken()
-            for pool in self._pools.values():
-                self._launch_pool(pool)
+            for pool in self._pools:
+                nodes.launch_pool(pool)
             self._publish_state()
             if wait_for_workers:
                 self.wait_for_nodes(timeout=max(deadline - time.monotonic(), 0.0))
@@ -474,7 +361,7 @@ class RayDogCluster:
         self._publish_state()
         self._point_process_at_cluster()
         self.watch_spend()
-        self._watch_nodes()
+        self._watches.watch_nodes(self._require_session(), self.spec.cluster_name)
         log.info(
             "cluster %s is up: head %s, dashboard %s",
             self.spec.cluster_name,
@@ -486,33 +373,28 @@ class RayDogCluster:
     def remove_worker_pool(self, worker_pool_id: str) -> None:
         """Remove a pool by the id add_worker_pool returned (or the backend's id); its nodes leave Ray."""
         self._check_open()
-        pool = self._find_pool(worker_pool_id)
+        pool = self._pools.find(worker_pool_id)
         if pool.backend_id is not None:
             self._ensure_backend().remove_pool(self._cluster_id(), pool.backend_id)
-        del self._pools[pool.raydog_id]
+        self._pools.remove(pool)
         self._publish_state()
 
     def remove_worker_pool_by_internal_name(self, internal_name: str) -> None:
-        for pool in self._pools.values():
-            if pool.internal_name == internal_name:
-                self.remove_worker_pool(pool.raydog_id)
-                return
-        known = sorted(p.internal_name for p in self._pools.values())
-        raise RayDogError(f"no worker pool named {internal_name!r}; pools: {known}")
+        self.remove_worker_pool(self._pools.named(internal_name).raydog_id)
 
     def get_worker_pool_internal_name_by_id(self, worker_pool_id: str) -> str | None:
         try:
-            return self._find_pool(worker_pool_id).internal_name
+            return self._pools.find(worker_pool_id).internal_name
         except RayDogError:
             return None
 
     @property
     def worker_pool_ids(self) -> list[str]:
-        return [p.raydog_id for p in self._pools.values() if p.backend_id is not None]
+        return [p.raydog_id for p in self._pools if p.backend_id is not None]
 
     @property
     def worker_pool_internal_names(self) -> list[str]:
-        return [p.internal_name for p in self._pools.values()]
+        return [p.internal_name for p in self._pools]
 
     def shut_down(self) -> ClusterUsage | None:
         """Stop everything this cluster started. Idempotent; keeps going past failures, then reports them.
@@ -529,7 +411,7 @@ class RayDogCluster:
         if self._session is None:
             return None
         self.release_lease_keeper()  # the cluster goes now: nothing to release
-        self._stop_watches()
+        self._watches.stop()
         self._release_process()
         failures = self._session.shut_down(self._backend_pool_ids(), reason)
         self._post_mortem = postmortem.find(self._session.cluster_id)
@@ -558,7 +440,7 @@ class RayDogCluster:
         keeper, self._lease = self._lease, None
         if keeper is not None:
             keeper.stop(release=True)
-        self._stop_watches()
+        self._watches.stop()
         self._release_process()
         if self._backend_given is None and self._backend is not None:
             self._backend.close()
@@ -604,11 +486,7 @@ class RayDogCluster:
         shut_down(). build() starts it with RayDog's logger; None for a cluster without a cap."""
         if self.spec.max_node_hours is None and self.spec.max_cost is None:
             return None
-        session = self._require_session()
-        cluster_id = session.cluster_id
-        watch = SpendWatch(lambda: session.backend.spend(cluster_id), self.spec.cluster_name, logger or log)
-        self._start_watch("spend", watch)
-        return watch
+        return self._watches.watch_spend(self._require_session(), self.spec.cluster_name, logger)
 
     def watch_demand(
         self, logger: WatchLogger | None = None, dashboard_url: str | None = None
@@ -619,39 +497,14 @@ class RayDogCluster:
         this client reaches nodes."""
         session = self._require_session()
         url = dashboard_url or self.dashboard_url
-        if url is None:
-            raise RayDogError("the cluster has no dashboard this client can reach: pass dashboard_url")
-        watch = DemandWatch.on_dashboard(
-            url, session.token, session.nodes, self.spec.cluster_name, logger or log
-        )
-        self._start_watch("demand", watch)
-        return watch
-
-    def _watch_nodes(self) -> None:
-        """Where listing heals the cluster (a reclaimed worker's task waiting for a node on YellowDog),
-        list it now and then while this builder holds it: until shut_down() or leave()."""
-        session = self._require_session()
-        if session.backend.capabilities.heals_when_listing and "nodes" not in self._watches:
-            self._start_watch("nodes", NodeWatch(session.nodes, self.spec.cluster_name))
-
-    def _start_watch(self, name: str, watch: Watch) -> None:
-        self._stop_watches(name)
-        watch.start()
-        self._watches[name] = watch
-
-    def _stop_watches(self, *names: str) -> None:
-        """The named watches, or all of them."""
-        for name in names or list(self._watches):
-            watch = self._watches.pop(name, None)
-            if watch is not None:
-                watch.stop()
+        return self._watches.watch_demand(session, url, self.spec.cluster_name, logger)
 
     def hand_over(self) -> None:
         """This process stops holding the cluster, which goes on for whoever holds its state next (the
         next task of an Airflow DAG run): the lease is no longer renewed here (it holds for one more
         lease_timeout, for the next holder to take over) and the watches beside it stop."""
         self.release_lease_keeper()
-        self._stop_watches()
+        self._watches.stop()
 
     def release_lease_keeper(self) -> None:
         """Stop renewing this builder's lease without releasing it: it holds for one more lease_timeout,
@@ -751,65 +604,10 @@ class RayDogCluster:
         failure, a failed head, or any failure with `replace_failed=False` fails the wait at once with
         the node's log tail.
         """
-        expected = count if count is not None else 1 + sum(len(p.node_ids) for p in self._pools.values())
-        session = self._require_session()
-        alive = 0
-
-        def look() -> int | None:
-            nonlocal alive
-            for failed in session.failed_nodes(self._current_node_ids()):
-                if not replace_failed:
-                    raise node_failure(failed)
-                self._replace_failed_worker(failed)
-            alive = session.alive_in_ray(self._state.head.node_id if self._state else None)
-            return alive if alive >= expected else None
-
-        def timed_out() -> BuildTimeoutError:
-            return BuildTimeoutError(
-                f"only {alive} of {expected} nodes of cluster {self.spec.cluster_name} joined Ray "
-                f"within {timeout:.0f} s; node logs: {self.log_dir or 'see the backend'}"
-            )
-
-        return poll_until(look, time.monotonic() + timeout, timed_out)
+        expected = count if count is not None else 1 + self._pools.node_count()
+        return self._nodes().wait_in_ray(expected, timeout, replace_failed)
 
     # -- internals ----------------------------------------------------------------------------------
-
-    def _adopt_pools(self, state: ClusterState) -> None:
-        """Track the worker pools a saved state names, as if this builder had added them."""
-        self._pools = {}
-        self._next_pool_index = 1
-        for pool_state in state.pools:
-            if pool_state.role != "worker":
-                continue
-            index = _pool_index(pool_state.raydog_id, state.cluster_name) or self._next_pool_index
-            pool = _Pool(
-                raydog_id=pool_state.raydog_id or pool_state.pool_id,
-                index=index,
-                spec=WorkerPoolSpec(worker_pool_node_count=max(pool_state.node_count, 1)).model_copy(
-                    update={"worker_pool_internal_name": pool_state.internal_name}
-                ),
-                backend_id=pool_state.pool_id,
-                node_ids=list(pool_state.node_ids),
-            )
-            self._pools[pool.raydog_id] = pool
-            self._next_pool_index = max(self._next_pool_index, index + 1)
-        self._next_pool_index = max(self._next_pool_index, state.next_pool_index)
-
-    def _plan_pool(self, pool_spec: WorkerPoolSpec, where: str) -> _Pool:
-        name = pool_spec.worker_pool_internal_name
-        if name and any(p.internal_name == name for p in self._pools.values()):
-            raise SpecError(
-                f"{where}.worker_pool_internal_name",
-                f"{name!r} is already used by another pool",
-                "give every pool its own name",
-            )
-        if self._next_pool_index > naming.MAX_WORKER_POOLS:
-            raise SpecError(where, f"at most {naming.MAX_WORKER_POOLS} pools per cluster")
-        raydog_id = self.spec.cluster_name + naming.worker_pool_suffix(self._next_pool_index)
-        pool = _Pool(raydog_id=raydog_id, index=self._next_pool_index, spec=pool_spec, where=where)
-        self._next_pool_index += 1
-        self._pools[raydog_id] = pool
-        return pool
 
     def _ensure_backend(self) -> Backend:
         if self._backend is None:
@@ -817,223 +615,6 @@ class RayDogCluster:
                 self.spec.backend, self._credentials, placement=self.spec.node_placement
             )
         return self._backend
-
-    def _cluster_options(self) -> ClusterOptions:
-        spec = self.spec
-        return ClusterOptions(
-            name=spec.cluster_name,
-            namespace=spec.cluster_namespace,
-            tag=spec.cluster_tag,
-            labels=spec.cluster_labels,
-            lifetime=spec.cluster_lifetime,
-            gpu_ids=spec.gpu_ids,
-            head_on_spot_allowed=spec.head_node_allow_spot,
-        )
-
-    def _pool_plans(self) -> list[PoolPlan]:
-        """Every node build() starts, head first (the observability node asks for no GPU)."""
-        spec = self.spec
-        plans = [
-            PoolPlan(
-                "head_node_resources",
-                1,
-                spec.head_node_resources,
-                NodeRole.HEAD,
-                "head",
-                spec.head_yellowdog(),
-            )
-        ]
-        if spec.enable_observability:
-            plans.append(
-                PoolPlan(
-                    "observability_node",
-                    1,
-                    NodeResources(num_gpus=0),
-                    NodeRole.OBSERVABILITY,
-                    "observability",
-                    spec.observability_yellowdog(),
-                )
-            )
-        for pool in self._pools.values():
-            plans.append(
-                PoolPlan(
-                    f"{pool.where}.worker_node_resources",
-                    pool.spec.worker_pool_node_count,
-                    pool.spec.worker_node_resources,
-                    NodeRole.WORKER,
-                    pool.where if pool.where != "add_worker_pool" else pool.internal_name,
-                    pool.spec.yellowdog,
-                )
-            )
-        return plans
-
-    def _initial_state(self, handle: ClusterHandle) -> ClusterState:
-        spec = self.spec
-        return ClusterState(
-            backend=spec.backend,
-            cluster_id=handle.cluster_id,
-            cluster_name=spec.cluster_name,
-            cluster_namespace=spec.cluster_namespace,
-            cluster_tag=spec.cluster_tag,
-            labels=spec.cluster_labels,
-            api_url=self._credentials.api_url if self._credentials else None,
-            runtime_env=spec.runtime_env,
-            log_dir=handle.log_dir,
-            auth_mode=spec.ray_auth_mode,
-            head=head_state(handle.ports, leased=bool(self._session and self._session.lease)),
-            lease=self._session.lease if self._session else None,
-            observability=ObservabilityState(
-                prometheus_port=handle.observability.prometheus,
-                grafana_port=handle.observability.grafana,
-            )
-            if spec.enable_observability
-            else None,
-        )
-
-    def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
-        session = self._require_session()
-        with_observability = self._state is not None and self._state.observability is not None
-        return session.node_environment(
-            role,
-            head_ip=head_ip,
-            observability_host=self._state.observability_host if self._state else None,
-            observability_ports=session.handle.observability if with_observability else None,
-        )
-
-    def _start_observability(self, deadline: float) -> str | None:
-        spec = self.spec
-        launch = NodeLaunch(
-            role=NodeRole.OBSERVABILITY,
-            pool_name=spec.cluster_name + naming.OBSERVABILITY_SUFFIX,
-            script=load_script(spec.observability_node_start_script, "observability"),
-            env=self._node_env(NodeRole.OBSERVABILITY),
-            resources=NodeResources(num_gpus=0),  # Prometheus and Grafana: no GPU of the machine
-            yellowdog=spec.observability_yellowdog(),
-        )
-        pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
-        self.state.pools.append(
-            PoolState(pool_id=pool_id, role="observability", node_count=1, node_ids=node_ids)
-        )
-        self._publish_state()
-        node = self._require_session().wait_until_running(
-            node_ids[0], "observability", deadline, self._not_up_in_time("observability")
-        )
-        return node.private_ip
-
-    def _start_head(
-        self, deadline: float, observability_ip: str | None, wait: bool = True
-    ) -> NodeInfo | None:
-        self.state.observability_host = observability_ip
-        spec = self.spec
-        launch = NodeLaunch(
-            role=NodeRole.HEAD,
-            pool_name=spec.cluster_name + naming.HEAD_SUFFIX,
-            script=load_script(spec.head_node_ray_start_script, "head"),
-            env=self._node_env(NodeRole.HEAD),
-            resources=spec.head_node_resources,
-            yellowdog=spec.head_yellowdog(),
-        )
-        pool_id, node_ids = self._ensure_backend().create_pool(self._cluster_id(), launch, 1)
-        self.state.pools.insert(0, PoolState(pool_id=pool_id, role="head", node_count=1, node_ids=node_ids))
-        self.state.head.node_id = node_ids[0]
-        self._publish_state()
-        if not wait:
-            return None
-        try:
-            head = self._require_session().wait_for_head(node_ids[0], deadline, self._not_up_in_time("head"))
-        except NodeFailedError as failed:
-            head = self._replace_failed_head(failed, pool_id, launch, deadline)
-        self.state.head.private_ip = head.private_ip
-        self.state.head.public_ip = head.public_ip
-        return head
-
-    def _replace_failed_head(
-        self, failed: NodeFailedError, pool_id: str, launch: NodeLaunch, deadline: float
-    ) -> NodeInfo:
-        """A head whose start failed gets one replacement, like a worker (`_replace_failed_worker`):
-        nothing depends on it yet. A replacement that fails too fails the build with its log tail."""
-        new_id = self._start_replacement("head", failed.node_id, failed.detail, pool_id, launch)
-        if new_id is None:
-            raise failed
-        self.state.head.node_id = new_id
-        self.state.pools[0].node_ids = [new_id]
-        self._publish_state()
-        try:
-            return self._require_session().wait_for_head(new_id, deadline, self._not_up_in_time("head"))
-        except NodeFailedError as again:
-            raise _failed_again(again, new_id, failed.node_id) from None
-
-    def _start_replacement(
-        self, role: str, failed_id: str, detail: str, pool_id: str, launch: NodeLaunch
-    ) -> str | None:
-        """A node in place of `failed_id`, in the same pool; None where the backend takes none (on
-        YellowDog a failed head fails its work requirement, which takes no new task)."""
-        log.warning(
-            "the %s %s of cluster %s failed to start, starting one replacement: %s",
-            role,
-            failed_id,
-            self.spec.cluster_name,
-            detail,
-        )
-        backend = self._ensure_backend()
-        try:
-            backend.terminate_nodes(self._cluster_id(), [failed_id])  # what it holds (a GPU, say) is free
-            (new_id,) = backend.add_nodes(self._cluster_id(), pool_id, launch, 1)
-        except RayDogError as cannot:
-            log.warning("node %s cannot be replaced: %s", failed_id, cannot)
-            return None
-        return new_id
-
-    def _launch_pool(self, pool: _Pool) -> None:
-        self._require_session().require_token()
-        launch = self._worker_launch(pool)
-        backend_id, node_ids = self._require_session().launch_pool(launch, pool.spec.worker_pool_node_count)
-        pool.backend_id = backend_id
-        pool.node_ids = node_ids
-
-    def _worker_launch(self, pool: _Pool) -> NodeLaunch:
-        spec = pool.spec
-        return NodeLaunch(
-            role=NodeRole.WORKER,
-            pool_name=pool.raydog_id,
-            script=load_script(spec.worker_node_task_script, "worker"),
-            env=self._node_env(NodeRole.WORKER, head_ip=self.state.head.private_ip),
-            resources=spec.worker_node_resources,
-            yellowdog=spec.yellowdog,
-            replace_lost=True,
-        )
-
-    def _replace_failed_worker(self, failed: NodeInfo) -> None:
-        """A worker whose start failed gets one replacement, as Ray's autoscaler would start another:
-        on a loaded machine Ray's own start-up can time out (Ray 2.60 allows its raylet 30 s, fixed),
-        and on YellowDog an instance can be lost. A replacement that fails too (a broken script, say)
-        fails the wait with its log tail; so does a failed head."""
-        pool = next((p for p in self._pools.values() if failed.node_id in p.node_ids), None)
-        if failed.role != NodeRole.WORKER or pool is None or pool.backend_id is None:
-            raise node_failure(failed)
-        if failed.node_id in self._replacements:
-            raise _failed_again(node_failure(failed), failed.node_id, self._replacements[failed.node_id])
-        launch = self._worker_launch(pool)
-        new_id = self._start_replacement("worker", failed.node_id, failed.detail, pool.backend_id, launch)
-        if new_id is None:
-            raise node_failure(failed)
-        self._replacements[new_id] = failed.node_id
-        pool.node_ids = [new_id if n == failed.node_id else n for n in pool.node_ids]
-        self._publish_state()
-
-    def _not_up_in_time(self, role: str) -> str:
-        return (
-            f"the {role} node of cluster {self.spec.cluster_name} was not up in time "
-            f"(build timeout {self.spec.build_timeout}); everything created was shut down"
-        )
-
-    def _current_node_ids(self) -> set[str]:
-        state = self.state
-        current = {n for p in self._pools.values() for n in p.node_ids}
-        current |= {n for p in state.pools if p.role == "observability" for n in p.node_ids}
-        if state.head.node_id is not None:
-            current.add(state.head.node_id)
-        return current
 
     def _abort_build(self, error: BaseException) -> None:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
@@ -1046,19 +627,8 @@ class RayDogCluster:
     def _publish_state(self) -> None:
         if self._state is None:
             return
-        self._state.pools = [p for p in self._state.pools if p.role != "worker"] + [
-            PoolState(
-                pool_id=p.backend_id,
-                raydog_id=p.raydog_id,
-                role="worker",
-                internal_name=p.internal_name,
-                node_count=p.spec.worker_pool_node_count,
-                node_ids=list(p.node_ids),
-            )
-            for p in self._pools.values()
-            if p.backend_id is not None
-        ]
-        self._state.next_pool_index = self._next_pool_index
+        self._state.pools = [p for p in self._state.pools if p.role != "worker"] + self._pools.states()
+        self._state.next_pool_index = self._pools.next_index
         if self._on_state is not None:
             self._on_state(self._state.model_copy(deep=True))
 
@@ -1078,18 +648,22 @@ class RayDogCluster:
         if scope is not None:
             scope.close()
 
-    def _find_pool(self, worker_pool_id: str) -> _Pool:
-        for pool in self._pools.values():
-            planned = self._planned_name + naming.worker_pool_suffix(pool.index)  # before a warm rename
-            if worker_pool_id in (pool.raydog_id, pool.backend_id, planned):
-                return pool
-        raise RayDogError(f"no worker pool with id {worker_pool_id!r}; pools: {sorted(self._pools)}")
-
     def _backend_pool_ids(self) -> list[str]:
         return [p.pool_id for p in self._state.pools] if self._state else []
 
+    def _pool_plans(self) -> list[PoolPlan]:
+        return build_plan.pool_plans(self.spec, self._pools)
+
     def _cluster_id(self) -> str:
         return self._require_session().cluster_id
+
+    def _nodes(self) -> NodeStarter:
+        """Starts nodes of the cluster as this builder holds it now."""
+        return NodeStarter(self.spec, self._require_session(), self.state, self._pools, self._publish_state)
+
+    def _api_url(self) -> str | None:
+        """The YellowDog platform this builder's credentials are for; None on any other backend."""
+        return self._credentials.api_url if self._credentials else None
 
     def _require_session(self) -> ClusterSession:
         if self._session is None:
@@ -1101,19 +675,6 @@ class RayDogCluster:
             raise RayDogError(f"cluster {self.spec.cluster_name} has been shut down")
         if self._left:
             raise RayDogError(f"this client has left warm cluster {self.spec.cluster_name}")
-
-
-def _failed_again(error: NodeFailedError, node_id: str, replaced: str) -> NodeFailedError:
-    """A replacement that failed too: the error (of the same kind: two lost machines are still the
-    platform's doing) names both nodes."""
-    return type(error)(error.role, node_id, f"{error.detail} (it replaced {replaced}, which failed too)")
-
-
-def _pool_index(raydog_id: str | None, cluster_name: str) -> int | None:
-    prefix = cluster_name + "-w"
-    if raydog_id and raydog_id.startswith(prefix) and raydog_id[len(prefix) :].isdigit():
-        return int(raydog_id[len(prefix) :])
-    return None
 
 
 def _seconds(value: timedelta | float | None, default: timedelta) -> float:

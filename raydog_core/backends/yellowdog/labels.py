@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from yellowdog_client.model import WorkRequirement
+
 TAG_PREFIX = "raydog:"
 
 
@@ -25,6 +27,15 @@ def parse_labels_tag(tag: str | None) -> dict[str, str] | None:
     except ValueError:
         return None
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else None
+
+
+def labels_of(requirement: WorkRequirement) -> dict[str, str] | None:
+    """The cluster's labels, from the first of its task groups with a RayDog tag; None: not RayDog's."""
+    for group in requirement.taskGroups or []:
+        labels = parse_labels_tag(group.tag)
+        if labels is not None:
+            return labels
+    return None
 
 
 def instance_tags(

@@ -35,6 +35,13 @@ def node_status(task: Task) -> tuple[NodeStatus, str]:
     return NodeStatus.FAILED, detail
 
 
+def machine_lost(task: Task) -> bool:
+    """The task's machine went away under it (the platform ended it: a reclaim, a cap, a crash)."""
+    return task.status == TaskStatus.FAILED and any(
+        e.errorType == "ALLOCATION_LOST" for e in task.errors or []
+    )
+
+
 def _last_error(task: Task) -> TaskError | None:
     return task.errors[-1] if task.errors else None
 

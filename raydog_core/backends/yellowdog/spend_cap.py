@@ -11,6 +11,7 @@ deletes the allowance.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -22,11 +23,14 @@ from yellowdog_client.model import (
     AllowanceSearch,
     InstanceStatus,
     RequirementsAllowance,
+    Task,
 )
 from yellowdog_client.model.exceptions import InvalidRequestException
 from yellowdog_client.platform_client import PlatformClient
 
+from raydog_core.backends.yellowdog.node_status import machine_lost
 from raydog_core.backends.yellowdog.quotes import Call
+from raydog_core.errors import SpendCapError
 
 TAG_LABEL = "raydog-cap-tag"
 ALLOWANCE_LABEL = "raydog-cap-allowance"
@@ -86,6 +90,31 @@ def delete(client: PlatformClient, call: Call, cap: SpendCap) -> None:
         call(partial(client.allowances_client.delete_allowance_by_id, cap.allowance_id), "delete spend cap")
     except InvalidRequestException:
         pass  # already deleted
+
+
+def refuse_over_cap(client: PlatformClient, call: Call, cluster_name: str, labels: dict[str, str]) -> None:
+    """A capped cluster whose cap is used up takes no new node: say so, before asking the platform."""
+    cap = SpendCap.from_labels(labels)
+    if cap is not None and remaining_hours(client, call, cap) <= 0:
+        raise SpendCapError(
+            f"cluster {cluster_name} has used up {cap.describe()}: the platform takes no new nodes "
+            "for it; shut it down, and give the next run a higher cap if it needs one"
+        )
+
+
+def lost_to_cap(
+    client: PlatformClient, call: Call, cluster_name: str, labels: dict[str, str], tasks: Sequence[Task]
+) -> str:
+    """Why nodes of a capped cluster were lost, when its cap is used up ("" otherwise)."""
+    cap = SpendCap.from_labels(labels)
+    if cap is None or not any(machine_lost(t) for t in tasks):
+        return ""
+    if remaining_hours(client, call, cap) > 0:
+        return ""
+    return (
+        f"cluster {cluster_name} used up {cap.describe()}: the platform ended its instances "
+        "(a spend cap, not a failure of the code it ran)"
+    )
 
 
 def live_caps(client: PlatformClient, call: Call) -> list[str]:

@@ -101,6 +101,28 @@ class TaskOutputStore:
             return None
 
 
+class FailureTails:
+    """The last lines each failed node's script wrote, read from the store once it has them."""
+
+    def __init__(self, store: TaskOutputStore) -> None:
+        self._store = store
+        self._tails: dict[str, str] = {}  # failed node -> the tail of its uploaded output
+        self._reads: dict[str, int] = {}  # failed node -> looks in the store that found nothing
+
+    def tail(self, cluster_id: str, node: str, lines: int = 20) -> str:
+        """What to add to a failed node's detail: its output's last lines ("" while there are none)."""
+        if node not in self._tails:
+            data = self._store.read_tail(cluster_id, node, 8192)
+            if data is None:  # not uploaded (yet), or never (a lost machine): looked for three times
+                self._reads[node] = self._reads.get(node, 0) + 1
+                if self._reads[node] < 3:
+                    return ""
+                data = b""
+            tail = "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+            self._tails[node] = f"; last lines of its output:\n{tail}" if tail else ""
+        return self._tails[node]
+
+
 def _ray_logs(archive: bytes, node: str) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     try:
