@@ -34,6 +34,14 @@ load_token = TOKENS.load
 delete_token = TOKENS.delete
 
 
+def token_for(cluster_id: str) -> str | None:
+    """The cluster's token as this machine knows it: its 0600 file (written where the cluster was built
+    or attached to), else the shared token, which every cluster built where it is set uses. So a task on
+    another machine (an Airflow worker that did not build the cluster) reaches the cluster with the
+    shared token. It only ever goes to a head the backend vouches for; a wrong one is refused there."""
+    return load_token(cluster_id) or shared_token()
+
+
 def client_environment(cluster_id: str, auth_mode: str) -> dict[str, str]:
     """Environment a Ray client (driver, job client, `ray status`) needs to reach this cluster."""
     if auth_mode != "token":

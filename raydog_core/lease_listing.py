@@ -48,7 +48,7 @@ def lease_view(backend: Backend, record: ClusterRecord) -> dict | None:
     )
     if head is None:
         return None
-    client = LeaseClient(f"http://{head.private_ip}:{port}", auth.load_token(record.cluster_id))
+    client = LeaseClient(f"http://{head.private_ip}:{port}", auth.token_for(record.cluster_id))
     try:
         return client.view(timeout_s=LISTING_TIMEOUT_S)
     except LeaseError as error:

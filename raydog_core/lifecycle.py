@@ -113,7 +113,8 @@ class ClusterSession:
 
     @classmethod
     def from_state(cls, state: ClusterState, backend: Backend) -> ClusterSession:
-        """The session of a built cluster, from its saved state, with the token if this machine has it."""
+        """The session of a built cluster, from its saved state, with the token if this machine has it
+        (`auth.token_for`)."""
         observability = state.observability or ObservabilityState()
         ports = backend.head_ports(state.cluster_id) or _ports_of(state)  # the backend's, where it knows
         handle = ClusterHandle(
@@ -122,7 +123,7 @@ class ClusterSession:
             state.log_dir,
             ObservabilityPorts(observability.prometheus_port, observability.grafana_port),
         )
-        token = auth.load_token(state.cluster_id) if state.auth_mode == "token" else None
+        token = auth.token_for(state.cluster_id) if state.auth_mode == "token" else None
         lease = state.lease if state.head.lease_port is not None else None
         return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token, lease)
 

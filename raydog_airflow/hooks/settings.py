@@ -244,13 +244,16 @@ class RayDogConnectionSettings:
 
 
 def ray_token(state: ClusterState) -> str | None:
-    """The cluster's Ray token, from the 0600 file the build left under $RAYDOG_HOME on this machine."""
+    """The cluster's Ray token: the 0600 file the build left under $RAYDOG_HOME on this machine, else
+    $RAYDOG_RAY_AUTH_TOKEN (`auth.token_for`), so tasks of a cluster may run on any worker that has it."""
     if state.auth_mode != "token":
         return None
-    token = auth.load_token(state.cluster_id)
+    token = auth.token_for(state.cluster_id)
     if token is None:
         raise StateError(
-            f"the Ray token of cluster {state.cluster_name} is not on this machine: run every task of the "
-            "cluster where it was built, or share $RAYDOG_HOME between the workers (see docs/airflow.md)"
+            f"the Ray token of cluster {state.cluster_name} is not on this machine: set "
+            f"{auth.TOKEN_ENV_VAR} on every worker to the token the cluster was built with, run every "
+            "task of the cluster where it was built, or share $RAYDOG_HOME between the workers (see "
+            "docs/airflow.md)"
         )
     return token
