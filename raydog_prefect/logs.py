@@ -9,8 +9,8 @@ forwarder actor per Ray job. The forwarder sends them in Prefect's usual batches
 disconnects, the runner waits (bounded) until every task it submitted has handed its logs over and
 the forwarder has sent them.
 
-A run on a warm cluster (a `reuse_key`) uses one forwarder shared by every run with the same Prefect
-settings: detached, it outlives the run and ends with the cluster. A per-job forwarder is a Ray
+A run on a warm cluster (a `reuse_key`) uses one forwarder shared by every run that sends to the same
+Prefect API: detached, it outlives the run and ends with the cluster. A per-job forwarder is a Ray
 actor process that imports Prefect for every run, beside the run's own task worker; on two cores it
 made a warm run about a second slower (measured in benchmarks/warm_reuse.py).
 """
@@ -90,9 +90,11 @@ def forwarder_name(job_id: str) -> str:
 
 
 def shared_forwarder_name(settings_context: dict[str, Any]) -> str:
-    """The shared forwarder of these Prefect settings: named by their digest, so runs against another
-    Prefect API (or with another key) never send logs through it."""
-    serialized = json.dumps(settings_context, sort_keys=True, default=str).encode()
+    """The shared forwarder of runs that send logs to one Prefect API with one key: named by a digest of
+    the settings' `api` part only, so a task submitted under other settings (say, a logging level set
+    with `temporary_settings`) still finds its run's forwarder, and runs against another API never do."""
+    api = (settings_context.get("settings") or {}).get("api") or {}
+    serialized = json.dumps(api, sort_keys=True, default=str).encode()
     return _NAME_PREFIX + hashlib.sha256(serialized).hexdigest()[:16]
 
 

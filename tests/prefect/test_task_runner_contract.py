@@ -125,13 +125,18 @@ def test_no_secret_travels_in_the_pickled_flow() -> None:
     )
 
 
-def test_a_shared_log_forwarder_is_named_by_the_prefect_settings_it_sends_with() -> None:
-    """Runs sharing a warm cluster share a log forwarder only when their Prefect settings (API URL and
-    key) are the same; the name carries a digest, never a setting's value."""
+def test_a_shared_log_forwarder_is_named_by_the_prefect_api_it_sends_to() -> None:
+    """Runs sharing a warm cluster share a log forwarder only when they send to the same Prefect API with
+    the same key; other settings do not split them. The name carries a digest, never a setting's value."""
     key = canary("prefect-key")
     cloud = {"settings": {"api": {"url": "https://api.example/ws", "key": key}}}
     other_key = {"settings": {"api": {"url": "https://api.example/ws", "key": canary("other-key")}}}
+    other_url = {"settings": {"api": {"url": "https://api.example/other", "key": key}}}
+    louder = {
+        "settings": {"api": {"url": "https://api.example/ws", "key": key}, "logging": {"level": "DEBUG"}}
+    }
     name = shared_forwarder_name(cloud)
     assert name == shared_forwarder_name(pickle.loads(pickle.dumps(cloud)))  # as a task receives them
-    assert name != shared_forwarder_name(other_key) and name != shared_forwarder_name({})
+    assert name == shared_forwarder_name(louder)
+    assert len({name, shared_forwarder_name(other_key), shared_forwarder_name(other_url)}) == 3
     assert "example" not in name and key.rsplit("-", 1)[1][:8] not in name
