@@ -143,15 +143,33 @@ def warm_state(key: WarmKey, backend: Backend) -> ClusterState | None:
 
 
 def replace_dead(key: WarmKey, state: ClusterState, backend: Backend, why: str) -> None:
-    """Shut down what is left of a warm cluster nobody can attach to (which forgets it too)."""
+    """Shut down what is left of a warm cluster nobody can attach to (which forgets it too). The warning
+    says what the backend knows of its head, so a head that died is told apart from one not answering."""
     log.warning(
-        "warm cluster %s (%s) is not usable: %s; replacing it", key.cluster_name, state.cluster_id, why
+        "warm cluster %s (%s) is not usable: %s (%s); replacing it",
+        key.cluster_name,
+        state.cluster_id,
+        why,
+        _heads_as_listed(backend, state.cluster_id),
     )
     failures = shut_down_cluster(
         backend, state.cluster_id, [p.pool_id for p in state.pools], f"a warm cluster replaced: {why}"
     )
     if failures:
         log.warning("shutting down the dead warm cluster %s left failures: %s", key.cluster_name, failures)
+
+
+def _heads_as_listed(backend: Backend, cluster_id: str) -> str:
+    try:
+        heads = [n for n in backend.list_nodes(cluster_id) if n.role == NodeRole.HEAD]
+    except Exception as error:  # noqa: BLE001 - only words for a warning
+        return f"its nodes could not be listed: {error}"
+    if not heads:
+        return "the backend lists no head"
+    return "; ".join(
+        f"head {n.node_id} {n.status.value}" + (f": {n.detail.strip()[-300:]}" if n.detail.strip() else "")
+        for n in heads
+    )
 
 
 def live_record(key: WarmKey, backend: Backend, namespace: str) -> ClusterRecord | None:

@@ -121,7 +121,9 @@ with RayDogCluster(spec=spec) as cluster:
 
 
 @pytest.mark.slow
-def test_parallel_runs_with_one_key_build_one_cluster(local_backend, raydog_home: Path) -> None:
+def test_parallel_runs_with_one_key_build_one_cluster(
+    local_backend, raydog_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", PARALLEL_RUN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -144,9 +146,13 @@ def test_parallel_runs_with_one_key_build_one_cluster(local_backend, raydog_home
     head = state.head.model_copy(update={"lease_port": free_ports(1)[0]})
     warm_files.remember(state.model_copy(update={"head": head}))
     replacement = RayDogCluster(spec=spec)
-    replacement.build()
+    with caplog.at_level("WARNING", logger="raydog"):
+        replacement.build()
     try:
         assert not replacement.attached and replacement.cluster_id != warm_id
+        # The warning tells a dead head from a live one whose state does not match: here it still runs.
+        (why,) = [r.message for r in caplog.records if "is not usable" in r.message]
+        assert re.search(r"\(head \S+ running\); replacing it", why), why
         assert not [r for r in local_backend.live_resources() if warm_id in r], "the dead one was left"
     finally:
         replacement.shut_down()

@@ -43,7 +43,8 @@ def nightly() -> tuple[str, str, str, list[str]]:
     assert cluster is not None
     gcs, namespace = where.submit().result()
     alive = [("class_name", "=", "LogForwarder"), ("state", "=", "ALIVE")]
-    forwarders = sorted(actor.actor_id for actor in list_actors(filters=alive))
+    gcs_address = ray.get_runtime_context().gcs_address  # this cluster's, of the several on the machine
+    forwarders = sorted(actor.actor_id for actor in list_actors(address=gcs_address, filters=alive))
     return cluster.cluster_id or "", gcs, namespace, forwarders
 
 
