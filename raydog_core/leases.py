@@ -94,15 +94,20 @@ def terms_for(spec: ClusterFields, leased: bool) -> LeaseState | None:
     if idle_ttl is None and spec.reuse_key is not None:
         idle_ttl = WARM_IDLE_TTL
     idle_ttl_s = idle_ttl.total_seconds() if idle_ttl is not None else 0.0
+    warm_workers = spec.warm_workers if spec.reuse_key is not None else 0
     if leased:
         return LeaseState(
             timeout_s=spec.lease_timeout.total_seconds(),
             idle_ttl_s=idle_ttl_s,
             first_lease_within_s=max(spec.build_timeout, spec.lease_timeout).total_seconds(),
+            warm_workers=warm_workers,
         )
     if spec.idle_ttl is not None:
         return LeaseState(
-            timeout_s=None, idle_ttl_s=idle_ttl_s, first_lease_within_s=spec.build_timeout.total_seconds()
+            timeout_s=None,
+            idle_ttl_s=idle_ttl_s,
+            first_lease_within_s=spec.build_timeout.total_seconds(),
+            warm_workers=warm_workers,
         )
     return None
 
@@ -133,6 +138,9 @@ def watchdog_environment(terms: LeaseState, lease_port: int, dashboard_port: int
         env["RAYDOG_LEASE_TIMEOUT_S"] = f"{terms.timeout_s:g}"
     if terms.first_lease_within_s is not None:
         env["RAYDOG_FIRST_LEASE_GRACE_S"] = f"{terms.first_lease_within_s:g}"
+    if terms.warm_workers:
+        env["RAYDOG_WARM_WORKERS"] = str(terms.warm_workers)
+        env["RAYDOG_PRESTART_PROGRAM"] = resources.files("raydog_core").joinpath("prestart.py").read_text()
     return env
 
 

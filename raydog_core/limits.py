@@ -57,6 +57,9 @@ Count = Annotated[int, NoBool]
 
 
 LEASE_TIMEOUT_RANGE = (timedelta(seconds=5), timedelta(days=7))
+MAX_WARM_WORKERS = 16
+MAX_PRELOAD_MODULES = 32
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 IDLE_TTL_RANGE = (timedelta(0), timedelta(days=30))
 
 
@@ -137,6 +140,18 @@ def check_labels(field: str, labels: Mapping[str, str] | None) -> dict[str, str]
         if not value.isprintable():
             raise SpecError(where, f"{value!r} holds control characters", "remove newlines and tabs")
     return dict(labels)
+
+
+def check_module_names(field: str, names: list[str]) -> list[str]:
+    """Dotted Python module names, few: Ray joins them with commas onto each worker's command line."""
+    if len(names) > MAX_PRELOAD_MODULES:
+        raise SpecError(
+            field, f"at most {MAX_PRELOAD_MODULES} modules, got {len(names)}", "keep the heavy ones"
+        )
+    for index, name in enumerate(names):
+        if not _MODULE_NAME.fullmatch(name) or len(name) > 200:
+            raise SpecError(f"{field}[{index}]", f"{name!r} is not a Python module name", "e.g. 'pandas'")
+    return list(names)
 
 
 def check_gpu_ids(field: str, gpu_ids: list[int] | None) -> list[int] | None:

@@ -144,6 +144,19 @@ class ClusterFields(BaseModel):
         description="Runs with the same reuse_key and the same spec share one warm cluster: a run attaches "
         "to it instead of building, and it ends itself once idle_ttl has passed after its last lease.",
     )
+    warm_workers: limits.Count = Field(
+        1,
+        ge=0,
+        le=limits.MAX_WARM_WORKERS,
+        description="With a reuse_key: how many Ray worker processes the head starts, bound to no run, "
+        "each time a run arrives, for the next run's first tasks (Ray starts a worker per run otherwise); "
+        "0: none.",
+    )
+    worker_preload_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules every Ray worker process imports as it starts, before it takes work "
+        "(Ray's preload_python_modules): a task on a ready worker skips their import.",
+    )
     backend: BackendKind = Field("local", description="Where nodes run: 'local' processes or 'yellowdog'.")
     node_placement: NodePlacement | None = Field(
         None,
@@ -275,6 +288,11 @@ class ClusterSpec(ClusterFields, _Strict):
     @classmethod
     def _valid_reuse_key(cls, value: str | None) -> str | None:
         return None if value is None else naming.check_name("reuse_key", value, naming.MAX_REUSE_KEY_LENGTH)
+
+    @field_validator("worker_preload_modules")
+    @classmethod
+    def _valid_module_names(cls, value: list[str]) -> list[str]:
+        return limits.check_module_names("worker_preload_modules", value)
 
     @field_validator("build_timeout")
     @classmethod

@@ -22,6 +22,7 @@ and a custom head script can do the same (see docs/leases.md). Configuration, al
 | `RAYDOG_FIRST_LEASE_GRACE_S` | how long the first lease may take to come (default: the lease timeout): the build's timeout, so a client still waiting for its workers, or one that takes its lease through a tunnel opened after the build, is not too late; also how long a head whose Ray has not answered yet counts as starting rather than idle |
 | `RAYDOG_DASHBOARD_PORT` | the head's Ray dashboard, asked whether drivers are active |
 | `RAY_AUTH_TOKEN` | the cluster's Ray token: lease requests must carry it as a bearer token |
+| `RAYDOG_WARM_WORKERS`, `RAYDOG_PRESTART_PROGRAM` | a warm cluster: as each new holder arrives, start the program (raydog_core/prestart.py) with this Python, which starts that many Ray workers for the next run |
 
 The endpoint: `PUT /v1/leases/<holder>` with `{"ttl_s": 120}` takes or renews a lease,
 `DELETE /v1/leases/<holder>` releases it, `GET /v1/leases` shows leases, idle time and when the cluster
@@ -34,6 +35,7 @@ import hmac
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -71,6 +73,7 @@ class Leases:
         self._busy_at: float | None = None  # when Ray activity was last seen
         self._busy = False  # whether the last look saw Ray activity
         self._ending = False  # decided: no lease is granted any more (a warm run must not attach now)
+        self._arrivals = 0  # holders new since the last `take_arrivals`
         self._lock = threading.Lock()
 
     def renew(self, holder: str, ttl_s: float, now: float) -> float:
@@ -81,10 +84,17 @@ class Leases:
                 self._forget_lapsed(now)
                 if len(self._expiry) >= MAX_LEASES:
                     raise OverflowError(f"more than {MAX_LEASES} leases")
+            self._arrivals += holder not in self._expiry
             self._expiry[holder] = now + ttl_s
             self._held_until = now + ttl_s if not self._taken else max(self._held_until, now + ttl_s)
             self._taken = True
             return ttl_s
+
+    def take_arrivals(self) -> int:
+        """How many holders took their first lease since the last call."""
+        with self._lock:
+            arrivals, self._arrivals = self._arrivals, 0
+            return arrivals
 
     def release(self, holder: str, now: float) -> bool:
         with self._lock:
@@ -161,6 +171,28 @@ def drivers_active(dashboard_port: int, token: str | None) -> bool | None:
         return payload["driver"]["is_active"] == "ACTIVE"
     except Exception:  # noqa: BLE001 - any failure means "unknown", never a crash of the watchdog
         return None
+
+
+class ReadyWorkers:
+    """Starts Ray workers for a warm cluster's next run, one request at a time, as runs arrive: the
+    program (raydog_core/prestart.py, handed over in the environment) runs with this Python, which on a
+    head is Ray's, so the watchdog itself imports nothing of Ray's."""
+
+    def __init__(self, program: str) -> None:
+        self._program = program
+        self._running: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        """Start the program unless it still runs (the workers it is starting serve this arrival too)."""
+        if self._running is not None and self._running.poll() is None:
+            return False
+        self._running = subprocess.Popen([sys.executable, "-c", self._program], stdin=subprocess.DEVNULL)
+        return True
+
+    def stop(self) -> None:
+        if self._running is not None and self._running.poll() is None:
+            self._running.kill()
+            self._running.wait()
 
 
 def make_handler(leases: Leases, token: str | None) -> type[BaseHTTPRequestHandler]:
@@ -246,6 +278,13 @@ def _seconds(name: str, default: float | None = None) -> float | None:
     return value
 
 
+def _warm_workers() -> bool:
+    """Whether runs arriving should get Ray workers started for the run after them (a warm cluster)."""
+    return int(os.environ.get("RAYDOG_WARM_WORKERS") or 0) > 0 and bool(
+        os.environ.get("RAYDOG_PRESTART_PROGRAM")
+    )
+
+
 def main() -> int:
     """Serve leases until the cluster should end; then return 0 (the head script ends the head)."""
     lease_timeout = _seconds("RAYDOG_LEASE_TIMEOUT_S")
@@ -270,9 +309,12 @@ def main() -> int:
         f"raydog: watchdog on port {server.server_address[1]}: leases {needed}, idle ttl {idle_ttl:g}s",
         flush=True,
     )
+    ready_workers = ReadyWorkers(os.environ["RAYDOG_PRESTART_PROGRAM"]) if _warm_workers() else None
     last_activity_check = 0.0
     while True:
         now = time.monotonic()
+        if leases.take_arrivals() and ready_workers is not None:
+            ready_workers.start()
         if dashboard_port and now - last_activity_check >= ACTIVITY_EVERY_S:
             last_activity_check = now
             leases.activity(drivers_active(dashboard_port, token), now)
@@ -284,6 +326,8 @@ def main() -> int:
                 flush=True,
             )
             server.shutdown()
+            if ready_workers is not None:
+                ready_workers.stop()
             return 0
         time.sleep(TICK_S)
 

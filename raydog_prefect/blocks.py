@@ -10,6 +10,7 @@ ClusterSpec, so a Block can never hold a cluster RayDog would refuse. It is also
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar
 
 from prefect.blocks.core import Block
@@ -146,10 +147,17 @@ def my_flow(): ..."""
         return core_credentials.YellowDogCredentials.resolve()
 
     def create_cluster(
-        self, extra_labels: dict[str, str] | None = None, on_state: StateListener | None = None
+        self,
+        extra_labels: dict[str, str] | None = None,
+        on_state: StateListener | None = None,
+        preload_modules: Sequence[str] = (),
     ) -> RayDogCluster:
-        """An unbuilt RayDogCluster for this configuration, with `extra_labels` added to its labels."""
-        spec = self.to_spec(cluster_labels={**self.cluster_labels, **(extra_labels or {})})
+        """An unbuilt RayDogCluster for this configuration, with `extra_labels` added to its labels and
+        `preload_modules` as its `worker_preload_modules` where the Block names none."""
+        spec = self.to_spec(
+            cluster_labels={**self.cluster_labels, **(extra_labels or {})},
+            worker_preload_modules=list(self.worker_preload_modules or preload_modules),
+        )
         creds = self.credentials()
         if creds is None:
             return RayDogCluster(spec=spec, on_state=on_state)

@@ -56,6 +56,9 @@ from raydog_prefect.teardown import leave, still_running, tear_down
 
 ClusterSource = RayDogClusterConfig | ClusterSpec | str | None
 RAY_CLIENT_ATTEMPTS = 3
+# What a Ray worker imports to run its first Prefect task: a warm cluster's workers import it as they
+# start, so a ready worker (raydog_core/prestart.py) runs the next run's first task at once.
+WORKER_MODULES = ("raydog_prefect.task_runner", "prefect.task_engine")
 RAY_CLIENT_START_FAILED = ("client server failed", "Initialization failure from server")  # worth a new client
 ExitCallback = Callable[[type[BaseException] | None, BaseException | None, TracebackType | None], None]
 
@@ -305,7 +308,7 @@ class RayDogTaskRunner(RayTaskRunner):
             labels = flow_run_labels(flow_run_id)
         else:
             labels = {ORCHESTRATOR_LABEL: ORCHESTRATOR}
-        cluster = config.create_cluster(extra_labels=labels)
+        cluster = config.create_cluster(extra_labels=labels, preload_modules=WORKER_MODULES if warm else ())
         logger.info(
             "%s RayDog cluster %s on backend %r (labels %s)",
             "Finding or building warm" if warm else "Building",

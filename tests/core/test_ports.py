@@ -4,6 +4,7 @@ outgoing connection may take (the kernel's ephemeral range), never one bound on 
 from __future__ import annotations
 
 import socket
+from collections import deque
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,13 @@ from raydog_core import ports
 
 def _offering(*offered: int) -> Iterator[int]:
     yield from offered
+
+
+@pytest.fixture(autouse=True)
+def _nothing_given_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other tests in this process were handed ports; a port they got is rightly not offered again,
+    which made a port these tests expect look taken (seen in CI)."""
+    monkeypatch.setattr(ports, "_recently_given", deque(maxlen=4096))
 
 
 def test_ray_fixed_ports_are_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:

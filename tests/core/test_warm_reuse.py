@@ -4,10 +4,12 @@ build one; a dead warm cluster is replaced, never attached to."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import ray
 from click.testing import CliRunner
 
-from raydog_core import RayDogCluster, cli, naming, reuse, warm_files
+from raydog_core import RayDogCluster, cli, leases, naming, reuse, warm_files
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError
 from raydog_core.ports import free_ports
@@ -31,14 +33,30 @@ def warm_spec(name: str = "warm", **fields) -> ClusterSpec:
         "reuse_key": "nightly",
         "idle_ttl": timedelta(seconds=IDLE_TTL_S),
         "lease_timeout": timedelta(seconds=5),
+        "worker_preload_modules": [PRELOADED],
     }
     return ClusterSpec(cluster_name=name, **{**defaults, **fields})
 
 
-def one_task(cluster: RayDogCluster) -> str:
+@dataclass(frozen=True)
+class Worker:
+    """The Ray worker process a task ran in."""
+
+    started_at: float  # the process's start, in seconds since boot (precise, unlike its epoch time)
+    preloaded: bool  # whether PRELOADED was imported before the task ran
+
+
+PRELOADED = "colorsys"  # a module no Ray worker imports by itself
+
+
+def one_task(cluster: RayDogCluster) -> Worker:
+    def where() -> tuple[float, bool]:  # plain values: the worker cannot import this test module
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return ticks / os.sysconf("SC_CLK_TCK"), PRELOADED in sys.modules
+
     ray.init(address=cluster.ray_address, namespace="warm-test", log_to_driver=False)
     try:
-        return ray.get(ray.remote(lambda: "done").remote())
+        return Worker(*ray.get(ray.remote(where).remote()))
     finally:
         ray.shutdown()
 
@@ -70,7 +88,7 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
         first.build()
         warm_id = first.cluster_id
         assert first.spec.cluster_name.startswith("warm-r") and first.is_warm
-        assert one_task(first) == "done"
+        assert one_task(first).preloaded
     assert running(local_backend, warm_id), "the warm cluster went with its first run"
     # `raydog list`: no lease held; "busy" until the watchdog's next look sees the driver gone, then idle.
     assert re.search(r" (busy|idle \S+ of 6s) ", raydog_list()[first.spec.cluster_name])
@@ -84,7 +102,7 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
         assert second.cluster_id == warm_id
         holders = [lease["holder"] for lease in second.lease_view()["leases"]]
         assert len(holders) == 1 and holders[0].startswith("builder:"), holders
-        assert one_task(second) == "done"
+        assert one_task(second).preloaded
         listed = raydog_list()
         assert (
             "1 held" in listed[second.spec.cluster_name] and f"lease {holders[0]} expires in" in listed["  "]
@@ -96,6 +114,14 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
             other.shut_down()  # ends it for everyone, now
         assert running(local_backend, warm_id)
     print(f"attached to the warm cluster in {attach_s:.2f} s")
+
+    # Ray's own first ready workers are used up by now: this run's task starts at once on a worker the
+    # head started for it as the run before arrived (raydog_core/prestart.py), its modules imported.
+    third_began_at = time.clock_gettime(time.CLOCK_BOOTTIME)
+    with RayDogCluster(spec=warm_spec()) as third:
+        third.build()
+        worker = one_task(third)
+    assert worker.preloaded and worker.started_at < third_began_at, (worker, third_began_at)
 
     waited = wait_until_gone(local_backend, warm_id, IDLE_TTL_S + 60)
     assert not running(local_backend, warm_id), "the warm cluster did not end once idle"
@@ -182,3 +208,31 @@ def test_the_match_is_the_spec_but_not_who_runs_it() -> None:
 def test_a_bad_reuse_key_is_refused_before_anything_exists() -> None:
     with pytest.raises(SpecError, match="reuse_key"):
         build_model(ClusterSpec, {"cluster_name": "w", "reuse_key": "Not A Key"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"worker_preload_modules": ["pandas; rm -rf /"]}, r"worker_preload_modules\[0\]"),
+        ({"worker_preload_modules": ["ok", "bad name"]}, r"worker_preload_modules\[1\]"),
+        ({"worker_preload_modules": [f"m{i}" for i in range(33)]}, "worker_preload_modules"),
+        ({"warm_workers": -1}, "warm_workers"),
+        ({"warm_workers": 17}, "warm_workers"),
+        ({"warm_workers": True}, "warm_workers"),
+    ],
+)
+def test_bad_ready_worker_settings_are_refused_naming_the_field(fields: dict, named: str) -> None:
+    with pytest.raises(SpecError, match=named):
+        build_model(ClusterSpec, {"cluster_name": "w", "reuse_key": "k", **fields})
+
+
+def test_ready_workers_go_to_warm_clusters_and_preloads_to_every_ray_node() -> None:
+    """Only a cluster with a reuse_key starts workers for a next run; the head's watchdog gets the
+    prestart program then, and every Ray node gets the modules to preload."""
+    assert leases.terms_for(warm_spec(), leased=True).warm_workers == 1
+    assert leases.terms_for(warm_spec(warm_workers=3), leased=True).warm_workers == 3
+    assert leases.terms_for(ClusterSpec(cluster_name="cold", warm_workers=3), leased=True).warm_workers == 0
+    warm_env = leases.watchdog_environment(leases.terms_for(warm_spec(), leased=True), 1, 2)
+    assert warm_env["RAYDOG_WARM_WORKERS"] == "1" and "PrestartWorkers" in warm_env["RAYDOG_PRESTART_PROGRAM"]
+    cold_env = leases.watchdog_environment(leases.terms_for(warm_spec(warm_workers=0), leased=True), 1, 2)
+    assert "RAYDOG_PRESTART_PROGRAM" not in cold_env and "RAYDOG_WARM_WORKERS" not in cold_env

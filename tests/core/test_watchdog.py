@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import psutil
 import pytest
@@ -91,11 +92,21 @@ def test_the_view_lists_live_leases_only() -> None:
 class Watchdog:
     """The watchdog program as a head script starts it, and a lease client pointed at it."""
 
-    def __init__(self, lease_timeout_s: float | None, idle_ttl_s: float, token: str | None) -> None:
+    def __init__(
+        self,
+        lease_timeout_s: float | None,
+        idle_ttl_s: float,
+        token: str | None,
+        prestart_stand_in: str | None = None,
+    ) -> None:
         (port,) = free_ports(1)
-        terms = LeaseState(timeout_s=lease_timeout_s, idle_ttl_s=idle_ttl_s)
+        terms = LeaseState(timeout_s=lease_timeout_s, idle_ttl_s=idle_ttl_s, warm_workers=1)
         (dead_dashboard,) = free_ports(1)  # nothing listens: Ray activity is unknown, so idle
         env = leases.watchdog_environment(terms, port, dead_dashboard)
+        if prestart_stand_in is None:
+            del env["RAYDOG_WARM_WORKERS"]
+        else:  # Ray is not under test here: what matters is when the watchdog starts the program
+            env["RAYDOG_PRESTART_PROGRAM"] = prestart_stand_in
         if token:
             env["RAY_AUTH_TOKEN"] = token
         self.started = time.monotonic()
@@ -139,8 +150,10 @@ def token() -> str:
 def watchdog_factory(token: str) -> Iterator:
     started: list[Watchdog] = []
 
-    def make(lease_timeout_s: float | None = 2.0, idle_ttl_s: float = 0.0) -> Watchdog:
-        watchdog = Watchdog(lease_timeout_s, idle_ttl_s, token)
+    def make(
+        lease_timeout_s: float | None = 2.0, idle_ttl_s: float = 0.0, prestart_stand_in: str | None = None
+    ) -> Watchdog:
+        watchdog = Watchdog(lease_timeout_s, idle_ttl_s, token, prestart_stand_in)
         started.append(watchdog)
         return watchdog
 
@@ -192,6 +205,32 @@ def test_requests_without_the_token_or_with_bad_input_are_refused(watchdog_facto
     with pytest.raises(LeaseError, match="400"):
         watchdog.client.renew("ok", float("nan"))
     assert watchdog.client.view()["leases"] == [], "a refused request took a lease"
+
+
+def test_each_new_holder_starts_ready_workers_for_the_next_run(watchdog_factory, tmp_path: Path) -> None:
+    """On a warm cluster the watchdog runs the prestart program once per arriving holder (renewals do
+    not count), one at a time; a stand-in program records each start."""
+    starts = tmp_path / "starts"
+    stand_in = f"open({str(starts)!r}, 'a').write('started\\n')"
+    watchdog = watchdog_factory(lease_timeout_s=60.0, prestart_stand_in=stand_in)
+    watchdog.client.renew("run-1", 60)
+    assert wait_until(lambda: starts.exists() and starts.read_text().count("started") == 1, 10, 0.1)
+    watchdog.client.renew("run-1", 60)  # a renewal: nobody new
+    time.sleep(2.5)  # over two of the watchdog's ticks
+    assert starts.read_text().count("started") == 1
+    watchdog.client.renew("run-2", 60)
+    assert wait_until(lambda: starts.read_text().count("started") == 2, 10, 0.1)
+
+
+def test_arrivals_count_new_holders_only() -> None:
+    rules = Leases(grace_s=0, idle_ttl_s=10, now=0)
+    rules.renew("a", ttl_s=60, now=1)
+    rules.renew("a", ttl_s=60, now=2)
+    rules.renew("b", ttl_s=60, now=2)
+    assert rules.take_arrivals() == 2 and rules.take_arrivals() == 0
+    rules.release("a", now=3)
+    rules.renew("a", ttl_s=60, now=4)  # back after leaving: a new run of the same holder
+    assert rules.take_arrivals() == 1
 
 
 def test_a_keeper_that_cannot_take_its_lease_says_why() -> None:

@@ -4,6 +4,7 @@ ends by itself once idle."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from raydog_core.reaper import shut_down_labelled
 from raydog_core.spec import NodeResources
 from raydog_core.testing.leaks import count_leaks
 from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner, flow_run_cluster, shut_down_flow_run_cluster
+from raydog_prefect.task_runner import WORKER_MODULES
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +38,7 @@ def where() -> tuple[str, str]:
 
 
 @flow(task_runner=RayDogTaskRunner(cluster=WARM, reuse="nightly"), on_completion=[shut_down_flow_run_cluster])
-def nightly() -> tuple[str, str, str, list[str]]:
+def nightly() -> tuple[str, str, str, list[str], list[str]]:
     from ray.util.state import list_actors
 
     cluster = flow_run_cluster()
@@ -45,16 +47,34 @@ def nightly() -> tuple[str, str, str, list[str]]:
     alive = [("class_name", "=", "LogForwarder"), ("state", "=", "ALIVE")]
     gcs_address = ray.get_runtime_context().gcs_address  # this cluster's, of the several on the machine
     forwarders = sorted(actor.actor_id for actor in list_actors(address=gcs_address, filters=alive))
-    return cluster.cluster_id or "", gcs, namespace, forwarders
+    return cluster.cluster_id or "", gcs, namespace, forwarders, cluster.spec.worker_preload_modules
 
 
-def test_flow_runs_with_one_reuse_key_share_a_warm_cluster(backend: LocalBackend, raydog_home) -> None:
+def test_flow_runs_with_one_reuse_key_share_a_warm_cluster(
+    backend: LocalBackend, raydog_home, caplog: pytest.LogCaptureFixture
+) -> None:
+    try:
+        _two_runs_share_one_cluster(backend, caplog)
+    finally:  # a failed check leaves no warm cluster for the session's final leak check to find
+        for record in backend.list_clusters():
+            if reuse.REUSE_LABEL in record.labels and record.state == "running":
+                shut_down_labelled(backend, {reuse.REUSE_LABEL: record.labels[reuse.REUSE_LABEL]})
+    assert count_leaks(raydog_home, wait_s=30).total == 0
+
+
+def _two_runs_share_one_cluster(backend: LocalBackend, caplog: pytest.LogCaptureFixture) -> None:
     first, second = nightly(return_state=True), nightly(return_state=True)
-    (first_id, first_gcs, first_ns, first_fw), (second_id, second_gcs, second_ns, second_fw) = (
+    (first_id, first_gcs, first_ns, first_fw, preloaded), (second_id, second_gcs, second_ns, second_fw, _) = (
         first.result(),
         second.result(),
     )
-    assert first_id == second_id and first_gcs == second_gcs, "the second run built its own cluster"
+    # Its Ray workers import what a Prefect task needs as they start: a ready worker runs a task at once.
+    assert preloaded == list(WORKER_MODULES)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert first_id == second_id and first_gcs == second_gcs, (
+        "the second run built its own cluster",
+        warnings,
+    )
     first_run, second_run = first.state_details.flow_run_id, second.state_details.flow_run_id
     assert (first_ns, second_ns) == (f"prefect-{first_run}", f"prefect-{second_run}")
     # One log forwarder serves both runs: the second run started no actor process of its own.
@@ -77,4 +97,3 @@ def test_flow_runs_with_one_reuse_key_share_a_warm_cluster(backend: LocalBackend
 
     results = shut_down_labelled(backend, {reuse.REUSE_LABEL: record.labels[reuse.REUSE_LABEL]})
     assert [r.cluster.cluster_id for r in results] == [first_id]
-    assert count_leaks(raydog_home, wait_s=30).total == 0
