@@ -147,6 +147,14 @@ def _warm_reuse(data: dict[str, Any]) -> Iterator[Row]:
             _ratio(data["warm_flow_run_median_s"] / data["cold_flow_run_median_s"]),
             "—",
         )
+    if "spaced_run_median_ready_workers_s" in data:
+        yield (
+            f"a warm flow run {data['spaced_gap_s']:g} s after the last (median): ready workers",
+            _s(data["spaced_run_median_ready_workers_s"]),
+            f"{_s(data['spaced_run_median_without_s'])} without (`warm_workers=0`)",
+            _ratio(data["spaced_run_median_ready_workers_s"] / data["spaced_run_median_without_s"]),
+            "—",
+        )
     yield (
         f"{data['parallel_runs']} parallel flow runs with one reuse key",
         f"{data['parallel_clusters_built']} cluster(s) built",

@@ -1,6 +1,7 @@
 """Warm reuse, side by side in one run: attaching to a warm local cluster against building it cold;
 ten back-to-back zero-config Prefect flow runs with a reuse key against ten without; four parallel
-flow runs with one key (how many clusters they build).
+flow runs with one key (how many clusters they build); warm runs a few seconds apart, with the head's
+ready workers against without.
 
 Targets: attach under 1 s; ten warm flow runs at least 5x faster in total than ten cold ones; four
 parallel runs build one cluster.
@@ -22,6 +23,8 @@ ATTACH_TARGET_S = 1.0
 FLOW_SPEED_UP_TARGET = 5.0
 FLOW_RUNS = 10
 PARALLEL_RUNS = 4
+SPACED_RUNS = 6
+SPACED_GAP_S = 5.0
 IDLE_TTL = timedelta(minutes=5)
 
 PARALLEL_FLOW = """
@@ -72,26 +75,49 @@ def _attach_against_cold(attaches: int = 5) -> dict[str, Any]:
     }
 
 
-def _flow_runs(reuse: str | None) -> list[float]:
-    """Seconds of each of FLOW_RUNS back-to-back zero-config flow runs, one task each."""
+def _flow_runs(reuse: str | None, runs: int = FLOW_RUNS, gap_s: float = 0.0, **cluster: Any) -> list[float]:
+    """Seconds of each of `runs` flow runs, one task each, `gap_s` apart; `cluster`: Block fields
+    (none: the zero-config Block)."""
     from prefect import flow, task
 
-    from raydog_prefect import RayDogTaskRunner
+    from raydog_prefect import RayDogClusterConfig, RayDogTaskRunner
 
     @task
     def one() -> int:
         return 1
 
-    @flow(task_runner=RayDogTaskRunner(reuse=reuse))
+    config = RayDogClusterConfig(**cluster) if cluster else None
+
+    @flow(task_runner=RayDogTaskRunner(cluster=config, reuse=reuse))
     def scheduled_run() -> int:
         return one.submit().result()
 
     seconds = []
-    for _ in range(FLOW_RUNS):
+    for run in range(runs):
+        if run:
+            time.sleep(gap_s)
         started = time.perf_counter()
         assert scheduled_run() == 1
         seconds.append(time.perf_counter() - started)
     return seconds
+
+
+def _spaced_runs() -> dict[str, Any]:
+    """Warm runs SPACED_GAP_S apart, as scheduled runs come: with the head's ready workers (the default)
+    against without (`warm_workers=0`, nothing preloaded); the median of the attached runs."""
+    ready = _flow_runs("bench-ready", SPACED_RUNS, SPACED_GAP_S)
+    _shut_down_warm()
+    plain = _flow_runs(
+        "bench-plain", SPACED_RUNS, SPACED_GAP_S, warm_workers=0, worker_preload_modules=["json"]
+    )
+    _shut_down_warm()
+    return {
+        "spaced_gap_s": SPACED_GAP_S,
+        "spaced_run_median_ready_workers_s": round(statistics.median(ready[1:]), 2),
+        "spaced_run_median_without_s": round(statistics.median(plain[1:]), 2),
+        "spaced_runs_ready_workers_s": [round(s, 2) for s in ready[1:]],
+        "spaced_runs_without_s": [round(s, 2) for s in plain[1:]],
+    }
 
 
 def _parallel_runs() -> int:
@@ -135,6 +161,7 @@ def run() -> dict[str, Any]:
             _shut_down_warm()
             clusters = _parallel_runs()
             _shut_down_warm()
+            spaced = _spaced_runs()
         finally:
             os.environ.pop("PREFECT_API_URL", None)
     results.update(
@@ -149,6 +176,7 @@ def run() -> dict[str, Any]:
             "flow_speed_up_target": FLOW_SPEED_UP_TARGET,
             "parallel_runs": PARALLEL_RUNS,
             "parallel_clusters_built": clusters,
+            **spaced,
         }
     )
     return results

@@ -16,6 +16,7 @@ resources (and, locally, its ports and temp dir), so one script works on YellowD
 | `RAYDOG_PROMETHEUS_PASSWORD_HASH` | observability | its bcrypt hash, for Prometheus' web config |
 | `RAYDOG_CLUSTER_NAME`, `RAYDOG_ROLE`, `RAYDOG_NODE_ID` | all | who this node is |
 | `RAY_AUTH_MODE` (+ `RAY_AUTH_TOKEN`) | all | Ray token authentication, always explicit |
+| `RAY_preload_python_modules` | head, workers, with `worker_preload_modules` | modules every Ray worker of the node imports as it starts |
 """
 
 from __future__ import annotations
