@@ -1,12 +1,12 @@
-"""Ready Ray workers for a warm cluster's next run, started on its head when a run arrives.
+"""Ready Ray workers for a warm cluster's next run, started on its head as a run leaves.
 
 Ray starts a new worker process for every job's first task, and every run is a job: on two cores that
 is about 1.7 s of Python start-up and imports before a warm run's first task, most of the run. Ray's
 raylet can start workers that belong to no job yet and hands one to the first job that needs it; it
 does so by itself only for the first driver it ever sees. This program asks the head's raylet for
-`RAYDOG_WARM_WORKERS` more, kept for the cluster's idle TTL, so the next run's first task starts at
-once. The watchdog runs it when a new lease holder arrives: the workers it asks for serve the run
-after that one.
+`RAYDOG_WARM_WORKERS` more, so the next run's first task starts at once. The watchdog runs it when a
+lease holder releases its lease: the workers start while nobody's run needs the CPU they take, and
+serve the run that comes next.
 
 It runs on the head with the head's Python (Ray's own environment), started by the watchdog as
 `python3 -c "$RAYDOG_PRESTART_PROGRAM"`. It finds the head's raylet through the head's dashboard and
@@ -18,7 +18,7 @@ program, never the watchdog.
 | variable | meaning |
 | --- | --- |
 | `RAYDOG_WARM_WORKERS` | how many workers to start |
-| `RAYDOG_IDLE_TTL_S` | how long an unused worker is kept (at least a minute) |
+| `RAYDOG_IDLE_TTL_S` | how long a worker nobody uses is kept: the cluster's idle TTL (at least a minute) |
 | `RAYDOG_DASHBOARD_PORT` | the head's Ray dashboard, which says where the raylet listens |
 | `RAY_AUTH_TOKEN` | the cluster's Ray token, for the dashboard and the raylet |
 """
@@ -31,7 +31,7 @@ import sys
 import time
 import urllib.request
 
-KEEP_S = 60
+KEEP_AT_LEAST_S = 60
 RPC_TIMEOUT_S = 30
 DASHBOARD_WAIT_S = 120
 
@@ -74,7 +74,7 @@ def prestart(raylet: str, count: int, keep_s: int, token: str | None) -> None:
 
 def main() -> int:
     count = int(os.environ.get("RAYDOG_WARM_WORKERS") or 0)
-    keep_s = KEEP_S
+    keep_s = max(int(float(os.environ.get("RAYDOG_IDLE_TTL_S") or 0)), KEEP_AT_LEAST_S)
     dashboard_port = int(os.environ.get("RAYDOG_DASHBOARD_PORT") or 0)
     token = os.environ.get("RAY_AUTH_TOKEN") or None
     if count <= 0 or not dashboard_port:

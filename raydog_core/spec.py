@@ -149,7 +149,7 @@ class ClusterFields(BaseModel):
         ge=0,
         le=limits.MAX_WARM_WORKERS,
         description="With a reuse_key: how many Ray worker processes the head starts, bound to no run, "
-        "each time a run arrives, for the next run's first tasks (Ray starts a worker per run otherwise); "
+        "each time a run leaves, for the next run's first tasks (Ray starts a worker per run otherwise); "
         "0: none.",
     )
     worker_preload_modules: list[str] = Field(

@@ -79,7 +79,7 @@ class LeaseState(_Record):
     timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     idle_ttl_s: float = Field(0.0, ge=0, le=30 * 24 * 3600)  # the cluster stays up idle this long after
     first_lease_within_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)  # default: timeout_s
-    warm_workers: int = Field(0, ge=0, le=16)  # Ray workers the head starts for the next run as one arrives
+    warm_workers: int = Field(0, ge=0, le=16)  # Ray workers the head starts for the next run as one leaves
 
 
 class ObservabilityState(_Record):

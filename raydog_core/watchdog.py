@@ -22,7 +22,7 @@ and a custom head script can do the same (see docs/leases.md). Configuration, al
 | `RAYDOG_FIRST_LEASE_GRACE_S` | how long the first lease may take to come (default: the lease timeout): the build's timeout, so a client still waiting for its workers, or one that takes its lease through a tunnel opened after the build, is not too late; also how long a head whose Ray has not answered yet counts as starting rather than idle |
 | `RAYDOG_DASHBOARD_PORT` | the head's Ray dashboard, asked whether drivers are active |
 | `RAY_AUTH_TOKEN` | the cluster's Ray token: lease requests must carry it as a bearer token |
-| `RAYDOG_WARM_WORKERS`, `RAYDOG_PRESTART_PROGRAM` | a warm cluster: as each new holder arrives, start the program (raydog_core/prestart.py) with this Python, which starts that many Ray workers for the next run |
+| `RAYDOG_WARM_WORKERS`, `RAYDOG_PRESTART_PROGRAM` | a warm cluster: as each holder releases its lease, start the program (raydog_core/prestart.py) with this Python, which starts that many Ray workers for the next run |
 
 The endpoint: `PUT /v1/leases/<holder>` with `{"ttl_s": 120}` takes or renews a lease,
 `DELETE /v1/leases/<holder>` releases it, `GET /v1/leases` shows leases, idle time and when the cluster
@@ -73,7 +73,7 @@ class Leases:
         self._busy_at: float | None = None  # when Ray activity was last seen
         self._busy = False  # whether the last look saw Ray activity
         self._ending = False  # decided: no lease is granted any more (a warm run must not attach now)
-        self._arrivals = 0  # holders new since the last `take_arrivals`
+        self._departures = 0  # holders that released their lease since the last `take_departures`
         self._lock = threading.Lock()
 
     def renew(self, holder: str, ttl_s: float, now: float) -> float:
@@ -84,23 +84,23 @@ class Leases:
                 self._forget_lapsed(now)
                 if len(self._expiry) >= MAX_LEASES:
                     raise OverflowError(f"more than {MAX_LEASES} leases")
-            self._arrivals += holder not in self._expiry
             self._expiry[holder] = now + ttl_s
             self._held_until = now + ttl_s if not self._taken else max(self._held_until, now + ttl_s)
             self._taken = True
             return ttl_s
 
-    def take_arrivals(self) -> int:
-        """How many holders took their first lease since the last call."""
+    def take_departures(self) -> int:
+        """How many holders released their lease since the last call."""
         with self._lock:
-            arrivals, self._arrivals = self._arrivals, 0
-            return arrivals
+            departures, self._departures = self._departures, 0
+            return departures
 
     def release(self, holder: str, now: float) -> bool:
         with self._lock:
             expiry = self._expiry.pop(holder, None)
             if expiry is None:
                 return False
+            self._departures += 1
             if not self._live(now):  # the last holder left: idle from now, not from its expiry
                 self._held_until = now
             return True
@@ -174,7 +174,7 @@ def drivers_active(dashboard_port: int, token: str | None) -> bool | None:
 
 
 class ReadyWorkers:
-    """Starts Ray workers for a warm cluster's next run, one request at a time, as runs arrive: the
+    """Starts Ray workers for a warm cluster's next run, one request at a time, as runs leave: the
     program (raydog_core/prestart.py, handed over in the environment) runs with this Python, which on a
     head is Ray's, so the watchdog itself imports nothing of Ray's."""
 
@@ -183,7 +183,7 @@ class ReadyWorkers:
         self._running: subprocess.Popen[bytes] | None = None
 
     def start(self) -> bool:
-        """Start the program unless it still runs (the workers it is starting serve this arrival too)."""
+        """Start the program unless it still runs (the workers it is starting serve this departure too)."""
         if self._running is not None and self._running.poll() is None:
             return False
         self._running = subprocess.Popen([sys.executable, "-c", self._program], stdin=subprocess.DEVNULL)
@@ -279,7 +279,7 @@ def _seconds(name: str, default: float | None = None) -> float | None:
 
 
 def _warm_workers() -> bool:
-    """Whether runs arriving should get Ray workers started for the run after them (a warm cluster)."""
+    """Whether runs leaving should get Ray workers started for the run after them (a warm cluster)."""
     return int(os.environ.get("RAYDOG_WARM_WORKERS") or 0) > 0 and bool(
         os.environ.get("RAYDOG_PRESTART_PROGRAM")
     )
@@ -313,7 +313,7 @@ def main() -> int:
     last_activity_check = 0.0
     while True:
         now = time.monotonic()
-        if leases.take_arrivals() and ready_workers is not None:
+        if leases.take_departures() and ready_workers is not None:
             ready_workers.start()
         if dashboard_port and now - last_activity_check >= ACTIVITY_EVERY_S:
             last_activity_check = now

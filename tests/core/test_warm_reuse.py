@@ -21,6 +21,7 @@ from raydog_core import RayDogCluster, cli, leases, naming, reuse, warm_files
 from raydog_core.backends.local.backend import LocalBackend
 from raydog_core.errors import SpecError
 from raydog_core.ports import free_ports
+from raydog_core.processes import wait_until
 from raydog_core.reaper import list_and_tidy
 from raydog_core.spec import ClusterSpec, build_model
 from raydog_core.testing.leaks import count_leaks
@@ -116,7 +117,9 @@ def test_runs_with_one_key_share_a_cluster_that_ends_once_idle(local_backend, ra
     print(f"attached to the warm cluster in {attach_s:.2f} s")
 
     # Ray's own first ready workers are used up by now: this run's task starts at once on a worker the
-    # head started for it as the run before arrived (raydog_core/prestart.py), its modules imported.
+    # head started for it as the run before left (raydog_core/prestart.py), its modules imported.
+    (head_log,) = (raydog_home / "local" / warm_id / "logs").glob("*-head-n1.log")
+    assert wait_until(lambda: head_log.read_text().count("started 1 ready Ray worker") == 2, 30, 0.2)
     third_began_at = time.clock_gettime(time.CLOCK_BOOTTIME)
     with RayDogCluster(spec=warm_spec()) as third:
         third.build()

@@ -207,30 +207,38 @@ def test_requests_without_the_token_or_with_bad_input_are_refused(watchdog_facto
     assert watchdog.client.view()["leases"] == [], "a refused request took a lease"
 
 
-def test_each_new_holder_starts_ready_workers_for_the_next_run(watchdog_factory, tmp_path: Path) -> None:
-    """On a warm cluster the watchdog runs the prestart program once per arriving holder (renewals do
-    not count), one at a time; a stand-in program records each start."""
+def test_each_holder_leaving_starts_ready_workers_for_the_next_run(watchdog_factory, tmp_path: Path) -> None:
+    """On a warm cluster the watchdog runs the prestart program once per holder that releases its lease
+    (taking and renewing leases do not count), one at a time; a stand-in program records each start."""
     starts = tmp_path / "starts"
     stand_in = f"open({str(starts)!r}, 'a').write('started\\n')"
-    watchdog = watchdog_factory(lease_timeout_s=60.0, prestart_stand_in=stand_in)
+    # An idle TTL: a cluster ending at once would stop the program it had just started.
+    watchdog = watchdog_factory(lease_timeout_s=60.0, idle_ttl_s=60.0, prestart_stand_in=stand_in)
     watchdog.client.renew("run-1", 60)
-    assert wait_until(lambda: starts.exists() and starts.read_text().count("started") == 1, 10, 0.1)
-    watchdog.client.renew("run-1", 60)  # a renewal: nobody new
-    time.sleep(2.5)  # over two of the watchdog's ticks
-    assert starts.read_text().count("started") == 1
     watchdog.client.renew("run-2", 60)
+    watchdog.client.renew("run-1", 60)
+    time.sleep(2.5)  # over two of the watchdog's ticks
+    assert not starts.exists(), "a run arriving started workers: they would take its CPU"
+    watchdog.client.release("run-1")
+    assert wait_until(lambda: starts.exists() and starts.read_text().count("started") == 1, 10, 0.1)
+    watchdog.client.release("run-1")  # not held any more: nobody left
+    time.sleep(2.5)
+    assert starts.read_text().count("started") == 1
+    watchdog.client.release("run-2")
     assert wait_until(lambda: starts.read_text().count("started") == 2, 10, 0.1)
 
 
-def test_arrivals_count_new_holders_only() -> None:
+def test_departures_count_holders_that_released_their_lease() -> None:
     rules = Leases(grace_s=0, idle_ttl_s=10, now=0)
     rules.renew("a", ttl_s=60, now=1)
-    rules.renew("a", ttl_s=60, now=2)
     rules.renew("b", ttl_s=60, now=2)
-    assert rules.take_arrivals() == 2 and rules.take_arrivals() == 0
+    assert rules.take_departures() == 0
     rules.release("a", now=3)
-    rules.renew("a", ttl_s=60, now=4)  # back after leaving: a new run of the same holder
-    assert rules.take_arrivals() == 1
+    rules.release("a", now=3)  # released twice: left once
+    rules.release("nobody", now=3)
+    assert rules.take_departures() == 1 and rules.take_departures() == 0
+    rules.release("b", now=4)
+    assert rules.take_departures() == 1
 
 
 def test_a_keeper_that_cannot_take_its_lease_says_why() -> None:
