@@ -104,6 +104,7 @@ def initial_state(spec: ClusterSpec, session: ClusterSession, api_url: str | Non
         labels=spec.cluster_labels,
         api_url=api_url,
         runtime_env=spec.runtime_env,
+        worker_preload_modules=spec.worker_preload_modules,
         log_dir=handle.log_dir,
         auth_mode=spec.ray_auth_mode,
         head=head_state(handle.ports, leased=bool(session.lease)),

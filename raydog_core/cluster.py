@@ -332,7 +332,9 @@ class RayDogCluster:
             spec, lease, self._sigterm is not None, backend.capabilities, held_elsewhere=not hold_lease
         )
         try:
-            self._session = ClusterSession.open(backend, options, spec.ray_auth_mode, lease=terms)
+            self._session = ClusterSession.open(
+                backend, options, spec.ray_auth_mode, lease=terms, preload_modules=spec.worker_preload_modules
+            )
             self._state = build_plan.initial_state(spec, self._session, self._api_url())
             self._publish_state()  # partial state first: a teardown elsewhere can clean up from here
             nodes = self._nodes()

@@ -113,7 +113,7 @@ class NodeStarter:
         return poll_until(look, time.monotonic() + timeout, timed_out)
 
     def _node_env(self, role: NodeRole, head_ip: str | None = None) -> dict[str, str]:
-        env = self.session.node_environment(
+        return self.session.node_environment(
             role,
             head_ip=head_ip,
             observability_host=self.state.observability_host,
@@ -121,9 +121,6 @@ class NodeStarter:
                 self.session.handle.observability if self.state.observability is not None else None
             ),
         )
-        if self.spec.worker_preload_modules and role != NodeRole.OBSERVABILITY:
-            env["RAY_preload_python_modules"] = ",".join(self.spec.worker_preload_modules)
-        return env
 
     def _worker_launch(self, pool: WorkerPool) -> NodeLaunch:
         spec = pool.spec

@@ -86,17 +86,23 @@ class ClusterSession:
     auth_mode: str
     token: str | None = field(default=None, repr=False)
     lease: LeaseState | None = None
+    preload_modules: tuple[str, ...] = ()  # what every Ray worker imports as it starts
 
     @classmethod
     def open(
-        cls, backend: Backend, options: ClusterOptions, auth_mode: str, lease: LeaseState | None = None
+        cls,
+        backend: Backend,
+        options: ClusterOptions,
+        auth_mode: str,
+        lease: LeaseState | None = None,
+        preload_modules: Collection[str] = (),
     ) -> ClusterSession:
         """Create the cluster's container and its token (kept in a 0600 file for this user's clients)."""
         handle = backend.open_cluster(options)
         token = auth.cluster_token() if auth_mode == "token" else None
         if token:
             auth.save_token(handle.cluster_id, token)
-        return cls(backend, handle, options.name, auth_mode, token, lease)
+        return cls(backend, handle, options.name, auth_mode, token, lease, tuple(preload_modules))
 
     @classmethod
     def attach(
@@ -107,9 +113,11 @@ class ClusterSession:
         auth_mode: str,
         token: str | None,
         lease: LeaseState | None = None,
+        preload_modules: Collection[str] = (),
     ) -> ClusterSession:
         """An existing cluster; `token` is None where this machine does not hold it."""
-        return cls(backend, handle, cluster_name, auth_mode, token if auth_mode == "token" else None, lease)
+        token = token if auth_mode == "token" else None
+        return cls(backend, handle, cluster_name, auth_mode, token, lease, tuple(preload_modules))
 
     @classmethod
     def from_state(cls, state: ClusterState, backend: Backend) -> ClusterSession:
@@ -125,7 +133,9 @@ class ClusterSession:
         )
         token = auth.token_for(state.cluster_id) if state.auth_mode == "token" else None
         lease = state.lease if state.head.lease_port is not None else None
-        return cls.attach(backend, handle, state.cluster_name, state.auth_mode, token, lease)
+        return cls.attach(
+            backend, handle, state.cluster_name, state.auth_mode, token, lease, state.worker_preload_modules
+        )
 
     @property
     def cluster_id(self) -> str:
@@ -160,6 +170,8 @@ class ClusterSession:
             )
         if self.lease is not None and role == NodeRole.WORKER:
             env.update(leases.worker_environment())
+        if self.preload_modules and role != NodeRole.OBSERVABILITY:
+            env["RAY_preload_python_modules"] = ",".join(self.preload_modules)
         if observability_ports is not None and role != NodeRole.WORKER:
             env.update(observability_password.node_environment(self.cluster_id, role))
         return env

@@ -222,4 +222,5 @@ def state_from_platform(
         next_pool_index=workers + 1,
         pools=list(pools.values()),
         runtime_env=spec.runtime_env,
+        worker_preload_modules=spec.worker_preload_modules,
     )

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from raydog_core import naming
+from raydog_core import limits, naming
 from raydog_core.errors import SpecError, StateError
 from raydog_core.runtime_envs import check_runtime_env
 
@@ -79,7 +79,8 @@ class LeaseState(_Record):
     timeout_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     idle_ttl_s: float = Field(0.0, ge=0, le=30 * 24 * 3600)  # the cluster stays up idle this long after
     first_lease_within_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)  # default: timeout_s
-    warm_workers: int = Field(0, ge=0, le=16)  # Ray workers the head starts for the next run as one leaves
+    # Ray workers the head starts for the next run as one leaves
+    warm_workers: int = Field(0, ge=0, le=limits.MAX_WARM_WORKERS)
 
 
 class ObservabilityState(_Record):
@@ -134,6 +135,13 @@ class ClusterState(_Record):
     usage: UsageState | None = None  # set at shut-down
     # The spec's runtime_env, for the drivers of later tasks (an Airflow job); no secret can be in it
     runtime_env: dict[str, Any] | None = None
+    # What every Ray worker of the cluster imports as it starts, for nodes added later too
+    worker_preload_modules: list[str] = Field(default_factory=list)
+
+    @field_validator("worker_preload_modules")
+    @classmethod
+    def _valid_module_names(cls, value: list[str]) -> list[str]:
+        return limits.check_module_names("state.worker_preload_modules", value)
 
     @field_validator("runtime_env")
     @classmethod

@@ -278,13 +278,6 @@ def _seconds(name: str, default: float | None = None) -> float | None:
     return value
 
 
-def _warm_workers() -> bool:
-    """Whether runs leaving should get Ray workers started for the run after them (a warm cluster)."""
-    return int(os.environ.get("RAYDOG_WARM_WORKERS") or 0) > 0 and bool(
-        os.environ.get("RAYDOG_PRESTART_PROGRAM")
-    )
-
-
 def main() -> int:
     """Serve leases until the cluster should end; then return 0 (the head script ends the head)."""
     lease_timeout = _seconds("RAYDOG_LEASE_TIMEOUT_S")
@@ -309,7 +302,8 @@ def main() -> int:
         f"raydog: watchdog on port {server.server_address[1]}: leases {needed}, idle ttl {idle_ttl:g}s",
         flush=True,
     )
-    ready_workers = ReadyWorkers(os.environ["RAYDOG_PRESTART_PROGRAM"]) if _warm_workers() else None
+    prestart_program = os.environ.get("RAYDOG_PRESTART_PROGRAM")  # set for a warm cluster only
+    ready_workers = ReadyWorkers(prestart_program) if prestart_program else None
     last_activity_check = 0.0
     while True:
         now = time.monotonic()

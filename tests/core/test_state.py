@@ -107,6 +107,8 @@ def _with(**changes) -> dict:
         ({"lease": {"timeout_s": 60, "holder": "x"}}, "lease.holder"),
         ({"runtime_env": {"env_vars": {"DB_PASSWORD": "x"}}}, "DB_PASSWORD"),
         ({"runtime_env": {"workdir": "/x"}}, "did you mean 'working_dir'"),
+        ({"worker_preload_modules": ["os; rm -rf /"]}, "is not a Python module name"),
+        ({"lease": {"timeout_s": 60, "warm_workers": 99}}, "lease.warm_workers"),
     ],
 )
 def test_state_is_validated_like_a_spec(changes: dict, words: str) -> None:
@@ -143,3 +145,18 @@ def test_state_carries_the_spec_s_runtime_env_whose_paths_are_the_builder_s() ->
     """A later task's driver (an Airflow job) uses it; its paths are checked where it is used."""
     env = {"working_dir": "/only/on/the/builder", "env_vars": {"MODE": "x"}}
     assert ClusterState.from_json(_with(runtime_env=env)).runtime_env == env
+
+
+def test_nodes_added_from_saved_state_preload_what_the_build_preloaded(tmp_path, monkeypatch) -> None:
+    """A pool added by another process (an Airflow task) gets the same worker imports as the build's."""
+    from raydog_core.backends.base import NodeRole
+    from raydog_core.backends.local.backend import LocalBackend
+    from raydog_core.lifecycle import ClusterSession
+
+    monkeypatch.setenv("RAYDOG_HOME", str(tmp_path))
+    state = ClusterState.from_json(_with(worker_preload_modules=["pandas", "raydog_prefect.task_runner"]))
+    session = ClusterSession.from_state(state, LocalBackend())
+    for role in (NodeRole.HEAD, NodeRole.WORKER):
+        env = session.node_environment(role)
+        assert env["RAY_preload_python_modules"] == "pandas,raydog_prefect.task_runner"
+    assert "RAY_preload_python_modules" not in session.node_environment(NodeRole.OBSERVABILITY)

@@ -100,12 +100,11 @@ class Watchdog:
         prestart_stand_in: str | None = None,
     ) -> None:
         (port,) = free_ports(1)
-        terms = LeaseState(timeout_s=lease_timeout_s, idle_ttl_s=idle_ttl_s, warm_workers=1)
+        warm_workers = 0 if prestart_stand_in is None else 1
+        terms = LeaseState(timeout_s=lease_timeout_s, idle_ttl_s=idle_ttl_s, warm_workers=warm_workers)
         (dead_dashboard,) = free_ports(1)  # nothing listens: Ray activity is unknown, so idle
         env = leases.watchdog_environment(terms, port, dead_dashboard)
-        if prestart_stand_in is None:
-            del env["RAYDOG_WARM_WORKERS"]
-        else:  # Ray is not under test here: what matters is when the watchdog starts the program
+        if prestart_stand_in is not None:  # Ray is not under test here: when the watchdog starts it is
             env["RAYDOG_PRESTART_PROGRAM"] = prestart_stand_in
         if token:
             env["RAY_AUTH_TOKEN"] = token
